@@ -1,0 +1,220 @@
+"""Pydantic configs for the audio → EDA WaveNet.
+
+`WavenetConfig` holds the architecture's hyperparameters and derives everything the model
+needs (time bases, stacks, receptive field). Every rule is checked when the config is built,
+and `validate_wavenet_config` checks a plain mapping (what a YAML file gives); both raise
+pydantic's `ValidationError` naming the field(s) and the rule broken.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from typing import Any, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+
+__all__ = [
+    "WavenetConfig",
+    "validate_wavenet_config",
+    "derive_stacks",
+]
+
+
+def _whole(value: Fraction) -> bool:
+    return value.denominator == 1
+
+
+def _fraction(x: float | int) -> Fraction:
+    # Decimal-exact: 0.1 s is 1/10 s, not the nearest binary float.
+    return Fraction(str(x))
+
+
+def derive_stacks(frames_needed: int, max_stack_receptive_field: int) -> tuple[int, int]:
+    """Smallest (layers_per_stack, num_stacks) whose dilated stacks span `frames_needed` frames.
+
+    A stack of L kernel-2 layers with dilations 1, 2, ..., 2^(L-1) looks 2^L - 1 frames back;
+    stacks in series add, so S stacks look S * (2^L - 1) frames back. The per-stack receptive
+    field 2^L is capped at `max_stack_receptive_field`. We take the fewest stacks the cap
+    allows, then the fewest layers per stack that still cover `frames_needed`: the least
+    excess for that number of stacks. At least one layer is always built.
+    """
+    max_layers = int(math.log2(max_stack_receptive_field))
+    reach = 2**max_layers - 1  # frames one full stack looks back
+    needed = max(frames_needed, 1)
+    num_stacks = max(1, math.ceil(needed / reach))
+    layers = 1
+    while num_stacks * (2**layers - 1) < needed:
+        layers += 1
+    return layers, num_stacks
+
+
+class WavenetConfig(BaseModel):
+    """Architecture of the autoregressive audio → EDA WaveNet (see DESIGN.md, "Time bases")."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # --- time bases -------------------------------------------------------------------
+    context_size_in_seconds: PositiveFloat = Field(
+        description="Audio history (s) each EDA prediction must see; a whole number of EDA steps."
+    )
+    audio_sample_rate: PositiveInt = Field(description="Audio sample rate (Hz) after resampling.")
+    eda_sample_rate: PositiveFloat = Field(description="EDA sample rate (Hz), e.g. 4 for Empatica E4.")
+    mfcc_window_size: PositiveInt = Field(description="MFCC analysis window (n_fft), audio samples.")
+    mfcc_hop_size: PositiveInt = Field(description="MFCC hop, audio samples; sets the frame rate.")
+    num_mfccs: PositiveInt = Field(description="MFCC coefficients per frame.")
+
+    # --- widths -------------------------------------------------------------------------
+    in_channels: PositiveInt = Field(default=1, description="Audio channels fed to the model.")
+    hidden_channels: PositiveInt = Field(description="Residual width of the WaveNet stacks.")
+    out_channels: PositiveInt = Field(default=1, description="Number of EDA signals generated.")
+    gate_channels: PositiveInt | None = Field(
+        default=None, description="Width of tanh/sigmoid gate (default: hidden_channels)."
+    )
+    skip_channels: PositiveInt | None = Field(
+        default=None, description="Width of skip connections (default: hidden_channels)."
+    )
+    condition_channels: PositiveInt = Field(
+        default=16, description="Width of the upsampled EDA conditioning signal."
+    )
+    postnet_channels: PositiveInt | None = Field(
+        default=None, description="Width of the post-net and downsampler (default: skip width)."
+    )
+    quantization_levels: int = Field(default=256, description="EDA amplitude bins (softmax size).")
+    max_stack_receptive_field: PositiveInt = Field(
+        default=512, description="Cap on one stack's receptive field (frames); a power of two."
+    )
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0, description="Dropout on gated activations.")
+
+    # --- validation ---------------------------------------------------------------------
+    @model_validator(mode="after")
+    def _check_rules(self) -> "WavenetConfig":
+        errors: list[str] = []
+        if self.mfcc_window_size < self.mfcc_hop_size:
+            errors.append(
+                f"mfcc_window_size ({self.mfcc_window_size}) must be >= mfcc_hop_size "
+                f"({self.mfcc_hop_size}): frames would skip audio samples"
+            )
+        spf = _fraction(self.audio_sample_rate) / (
+            _fraction(self.eda_sample_rate) * self.mfcc_hop_size
+        )
+        if not _whole(spf) or spf < 1:
+            errors.append(
+                "spectral_frames_per_eda_step = audio_sample_rate / (eda_sample_rate * "
+                f"mfcc_hop_size) = {self.audio_sample_rate} / ({self.eda_sample_rate} * "
+                f"{self.mfcc_hop_size}) = {float(spf):.6g} must be a whole number >= 1; "
+                "change mfcc_hop_size, audio_sample_rate or eda_sample_rate"
+            )
+        steps = _fraction(self.context_size_in_seconds) * _fraction(self.eda_sample_rate)
+        if not _whole(steps):
+            errors.append(
+                f"context_size_in_seconds * eda_sample_rate = {self.context_size_in_seconds} * "
+                f"{self.eda_sample_rate} = {float(steps):.6g} must be a whole number of EDA steps"
+            )
+        cap = self.max_stack_receptive_field
+        if cap < 2 or cap & (cap - 1):
+            errors.append(
+                f"max_stack_receptive_field ({cap}) must be a power of two >= 2 "
+                "(a stack of L kernel-2 layers has receptive field 2^L)"
+            )
+        if self.quantization_levels < 2:
+            errors.append(
+                f"quantization_levels ({self.quantization_levels}) must be >= 2"
+            )
+        if errors:
+            raise ValueError("; ".join(errors))
+        return self
+
+    # --- derived, read-only -----------------------------------------------------------
+    @property
+    def spectral_frames_per_eda_step(self) -> int:
+        """MFCC frames per EDA step: audio_sample_rate / (eda_sample_rate * mfcc_hop_size)."""
+        return int(
+            _fraction(self.audio_sample_rate)
+            / (_fraction(self.eda_sample_rate) * self.mfcc_hop_size)
+        )
+
+    @property
+    def audio_time_steps_per_spectral_frame(self) -> int:
+        """Audio samples between consecutive MFCC frames (the hop)."""
+        return self.mfcc_hop_size
+
+    @property
+    def context_size_in_eda_steps(self) -> int:
+        return int(_fraction(self.context_size_in_seconds) * _fraction(self.eda_sample_rate))
+
+    @property
+    def context_size_in_frames(self) -> int:
+        return self.context_size_in_eda_steps * self.spectral_frames_per_eda_step
+
+    @property
+    def upsampling_factor(self) -> int:
+        """EDA steps → frames: the causal upsampler repeats each step over its frames."""
+        return self.spectral_frames_per_eda_step
+
+    @property
+    def downsampling_factor(self) -> int:
+        """Frames → EDA steps: the attention downsampler pools each step's frames."""
+        return self.spectral_frames_per_eda_step
+
+    @property
+    def _stacks(self) -> tuple[int, int]:
+        # The downsampler already spans one step's frames; the stacks cover the rest.
+        needed = self.context_size_in_frames - self.spectral_frames_per_eda_step
+        return derive_stacks(needed, self.max_stack_receptive_field)
+
+    @property
+    def layers_per_stack(self) -> int:
+        return self._stacks[0]
+
+    @property
+    def num_stacks(self) -> int:
+        return self._stacks[1]
+
+    @property
+    def num_layers(self) -> int:
+        return self.layers_per_stack * self.num_stacks
+
+    @property
+    def stack_receptive_field(self) -> int:
+        """Receptive field of one stack in frames: 2^layers_per_stack."""
+        return 2**self.layers_per_stack
+
+    @property
+    def receptive_field_frames(self) -> int:
+        """Exact number of MFCC frames that one EDA step's logits depend on.
+
+        Stacks add: 1 + num_stacks * (2^L - 1) frames; the attention downsampler pools the
+        step's own `spectral_frames_per_eda_step` frames, adding spf - 1 more.
+        """
+        stacks = 1 + self.num_stacks * (self.stack_receptive_field - 1)
+        return stacks + self.spectral_frames_per_eda_step - 1
+
+    @property
+    def receptive_field_seconds(self) -> float:
+        return self.receptive_field_frames * self.mfcc_hop_size / self.audio_sample_rate
+
+    @property
+    def receptive_field_eda_steps(self) -> int:
+        """EDA steps whose frames the receptive field touches (rounded up)."""
+        return math.ceil(self.receptive_field_frames / self.spectral_frames_per_eda_step)
+
+    @property
+    def gate_width(self) -> int:
+        return self.gate_channels or self.hidden_channels
+
+    @property
+    def skip_width(self) -> int:
+        return self.skip_channels or self.hidden_channels
+
+    @property
+    def postnet_width(self) -> int:
+        return self.postnet_channels or self.skip_width
+
+
+def validate_wavenet_config(data: Mapping[str, Any]) -> WavenetConfig:
+    """Validate a mapping (e.g. a YAML section) and return the config.
+
+    Raises pydantic.ValidationError naming every offending field and rule.
+    """
+    return WavenetConfig.model_validate(dict(data))
