@@ -9,15 +9,23 @@ pydantic's `ValidationError` naming the field(s) and the rule broken.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from fractions import Fraction
-from typing import Any, Mapping
+from pathlib import Path
+from typing import Any, Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
 
 __all__ = [
     "WavenetConfig",
     "validate_wavenet_config",
     "derive_stacks",
+    "SyntheticDataConfig",
+    "DataConfig",
+    "TrainConfig",
+    "ExperimentConfig",
+    "load_config",
 ]
 
 
@@ -88,16 +96,14 @@ class WavenetConfig(BaseModel):
 
     # --- validation ---------------------------------------------------------------------
     @model_validator(mode="after")
-    def _check_rules(self) -> "WavenetConfig":
+    def _check_rules(self) -> WavenetConfig:
         errors: list[str] = []
         if self.mfcc_window_size < self.mfcc_hop_size:
             errors.append(
                 f"mfcc_window_size ({self.mfcc_window_size}) must be >= mfcc_hop_size "
                 f"({self.mfcc_hop_size}): frames would skip audio samples"
             )
-        spf = _fraction(self.audio_sample_rate) / (
-            _fraction(self.eda_sample_rate) * self.mfcc_hop_size
-        )
+        spf = _fraction(self.audio_sample_rate) / (_fraction(self.eda_sample_rate) * self.mfcc_hop_size)
         if not _whole(spf) or spf < 1:
             errors.append(
                 "spectral_frames_per_eda_step = audio_sample_rate / (eda_sample_rate * "
@@ -118,9 +124,7 @@ class WavenetConfig(BaseModel):
                 "(a stack of L kernel-2 layers has receptive field 2^L)"
             )
         if self.quantization_levels < 2:
-            errors.append(
-                f"quantization_levels ({self.quantization_levels}) must be >= 2"
-            )
+            errors.append(f"quantization_levels ({self.quantization_levels}) must be >= 2")
         if errors:
             raise ValueError("; ".join(errors))
         return self
@@ -129,10 +133,7 @@ class WavenetConfig(BaseModel):
     @property
     def spectral_frames_per_eda_step(self) -> int:
         """MFCC frames per EDA step: audio_sample_rate / (eda_sample_rate * mfcc_hop_size)."""
-        return int(
-            _fraction(self.audio_sample_rate)
-            / (_fraction(self.eda_sample_rate) * self.mfcc_hop_size)
-        )
+        return int(_fraction(self.audio_sample_rate) / (_fraction(self.eda_sample_rate) * self.mfcc_hop_size))
 
     @property
     def audio_time_steps_per_spectral_frame(self) -> int:
@@ -218,3 +219,128 @@ def validate_wavenet_config(data: Mapping[str, Any]) -> WavenetConfig:
     Raises pydantic.ValidationError naming every offending field and rule.
     """
     return WavenetConfig.model_validate(dict(data))
+
+
+# ======================================================================================
+# Data, training and experiment configs
+# ======================================================================================
+
+
+class SyntheticDataConfig(BaseModel):
+    """The embedded default dataset, generated from a seed (see wavenet_lib.synthetic)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    n_recordings: PositiveInt = 8
+    n_subjects: PositiveInt = 4
+    duration_s: PositiveFloat = 120.0
+    seed: int = 0
+    latency_s: tuple[PositiveFloat, PositiveFloat] = (1.0, 3.0)
+
+    @model_validator(mode="after")
+    def _check(self) -> SyntheticDataConfig:
+        lo, hi = self.latency_s
+        if lo > hi:
+            raise ValueError(f"latency_s must be (low, high) with low <= high, got {self.latency_s}")
+        return self
+
+
+class DataConfig(BaseModel):
+    """Where the paired audio + EDA comes from and how it becomes training windows."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: Literal["synthetic", "manifest", "pmemo2019", "hku956", "e4"] = "synthetic"
+    path: Path | None = Field(
+        default=None,
+        description="Manifest CSV (source=manifest) or dataset root folder (pmemo2019, hku956, e4).",
+    )
+    data_dir: Path = Field(
+        default=Path("data/synthetic"), description="Where the synthetic dataset is written."
+    )
+    cache_dir: Path = Field(default=Path(".cache/features"), description="MFCC feature cache.")
+    synthetic: SyntheticDataConfig = SyntheticDataConfig()
+    target_steps: PositiveInt = Field(
+        default=32, description="EDA steps per training window trained on, after the context."
+    )
+    split_by: Literal["subject", "recording"] = "subject"
+    val_fraction: float = Field(default=0.2, ge=0.0, lt=1.0)
+    test_fraction: float = Field(default=0.2, ge=0.0, lt=1.0)
+    normalization: Literal["per_recording", "per_dataset"] = "per_recording"
+    on_bad_recording: Literal["error", "skip"] = "error"
+    duration_tolerance_s: float = Field(
+        default=1.0, ge=0.0, description="Allowed audio/EDA duration mismatch (s)."
+    )
+    num_workers: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> DataConfig:
+        errors = []
+        if self.source != "synthetic" and self.path is None:
+            errors.append(f"path is required when source is {self.source!r}")
+        if self.val_fraction + self.test_fraction >= 1.0:
+            errors.append(
+                f"val_fraction + test_fraction = {self.val_fraction + self.test_fraction:g} "
+                "must be < 1 (nothing left to train on)"
+            )
+        if errors:
+            raise ValueError("; ".join(errors))
+        return self
+
+
+class TrainConfig(BaseModel):
+    """Optimisation settings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    batch_size: PositiveInt = 16
+    max_steps: PositiveInt = 2000
+    learning_rate: PositiveFloat = 1e-3
+    weight_decay: float = Field(default=0.01, ge=0.0)
+    warmup_steps: int = Field(default=100, ge=0)
+    grad_clip: PositiveFloat | None = 1.0
+    val_every: PositiveInt = 100
+    val_batches: PositiveInt = 8
+    early_stopping_patience: int | None = Field(
+        default=None, ge=1, description="Validations without improvement before stopping."
+    )
+    checkpoint_every: PositiveInt = 500
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    bf16: bool = Field(default=True, description="bf16 autocast when training on CUDA.")
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        if self.warmup_steps >= self.max_steps:
+            raise ValueError(f"warmup_steps ({self.warmup_steps}) must be < max_steps ({self.max_steps})")
+        return self
+
+
+class ExperimentConfig(BaseModel):
+    """One experiment: a name, a seed, and the model, data and training sections."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Run folder name.")
+    seed: int = 0
+    model: WavenetConfig
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read an experiment YAML (safe_load) and validate it.
+
+    Raises FileNotFoundError for a missing file, ValueError for YAML that is not a mapping,
+    and pydantic.ValidationError (field paths such as ``model.mfcc_hop_size``) for bad values.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    with path.open() as fh:
+        try:
+            data = yaml.safe_load(fh)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return ExperimentConfig.model_validate(data)
