@@ -201,6 +201,16 @@ class WavenetConfig(BaseModel):
         return math.ceil(self.receptive_field_frames / self.spectral_frames_per_eda_step)
 
     @property
+    def first_full_step(self) -> int:
+        """First step of a window whose whole receptive field lies inside the window.
+
+        Step t sees frames [(t+1)*spf - receptive_field_frames, (t+1)*spf); that starts at
+        frame >= 0 from t = ceil(receptive_field_frames / spf) - 1 on. Training windows are
+        `first_full_step + target_steps` steps long and the loss covers the last target_steps.
+        """
+        return self.receptive_field_eda_steps - 1
+
+    @property
     def gate_width(self) -> int:
         return self.gate_channels or self.hidden_channels
 
