@@ -1,0 +1,103 @@
+"""Generation contract: fast (cached) and reference paths equal the teacher-forced forward."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from wavenet_lib.models.wavenet import Wavenet
+from wavenet_lib.quantization import dequantize, quantize
+
+from .test_wavenet import CONFIGS, make_config
+
+GEN_CONFIGS = ["spf1", "spf25", "spf7_stereo_2eda", "multistack"]
+
+
+def model_and_audio(name: str, steps: int = 14, batch: int = 2, seed: int = 0):
+    cfg = make_config(**CONFIGS[name])
+    torch.manual_seed(seed)
+    model = Wavenet(cfg).eval()
+    g = torch.Generator().manual_seed(seed)
+    mfcc = torch.randn(
+        batch, cfg.in_channels, steps * cfg.spectral_frames_per_eda_step, cfg.num_mfccs, generator=g
+    )
+    return model, mfcc
+
+
+def teacher_forced_logits(model: Wavenet, mfcc: torch.Tensor, eda: torch.Tensor) -> torch.Tensor:
+    start = torch.zeros_like(eda[..., :1])
+    with torch.no_grad():
+        return model(mfcc, torch.cat([start, eda[..., :-1]], dim=-1))
+
+
+@pytest.mark.parametrize("name", GEN_CONFIGS)
+@pytest.mark.parametrize("incremental", [True, False])
+def test_generated_logits_equal_forward(name, incremental):
+    model, mfcc = model_and_audio(name)
+    gen = torch.Generator().manual_seed(3)
+    eda, logits = model.generate(mfcc, generator=gen, incremental=incremental, return_logits=True)
+    cfg = model.config
+    assert eda.shape == (2, cfg.out_channels, 14)
+    assert logits.shape == (2, cfg.quantization_levels, cfg.out_channels, 14)
+    # every generated value is a bin centre in [-1, 1]
+    levels = cfg.quantization_levels
+    assert torch.allclose(dequantize(quantize(eda, levels), levels), eda, atol=1e-6)
+    torch.testing.assert_close(logits, teacher_forced_logits(model, mfcc, eda), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("name", GEN_CONFIGS)
+def test_fast_and_reference_paths_sample_the_same_sequence(name):
+    model, mfcc = model_and_audio(name)
+    fast = model.generate(mfcc, generator=torch.Generator().manual_seed(5))
+    slow = model.generate(mfcc, generator=torch.Generator().manual_seed(5), incremental=False)
+    assert torch.equal(fast, slow)
+
+
+def test_same_seed_same_output_and_different_seed_differs():
+    model, mfcc = model_and_audio("spf25", steps=20)
+    a = model.generate(mfcc, generator=torch.Generator().manual_seed(1))
+    b = model.generate(mfcc, generator=torch.Generator().manual_seed(1))
+    c = model.generate(mfcc, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_nothing_stale_between_calls_or_after_load_state_dict():
+    model, mfcc = model_and_audio("multistack")
+    other_mfcc = torch.randn_like(mfcc)
+    first = model.generate(mfcc, greedy=True)
+    model.generate(other_mfcc, greedy=True)  # a different clip in between
+    assert torch.equal(model.generate(mfcc, greedy=True), first)
+
+    other, _ = model_and_audio("multistack", seed=7)
+    model.load_state_dict(other.state_dict())
+    eda, logits = model.generate(mfcc, greedy=True, return_logits=True)
+    assert torch.equal(eda, other.generate(mfcc, greedy=True))
+    torch.testing.assert_close(logits, teacher_forced_logits(model, mfcc, eda), atol=1e-4, rtol=0)
+
+
+def test_prime_is_teacher_forced():
+    model, mfcc = model_and_audio("spf7_stereo_2eda")
+    prime = torch.rand(2, 2, 5) * 2 - 1
+    eda, logits = model.generate(
+        mfcc, prime=prime, generator=torch.Generator().manual_seed(0), return_logits=True
+    )
+    levels = model.config.quantization_levels
+    assert torch.equal(eda[..., :5], dequantize(quantize(prime, levels), levels))
+    torch.testing.assert_close(logits, teacher_forced_logits(model, mfcc, eda), atol=1e-4, rtol=0)
+
+
+def test_greedy_takes_the_argmax_and_temperature_is_checked():
+    model, mfcc = model_and_audio("spf1")
+    eda, logits = model.generate(mfcc, greedy=True, return_logits=True)
+    levels = model.config.quantization_levels
+    assert torch.equal(quantize(eda, levels), logits.argmax(dim=1))
+    with pytest.raises(ValueError, match="temperature"):
+        model.generate(mfcc, temperature=0.0)
+
+
+def test_generate_restores_training_mode():
+    model, mfcc = model_and_audio("spf1")
+    model.train()
+    model.generate(mfcc[:, :, :4], greedy=True)
+    assert model.training

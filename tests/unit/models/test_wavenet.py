@@ -1,0 +1,193 @@
+"""The model contract of DESIGN.md: shapes, exact causality, measured receptive field, learning."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from wavenet_lib.configs import WavenetConfig
+from wavenet_lib.models.wavenet import Wavenet
+from wavenet_lib.quantization import dequantize, quantize
+
+
+def make_config(**overrides) -> WavenetConfig:
+    """Tiny config: 1600 Hz audio, hop 16, EDA 4 Hz → 25 frames per EDA step."""
+    base = dict(
+        context_size_in_seconds=2,
+        audio_sample_rate=1600,
+        eda_sample_rate=4,
+        mfcc_window_size=32,
+        mfcc_hop_size=16,
+        num_mfccs=5,
+        hidden_channels=8,
+        condition_channels=4,
+        quantization_levels=16,
+        max_stack_receptive_field=64,
+    )
+    base.update(overrides)
+    return WavenetConfig(**base)
+
+
+# spf 1 (audio 400 Hz, hop 100, EDA 4 Hz), spf 25, spf 7 (odd: 2800 Hz, hop 100, EDA 4 Hz)
+CONFIGS = {
+    "spf1": dict(audio_sample_rate=400, mfcc_hop_size=100, mfcc_window_size=200, context_size_in_seconds=4),
+    "spf25": dict(),
+    "spf7_stereo_2eda": dict(
+        audio_sample_rate=2800,
+        mfcc_hop_size=100,
+        mfcc_window_size=200,
+        in_channels=2,
+        out_channels=2,
+        skip_channels=6,
+        gate_channels=5,
+    ),
+    "multistack": dict(max_stack_receptive_field=16, context_size_in_seconds=3),
+}
+
+
+def inputs(cfg: WavenetConfig, batch: int, steps: int, dtype=torch.float64, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    spf = cfg.spectral_frames_per_eda_step
+    mfcc = torch.randn(batch, cfg.in_channels, steps * spf, cfg.num_mfccs, generator=g, dtype=dtype)
+    eda = torch.rand(batch, cfg.out_channels, steps, generator=g, dtype=dtype) * 2 - 1
+    return mfcc, eda
+
+
+def build(cfg: WavenetConfig, seed: int = 0) -> Wavenet:
+    torch.manual_seed(seed)
+    return Wavenet(cfg).double().eval()
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_output_shape(name):
+    cfg = make_config(**CONFIGS[name])
+    model = build(cfg)
+    mfcc, eda = inputs(cfg, batch=3, steps=11)
+    logits = model(mfcc, eda)
+    assert logits.shape == (3, cfg.quantization_levels, cfg.out_channels, 11)
+    assert torch.isfinite(logits).all()
+    target = quantize(eda, cfg.quantization_levels)
+    loss = F.cross_entropy(logits, target)  # the documented loss contract
+    assert loss.ndim == 0 and torch.isfinite(loss)
+
+
+def test_eda_prev_2d_and_3d_agree_for_one_channel():
+    cfg = make_config()
+    model = build(cfg)
+    mfcc, eda = inputs(cfg, batch=2, steps=6)
+    assert torch.equal(model(mfcc, eda), model(mfcc, eda[:, 0]))
+
+
+def test_eda_prev_2d_rejected_for_two_channels():
+    cfg = make_config(out_channels=2)
+    model = build(cfg)
+    mfcc, eda = inputs(cfg, batch=2, steps=6)
+    with pytest.raises(ValueError, match="out_channels=2"):
+        model(mfcc, eda[:, 0])
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (lambda m, e: (m[:, :, :-1], e), "whole number of EDA steps"),
+        (lambda m, e: (m, e[..., :-1]), "eda_prev has 5 steps"),
+        (lambda m, e: (m[..., :-1], e), "num_mfccs=5"),
+        (lambda m, e: (torch.cat([m, m], 1), e), "in_channels=1"),
+    ],
+)
+def test_bad_shapes_give_clear_errors(bad, match):
+    cfg = make_config()
+    model = build(cfg)
+    mfcc, eda = inputs(cfg, batch=2, steps=6)
+    with pytest.raises(ValueError, match=match):
+        model(*bad(mfcc, eda))
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_exact_causality(name):
+    cfg = make_config(**CONFIGS[name])
+    model = build(cfg)
+    spf = cfg.spectral_frames_per_eda_step
+    steps, t = 12, 6
+    mfcc, eda = inputs(cfg, batch=2, steps=steps)
+    base = model(mfcc, eda)
+
+    mfcc2, eda2 = inputs(cfg, batch=2, steps=steps, seed=1)
+    future_mfcc = mfcc.clone()
+    future_mfcc[:, :, (t + 1) * spf :] = mfcc2[:, :, (t + 1) * spf :]
+    future_eda = eda.clone()
+    future_eda[..., t + 1 :] = eda2[..., t + 1 :]
+    changed = model(future_mfcc, future_eda)
+    assert torch.equal(changed[..., : t + 1], base[..., : t + 1])
+    assert not torch.allclose(changed[..., t + 1 :], base[..., t + 1 :])
+
+    # Gradients from the first t+1 steps into the future are exactly zero.
+    mfcc_g = mfcc.clone().requires_grad_(True)
+    eda_g = eda.clone().requires_grad_(True)
+    model(mfcc_g, eda_g)[..., : t + 1].sum().backward()
+    assert torch.count_nonzero(mfcc_g.grad[:, :, (t + 1) * spf :]) == 0
+    assert torch.count_nonzero(eda_g.grad[..., t + 1 :]) == 0
+    # ...and step t does depend on the previous EDA value eda_prev[..., t] and its own frames.
+    assert torch.count_nonzero(eda_g.grad[..., t]) > 0
+    assert torch.count_nonzero(mfcc_g.grad[:, :, t * spf : (t + 1) * spf]) > 0
+
+
+def measured_receptive_field(model: Wavenet, t: int, steps: int) -> tuple[int, int]:
+    """First and last MFCC frame with a non-zero gradient from the logits of step t."""
+    cfg = model.config
+    mfcc, eda = inputs(cfg, batch=4, steps=steps)
+    mfcc.requires_grad_(True)
+    model(mfcc, eda)[..., t].square().sum().backward()
+    touched = torch.nonzero(mfcc.grad.abs().sum(dim=(0, 1, 3))).flatten()
+    return int(touched.min()), int(touched.max())
+
+
+@pytest.mark.parametrize("name", ["spf1", "spf25", "spf7_stereo_2eda", "multistack"])
+def test_receptive_field_measured_by_gradients(name):
+    cfg = make_config(**CONFIGS[name])
+    model = build(cfg)
+    spf = cfg.spectral_frames_per_eda_step
+    t = cfg.receptive_field_eda_steps + 2  # far enough in that the window starts past frame 0
+    first, last = measured_receptive_field(model, t, steps=t + 3)
+    assert last == (t + 1) * spf - 1
+    assert last - first + 1 == cfg.receptive_field_frames
+    assert cfg.receptive_field_frames >= cfg.context_size_in_eda_steps * spf
+
+
+def test_multistack_config_really_has_several_stacks():
+    cfg = make_config(**CONFIGS["multistack"])
+    assert cfg.num_stacks > 1
+    assert len(build(cfg).stacks) == cfg.num_stacks
+    assert all(len(s.layers) == cfg.layers_per_stack for s in build(cfg).stacks)
+
+
+def test_every_parameter_gets_a_gradient():
+    cfg = make_config(out_channels=2, in_channels=2, dropout=0.1)
+    torch.manual_seed(0)
+    model = Wavenet(cfg).train()
+    mfcc, eda = inputs(cfg, batch=3, steps=10, dtype=torch.float32)
+    F.cross_entropy(model(mfcc, eda), quantize(eda, cfg.quantization_levels)).backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or torch.count_nonzero(p.grad) == 0]
+    assert not missing, f"parameters without gradient: {missing}"
+
+
+def test_overfits_one_small_batch():
+    cfg = make_config(quantization_levels=32, hidden_channels=16)
+    torch.manual_seed(0)
+    model = Wavenet(cfg)
+    g = torch.Generator().manual_seed(0)
+    steps = 24
+    mfcc = torch.randn(2, 1, steps * cfg.spectral_frames_per_eda_step, cfg.num_mfccs, generator=g)
+    eda = torch.cumsum(torch.randn(2, 1, steps + 1, generator=g) * 0.2, dim=-1).clamp(-1, 1)
+    target = quantize(eda[..., 1:], cfg.quantization_levels)
+    eda_prev = dequantize(quantize(eda[..., :-1], cfg.quantization_levels), cfg.quantization_levels)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(300):
+        opt.zero_grad()
+        loss = F.cross_entropy(model(mfcc, eda_prev), target)
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.1 * math.log(cfg.quantization_levels)

@@ -1,0 +1,395 @@
+"""Autoregressive multimodal WaveNet: audio MFCCs + past EDA → distribution of the next EDA step.
+
+Reads top to bottom like the architecture in DESIGN.md ("Model contract"):
+
+    mfcc (B, C_in, T*spf, M) ──1×1 input projection──► x (B, R, T*spf)
+    eda_prev (B, C_out, T) ──causal Upsampler──────────► c (B, cond, T*spf)
+    x, c ──WavenetStack × num_stacks (gated, dilated, causal)──► Σ skips (B, S, T*spf)
+    Σ skips ──ReLU, 1×1, ReLU, 1×1, ReLU──► h (B, D, T*spf)
+    h ──Downsampler (attention over each step's spf frames) + 1×1──► logits (B, Q, C_out, T)
+
+Shapes use B batch, T EDA steps, spf = spectral frames per EDA step, R residual width,
+G gate width, S skip width, D post-net width, Q quantization levels.
+
+Causality, exactly: logits at step t depend on eda_prev[..., :t+1] and on MFCC frames
+[(t+1)*spf - receptive_field_frames, (t+1)*spf). `Wavenet.generate` samples step by step,
+either with per-layer caches (fast path) or by re-running `forward` over one receptive field
+per step (reference path); both give the logits `forward` gives on the generated sequence.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from wavenet_lib.configs import WavenetConfig
+from wavenet_lib.quantization import dequantize, quantize
+
+__all__ = ["Upsampler", "Gate", "ResidualLayer", "WavenetStack", "Downsampler", "Wavenet"]
+
+
+class Upsampler(nn.Module):
+    """Learned causal upsampler of past EDA to frame rate: (B, C_out, T) → (B, cond, T*spf).
+
+    A transposed conv with kernel = stride = spf gives each of a step's spf frames its own
+    learned mix of that step's value only, followed by a pointwise ReLU MLP. Frame f never sees
+    eda_prev beyond step f // spf; a vocoder-style upsampler (kernel wider than stride) would
+    let frames see the next step's value and leak future EDA.
+    """
+
+    def __init__(self, out_channels: int, cond_channels: int, factor: int) -> None:
+        super().__init__()
+        self.factor = factor
+        self.expand = nn.ConvTranspose1d(out_channels, cond_channels, kernel_size=factor, stride=factor)
+        self.mix = nn.Conv1d(cond_channels, cond_channels, 1)
+
+    def forward(self, eda_prev: torch.Tensor) -> torch.Tensor:
+        return self.mix(F.relu(self.expand(eda_prev)))  # (B, cond, T*spf)
+
+
+class Gate(nn.Module):
+    """tanh(Wf x + Vf c) ⊙ σ(Wg x + Vg c), with c the upsampled EDA.
+
+    Wf x and Wg x arrive stacked as `h` (B, 2G, F) from the layer's dilated conv (the seed's 1×1
+    convs on the dilated output are linear after a linear conv, so they are folded into it);
+    this module holds the conditioning projections Vf, Vg.
+    """
+
+    def __init__(self, gate_channels: int, cond_channels: int) -> None:
+        super().__init__()
+        self.cond = nn.Conv1d(cond_channels, 2 * gate_channels, 1)
+
+    def forward(self, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return self.activate(h + self.cond(c))
+
+    @staticmethod
+    def activate(z: torch.Tensor) -> torch.Tensor:
+        f, g = z.chunk(2, dim=1)
+        return torch.tanh(f) * torch.sigmoid(g)  # (B, G, F)
+
+
+class ResidualLayer(nn.Module):
+    """Dilated causal conv (kernel 2) → Gate → 1×1 residual and 1×1 skip."""
+
+    def __init__(
+        self,
+        residual: int,
+        gate: int,
+        skip: int,
+        cond: int,
+        dilation: int,
+        dropout: float,
+        has_residual: bool = True,
+    ) -> None:
+        super().__init__()
+        self.dilation = dilation
+        self.dilated = nn.Conv1d(residual, 2 * gate, kernel_size=2, dilation=dilation)
+        self.gate = Gate(gate, cond)
+        self.dropout = nn.Dropout(dropout)
+        # The model's very last layer feeds only the skip sum: a residual output would be unused.
+        self.residual = nn.Conv1d(gate, residual, 1) if has_residual else None
+        self.skip = nn.Conv1d(gate, skip, 1)
+
+    def conv(self, x: torch.Tensor) -> torch.Tensor:
+        """Causal dilated conv over a whole sequence: pad dilation frames on the left."""
+        return self.dilated(F.pad(x, (self.dilation, 0)))  # (B, 2G, F)
+
+    def finish(self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Given the dilated conv output h for frames x, apply gate, residual and skip."""
+        z = self.dropout(self.gate(h, c))
+        out = x if self.residual is None else x + self.residual(z)
+        return out, self.skip(z)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.finish(x, self.conv(x), c)
+
+    def step(
+        self, x_new: torch.Tensor, c_new: torch.Tensor, cache: torch.Tensor, h: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Incremental forward over n new frames (Fast WaveNet).
+
+        Args:
+            x_new: (B, R, n) this layer's input at the new frames.
+            c_new: (B, cond, n) conditioning at the new frames.
+            cache: (B, R, dilation) this layer's input at the `dilation` frames before them.
+            h: the dilated conv output for the new frames, if already known (audio-only layer).
+
+        Returns:
+            (residual output (B, R, n), skip (B, S, n), updated cache (B, R, dilation)).
+        """
+        full = torch.cat([cache, x_new], dim=2)  # (B, R, d + n)
+        if h is None:
+            h = self.dilated(full)  # taps x[f - d] and x[f] for each new frame f
+        out, skip = self.finish(x_new, h, c_new)
+        return out, skip, full[:, :, -self.dilation :]
+
+
+class WavenetStack(nn.Module):
+    """`layers_per_stack` residual layers with dilations 1, 2, ..., 2^(L-1)."""
+
+    def __init__(self, config: WavenetConfig, last: bool = False) -> None:
+        super().__init__()
+        n = config.layers_per_stack
+        self.layers = nn.ModuleList(
+            ResidualLayer(
+                config.hidden_channels,
+                config.gate_width,
+                config.skip_width,
+                config.condition_channels,
+                dilation=2**i,
+                dropout=config.dropout,
+                has_residual=not (last and i == n - 1),
+            )
+            for i in range(n)
+        )
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        skips = 0
+        for layer in self.layers:
+            x, s = layer(x, c)
+            skips = skips + s
+        return x, skips
+
+
+class Downsampler(nn.Module):
+    """Attention pooling of each EDA step's spf frames, then the logits projection.
+
+    One attention head per EDA signal scores every frame (learned 1×1 plus a learned bias per
+    position inside the step), softmaxes over the step's spf frames and pools them. Pooling is
+    linear in the values, so projecting pooled vectors to Q logits equals pooling per-frame
+    logits (the seed's order) at 1/spf of the cost.
+    """
+
+    def __init__(self, channels: int, factor: int, out_channels: int, levels: int) -> None:
+        super().__init__()
+        self.factor = factor
+        self.score = nn.Conv1d(channels, out_channels, 1)
+        self.position = nn.Parameter(torch.zeros(out_channels, factor))
+        self.proj_weight = nn.Parameter(torch.empty(out_channels, levels, channels))
+        self.proj_bias = nn.Parameter(torch.zeros(levels, out_channels))
+        nn.init.kaiming_uniform_(self.proj_weight, a=math.sqrt(5))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        b, d, frames = h.shape
+        t = frames // self.factor
+        scores = self.score(h).view(b, -1, t, self.factor) + self.position[:, None, :]
+        attn = torch.softmax(scores, dim=-1)  # (B, C_out, T, spf)
+        pooled = torch.einsum("bcts,bdts->bctd", attn, h.view(b, d, t, self.factor))
+        logits = torch.einsum("bctd,cqd->bqct", pooled, self.proj_weight)
+        return logits + self.proj_bias[None, :, :, None]  # (B, Q, C_out, T)
+
+
+@dataclass
+class _StepState:
+    """Per-call caches of the fast generation path: one (B, R, dilation) buffer per layer."""
+
+    caches: list[torch.Tensor]
+
+
+class Wavenet(nn.Module):
+    """The full audio → EDA model. `forward` is teacher-forced; `generate` samples."""
+
+    def __init__(self, config: WavenetConfig) -> None:
+        super().__init__()
+        self.config = config
+        spf = config.spectral_frames_per_eda_step
+        self.spf = spf
+        # Audio 1×1 input projection over (in_channels, num_mfccs) at each frame.
+        self.input_proj = nn.Conv1d(config.in_channels * config.num_mfccs, config.hidden_channels, 1)
+        self.upsampler = Upsampler(config.out_channels, config.condition_channels, config.upsampling_factor)
+        self.stacks = nn.ModuleList(
+            WavenetStack(config, last=k == config.num_stacks - 1) for k in range(config.num_stacks)
+        )
+        self.skip_scale = 1.0 / math.sqrt(config.num_layers)  # keeps the skip sum's scale depth-free
+        d = config.postnet_width
+        self.postnet = nn.Sequential(
+            nn.ReLU(),
+            nn.Conv1d(config.skip_width, d, 1),
+            nn.ReLU(),
+            nn.Conv1d(d, d, 1),
+            nn.ReLU(),
+        )
+        # The post-net's third 1×1 (to Q logits) sits after pooling, inside the Downsampler.
+        self.downsampler = Downsampler(
+            d, config.downsampling_factor, config.out_channels, config.quantization_levels
+        )
+
+    # --- shapes --------------------------------------------------------------------------
+    @property
+    def layers(self) -> list[ResidualLayer]:
+        return [layer for stack in self.stacks for layer in stack.layers]
+
+    def _check_inputs(
+        self, mfcc: torch.Tensor, eda_prev: torch.Tensor | None
+    ) -> tuple[torch.Tensor | None, int]:
+        cfg = self.config
+        if mfcc.dim() != 4 or mfcc.shape[1] != cfg.in_channels or mfcc.shape[3] != cfg.num_mfccs:
+            raise ValueError(
+                f"mfcc must be (B, in_channels={cfg.in_channels}, frames, num_mfccs={cfg.num_mfccs}), "
+                f"got {tuple(mfcc.shape)}"
+            )
+        frames = mfcc.shape[2]
+        if frames % self.spf:
+            raise ValueError(
+                f"mfcc has {frames} frames, not a whole number of EDA steps of "
+                f"spectral_frames_per_eda_step={self.spf} frames"
+            )
+        steps = frames // self.spf
+        if eda_prev is None:
+            return None, steps
+        if eda_prev.dim() == 2 and cfg.out_channels == 1:
+            eda_prev = eda_prev.unsqueeze(1)
+        if eda_prev.dim() != 3 or eda_prev.shape[1] != cfg.out_channels or eda_prev.shape[0] != mfcc.shape[0]:
+            raise ValueError(
+                f"eda_prev must be (B={mfcc.shape[0]}, out_channels={cfg.out_channels}, T) "
+                f"(or (B, T) when out_channels == 1), got {tuple(eda_prev.shape)}"
+            )
+        if eda_prev.shape[2] != steps:
+            raise ValueError(
+                f"eda_prev has {eda_prev.shape[2]} steps but mfcc has {frames} frames = {steps} steps "
+                f"of {self.spf} frames"
+            )
+        return eda_prev, steps
+
+    def embed_audio(self, mfcc: torch.Tensor) -> torch.Tensor:
+        """(B, C_in, F, M) → (B, R, F): the audio 1×1 input projection."""
+        b, c, f, m = mfcc.shape
+        return self.input_proj(mfcc.permute(0, 1, 3, 2).reshape(b, c * m, f))
+
+    # --- teacher-forced forward -----------------------------------------------------------
+    def forward(self, mfcc: torch.Tensor, eda_prev: torch.Tensor) -> torch.Tensor:
+        """Logits (B, Q, C_out, T) for every step, given the EDA before each step.
+
+        Args:
+            mfcc: (B, in_channels, T*spf, num_mfccs) audio features.
+            eda_prev: (B, out_channels, T), or (B, T) if out_channels == 1, normalized units;
+                eda_prev[..., t] is the EDA value of step t-1.
+        """
+        eda_prev, _ = self._check_inputs(mfcc, eda_prev)
+        x = self.embed_audio(mfcc)  # (B, R, F)
+        c = self.upsampler(eda_prev)  # (B, cond, F)
+        skips = 0
+        for stack in self.stacks:
+            x, s = stack(x, c)
+            skips = skips + s
+        return self.downsampler(self.postnet(skips * self.skip_scale))  # (B, Q, C_out, T)
+
+    # --- generation -------------------------------------------------------------------------
+    def _sample(
+        self, logits: torch.Tensor, temperature: float, greedy: bool, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """logits (B, Q, C_out) → class indices (B, C_out)."""
+        if greedy:
+            return logits.argmax(dim=1)
+        b, q, c = logits.shape
+        probs = torch.softmax(logits.float().permute(0, 2, 1).reshape(b * c, q) / temperature, dim=-1)
+        return torch.multinomial(probs, 1, generator=generator).view(b, c)
+
+    def _new_state(self, batch: int, device: torch.device, dtype: torch.dtype) -> _StepState:
+        r = self.config.hidden_channels
+        return _StepState(
+            [torch.zeros(batch, r, layer.dilation, device=device, dtype=dtype) for layer in self.layers]
+        )
+
+    def _step_logits(
+        self, state: _StepState, x0: torch.Tensor, h0: torch.Tensor, eda_prev_t: torch.Tensor
+    ) -> torch.Tensor:
+        """One EDA step through every layer at once: its spf frames, with cached history.
+
+        Args:
+            x0: (B, R, spf) audio embedding of the step's frames.
+            h0: (B, 2G, spf) first layer's dilated conv of the whole clip, sliced to this step.
+            eda_prev_t: (B, C_out, 1) the previous step's EDA value.
+        Returns: logits (B, Q, C_out).
+        """
+        c = self.upsampler(eda_prev_t)  # (B, cond, spf)
+        x, skips = x0, 0
+        for i, layer in enumerate(self.layers):
+            x, s, state.caches[i] = layer.step(x, c, state.caches[i], h0 if i == 0 else None)
+            skips = skips + s
+        return self.downsampler(self.postnet(skips * self.skip_scale))[..., 0]
+
+    @torch.no_grad()
+    def generate(
+        self,
+        mfcc: torch.Tensor,
+        prime: torch.Tensor | None = None,
+        temperature: float = 1.0,
+        greedy: bool = False,
+        generator: torch.Generator | None = None,
+        incremental: bool = True,
+        return_logits: bool = False,
+        progress: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Sample EDA (B, C_out, T) in normalized units for the audio, one step at a time.
+
+        Args:
+            mfcc: (B, in_channels, T*spf, num_mfccs).
+            prime: optional (B, C_out, P) (or (B, P)) EDA in normalized units; the first P steps
+                are teacher-forced to its quantized values instead of sampled.
+            temperature: softmax temperature (> 0) for sampling.
+            greedy: take the most likely level instead of sampling.
+            generator: torch.Generator for reproducible sampling.
+            incremental: fast path with per-layer caches (True) or the reference path that
+                re-runs `forward` over one receptive field per step (False).
+            return_logits: also return the logits (B, Q, C_out, T) each step was drawn from.
+            progress: show a tqdm progress bar over steps.
+        """
+        if temperature <= 0 and not greedy:
+            raise ValueError(f"temperature must be > 0 (got {temperature}); use greedy=True for argmax")
+        _, steps = self._check_inputs(mfcc, None)
+        cfg, spf = self.config, self.spf
+        b, device = mfcc.shape[0], mfcc.device
+        q = cfg.quantization_levels
+        if prime is not None:
+            if prime.dim() == 2:
+                prime = prime.unsqueeze(1)
+            if prime.shape[:2] != (b, cfg.out_channels) or prime.shape[2] > steps:
+                raise ValueError(
+                    f"prime must be (B={b}, out_channels={cfg.out_channels}, P <= {steps}), "
+                    f"got {tuple(prime.shape)}"
+                )
+            prime = dequantize(quantize(prime.float(), q), q).to(device)
+        n_prime = 0 if prime is None else prime.shape[2]
+
+        was_training = self.training
+        self.eval()
+        try:
+            eda_prev = torch.zeros(b, cfg.out_channels, steps + 1, device=device, dtype=mfcc.dtype)
+            all_logits = torch.empty(b, q, cfg.out_channels, steps, device=device) if return_logits else None
+            if incremental:
+                state = self._new_state(b, device, mfcc.dtype)
+                x0_all = self.embed_audio(mfcc)  # audio-only work, once for the clip
+                h0_all = self.layers[0].conv(x0_all)
+            else:
+                rf_steps = cfg.receptive_field_eda_steps
+            iterator = range(steps)
+            if progress:
+                from tqdm.auto import tqdm
+
+                iterator = tqdm(iterator, desc="generating EDA", unit="step")
+            for t in iterator:
+                frames = slice(t * spf, (t + 1) * spf)
+                if incremental:
+                    logits = self._step_logits(
+                        state, x0_all[:, :, frames], h0_all[:, :, frames], eda_prev[:, :, t : t + 1]
+                    )
+                else:
+                    start = max(0, t + 1 - rf_steps)
+                    window = mfcc[:, :, start * spf : (t + 1) * spf]
+                    logits = self.forward(window, eda_prev[:, :, start : t + 1])[..., -1]
+                if all_logits is not None:
+                    all_logits[..., t] = logits
+                if t < n_prime:
+                    value = prime[:, :, t]
+                else:
+                    value = dequantize(self._sample(logits, temperature, greedy, generator), q)
+                eda_prev[:, :, t + 1] = value.to(eda_prev.dtype)
+        finally:
+            self.train(was_training)
+        eda = eda_prev[:, :, 1:]
+        return (eda, all_logits) if return_logits else eda
