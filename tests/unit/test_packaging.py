@@ -1,0 +1,71 @@
+"""Set-up stays honest: environment.yml matches pyproject.toml, configs/ all validate, CI runs tests."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    tomllib = pytest.importorskip("tomli")
+
+from wavenet_lib.configs import load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _split(req: str) -> tuple[str, str]:
+    m = re.match(r"^\s*([A-Za-z0-9_.\-]+)\s*(.*)$", req)
+    assert m, req
+    return m.group(1).lower().replace("_", "-"), m.group(2).replace(" ", "")
+
+
+def pyproject_requirements() -> dict[str, str]:
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    reqs = list(meta["dependencies"]) + list(meta["optional-dependencies"]["dev"])
+    return dict(_split(r) for r in reqs)
+
+
+def environment_requirements() -> dict[str, str]:
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    found: dict[str, str] = {}
+    for dep in env["dependencies"]:
+        items = dep["pip"] if isinstance(dep, dict) else [dep]
+        for item in items:
+            if item.startswith("-e") or item in {"pip"} or item.startswith("python"):
+                continue
+            name, spec = _split(item)
+            found[name] = spec
+    return found
+
+
+def test_environment_yml_matches_pyproject():
+    assert environment_requirements() == pyproject_requirements()
+
+
+def test_torch_is_pinned_to_the_cpu_wheel_version():
+    assert pyproject_requirements()["torch"] == "==2.13.0"
+    assert environment_requirements()["torch"] == "==2.13.0"
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_example_config_validates(path: Path):
+    exp = load_config(path)
+    assert exp.name == path.stem
+    assert exp.model.receptive_field_frames >= exp.model.context_size_in_frames
+
+
+def test_example_configs_cover_the_documented_uses():
+    names = {p.stem for p in (ROOT / "configs").glob("*.yaml")}
+    assert {"quickstart", "e4_4hz", "pmemo2019_50hz", "hku956", "gpu_large"} <= names
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in readme and "make test" in ci
+    assert "torch==2.13.0" in (ROOT / "Makefile").read_text()
