@@ -20,13 +20,13 @@ per step (reference path); both give the logits `forward` gives on the generated
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from wavenet_lib.configs import WavenetConfig
+from wavenet_lib.models.incremental import Stepper
 from wavenet_lib.quantization import dequantize, quantize
 
 __all__ = ["Upsampler", "Gate", "ResidualLayer", "WavenetStack", "Downsampler", "Wavenet"]
@@ -107,26 +107,6 @@ class ResidualLayer(nn.Module):
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.finish(x, self.conv(x), c)
 
-    def step(
-        self, x_new: torch.Tensor, c_new: torch.Tensor, cache: torch.Tensor, h: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Incremental forward over n new frames (Fast WaveNet).
-
-        Args:
-            x_new: (B, R, n) this layer's input at the new frames.
-            c_new: (B, cond, n) conditioning at the new frames.
-            cache: (B, R, dilation) this layer's input at the `dilation` frames before them.
-            h: the dilated conv output for the new frames, if already known (audio-only layer).
-
-        Returns:
-            (residual output (B, R, n), skip (B, S, n), updated cache (B, R, dilation)).
-        """
-        full = torch.cat([cache, x_new], dim=2)  # (B, R, d + n)
-        if h is None:
-            h = self.dilated(full)  # taps x[f - d] and x[f] for each new frame f
-        out, skip = self.finish(x_new, h, c_new)
-        return out, skip, full[:, :, -self.dilation :]
-
 
 class WavenetStack(nn.Module):
     """`layers_per_stack` residual layers with dilations 1, 2, ..., 2^(L-1)."""
@@ -181,13 +161,6 @@ class Downsampler(nn.Module):
         pooled = torch.einsum("bcts,bdts->bctd", attn, h.view(b, d, t, self.factor))
         logits = torch.einsum("bctd,cqd->bqct", pooled, self.proj_weight)
         return logits + self.proj_bias[None, :, :, None]  # (B, Q, C_out, T)
-
-
-@dataclass
-class _StepState:
-    """Per-call caches of the fast generation path: one (B, R, dilation) buffer per layer."""
-
-    caches: list[torch.Tensor]
 
 
 class Wavenet(nn.Module):
@@ -289,30 +262,6 @@ class Wavenet(nn.Module):
         probs = torch.softmax(logits.float().permute(0, 2, 1).reshape(b * c, q) / temperature, dim=-1)
         return torch.multinomial(probs, 1, generator=generator).view(b, c)
 
-    def _new_state(self, batch: int, device: torch.device, dtype: torch.dtype) -> _StepState:
-        r = self.config.hidden_channels
-        return _StepState(
-            [torch.zeros(batch, r, layer.dilation, device=device, dtype=dtype) for layer in self.layers]
-        )
-
-    def _step_logits(
-        self, state: _StepState, x0: torch.Tensor, h0: torch.Tensor, eda_prev_t: torch.Tensor
-    ) -> torch.Tensor:
-        """One EDA step through every layer at once: its spf frames, with cached history.
-
-        Args:
-            x0: (B, R, spf) audio embedding of the step's frames.
-            h0: (B, 2G, spf) first layer's dilated conv of the whole clip, sliced to this step.
-            eda_prev_t: (B, C_out, 1) the previous step's EDA value.
-        Returns: logits (B, Q, C_out).
-        """
-        c = self.upsampler(eda_prev_t)  # (B, cond, spf)
-        x, skips = x0, 0
-        for i, layer in enumerate(self.layers):
-            x, s, state.caches[i] = layer.step(x, c, state.caches[i], h0 if i == 0 else None)
-            skips = skips + s
-        return self.downsampler(self.postnet(skips * self.skip_scale))[..., 0]
-
     @torch.no_grad()
     def generate(
         self,
@@ -362,9 +311,7 @@ class Wavenet(nn.Module):
             eda_prev = torch.zeros(b, cfg.out_channels, steps + 1, device=device, dtype=mfcc.dtype)
             all_logits = torch.empty(b, q, cfg.out_channels, steps, device=device) if return_logits else None
             if incremental:
-                state = self._new_state(b, device, mfcc.dtype)
-                x0_all = self.embed_audio(mfcc)  # audio-only work, once for the clip
-                h0_all = self.layers[0].conv(x0_all)
+                stepper = Stepper(self, mfcc)  # fresh caches and weights for every call
             else:
                 rf_steps = cfg.receptive_field_eda_steps
             iterator = range(steps)
@@ -373,11 +320,8 @@ class Wavenet(nn.Module):
 
                 iterator = tqdm(iterator, desc="generating EDA", unit="step")
             for t in iterator:
-                frames = slice(t * spf, (t + 1) * spf)
                 if incremental:
-                    logits = self._step_logits(
-                        state, x0_all[:, :, frames], h0_all[:, :, frames], eda_prev[:, :, t : t + 1]
-                    )
+                    logits = stepper.step(t, eda_prev[:, :, t])
                 else:
                     start = max(0, t + 1 - rf_steps)
                     window = mfcc[:, :, start * spf : (t + 1) * spf]
