@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from wavenet_lib.configs import WavenetConfig
 from wavenet_lib.models.wavenet import Wavenet
 from wavenet_lib.quantization import dequantize, quantize
+from wavenet_lib.receptive_field import measure_receptive_field, spec_claimed_receptive_field
 
 
 def make_config(**overrides) -> WavenetConfig:
@@ -135,26 +136,24 @@ def test_exact_causality(name):
     assert torch.count_nonzero(mfcc_g.grad[:, :, t * spf : (t + 1) * spf]) > 0
 
 
-def measured_receptive_field(model: Wavenet, t: int, steps: int) -> tuple[int, int]:
-    """First and last MFCC frame with a non-zero gradient from the logits of step t."""
-    cfg = model.config
-    mfcc, eda = inputs(cfg, batch=4, steps=steps)
-    mfcc.requires_grad_(True)
-    model(mfcc, eda)[..., t].square().sum().backward()
-    touched = torch.nonzero(mfcc.grad.abs().sum(dim=(0, 1, 3))).flatten()
-    return int(touched.min()), int(touched.max())
-
-
 @pytest.mark.parametrize("name", ["spf1", "spf25", "spf7_stereo_2eda", "multistack"])
 def test_receptive_field_measured_by_gradients(name):
     cfg = make_config(**CONFIGS[name])
-    model = build(cfg)
     spf = cfg.spectral_frames_per_eda_step
-    t = cfg.receptive_field_eda_steps + 2  # far enough in that the window starts past frame 0
-    first, last = measured_receptive_field(model, t, steps=t + 3)
-    assert last == (t + 1) * spf - 1
-    assert last - first + 1 == cfg.receptive_field_frames
+    measured = measure_receptive_field(build(cfg))
+    t = measured.step
+    assert measured.first_frame > 0  # the window starts inside the input: nothing hidden by padding
+    assert measured.last_frame == (t + 1) * spf - 1
+    assert measured.frames == cfg.receptive_field_frames
     assert cfg.receptive_field_frames >= cfg.context_size_in_eda_steps * spf
+    # every frame inside the window matters, none outside
+    window = measured.frame_gradient[measured.first_frame : measured.last_frame + 1]
+    assert torch.count_nonzero(window) == cfg.receptive_field_frames
+
+
+def test_spec_formula_overstates_multistack_receptive_field():
+    cfg = make_config(**CONFIGS["multistack"])
+    assert spec_claimed_receptive_field(cfg) > measure_receptive_field(build(cfg)).frames
 
 
 def test_multistack_config_really_has_several_stacks():

@@ -1,0 +1,124 @@
+"""Batch runs: execute the ordered notebooks with papermill, once per experiment config.
+
+    python -m wavenet_lib.pipeline configs/quickstart.yaml [more.yaml ...] [--runs-dir runs]
+
+For each config, notebooks 01 → 02 → 03 run in order into `<runs-dir>/<experiment name>/`,
+each receiving `config_path` and `run_dir` as papermill parameters; the executed notebooks sit
+beside the checkpoint, figures and `metrics.json` the notebooks write there. A failing cell
+stops that config with a message naming the notebook, the cell and the error, leaves the
+partially executed notebook for inspection, and makes the exit status non-zero;
+`--keep-going` moves on to the next config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from wavenet_lib.configs import load_config
+
+NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = ("01_receptive_field.ipynb", "02_training.ipynb", "03_evaluation.ipynb")
+
+__all__ = ["NOTEBOOKS", "RunFailure", "run_experiment", "main"]
+
+
+@dataclass
+class RunFailure(Exception):
+    """One config's run stopped: which notebook, which cell, what error."""
+
+    config: Path
+    notebook: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.config}: {self.notebook}: {self.message}"
+
+
+def _describe_cell_error(exc: Exception) -> str:
+    # PapermillExecutionError carries the cell's index, execution count and the exception.
+    cell = getattr(exc, "cell_index", None)
+    ename, evalue = getattr(exc, "ename", type(exc).__name__), getattr(exc, "evalue", str(exc))
+    where = f"cell {cell}" if cell is not None else "setup"
+    exec_count = getattr(exc, "exec_count", None)
+    if exec_count is not None:
+        where += f" (In [{exec_count}])"
+    return f"{where}: {ename}: {evalue}"
+
+
+def run_experiment(
+    config_path: str | Path,
+    runs_dir: str | Path = "runs",
+    notebooks: tuple[str, ...] = NOTEBOOKS,
+    notebook_dir: Path = NOTEBOOK_DIR,
+    kernel_name: str | None = None,
+    log=print,
+) -> Path:
+    """Run the notebooks for one config; return its run directory.
+
+    Raises:
+        RunFailure: the config is invalid, or a notebook cell failed.
+    """
+    import papermill as pm  # deferred: papermill is slow to import
+    from papermill.exceptions import PapermillExecutionError
+
+    config_path = Path(config_path).resolve()
+    try:
+        experiment = load_config(config_path)
+    except (ValidationError, ValueError, FileNotFoundError) as exc:
+        raise RunFailure(config_path, "config", " ".join(str(exc).split())) from None
+    run_dir = (Path(runs_dir) / experiment.name).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(notebooks, start=1):
+        source = notebook_dir / name
+        output = run_dir / name
+        log(f"[{experiment.name}] {i}/{len(notebooks)} {name} ...", flush=True)
+        started = time.perf_counter()
+        try:
+            pm.execute_notebook(
+                str(source),
+                str(output),
+                parameters={"config_path": str(config_path), "run_dir": str(run_dir)},
+                cwd=str(notebook_dir),
+                kernel_name=kernel_name,
+                progress_bar=False,
+            )
+        except PapermillExecutionError as exc:
+            raise RunFailure(config_path, name, _describe_cell_error(exc) + f" (see {output})") from None
+        log(f"[{experiment.name}] {i}/{len(notebooks)} {name} done in {time.perf_counter() - started:.0f} s")
+    return run_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m wavenet_lib.pipeline",
+        description="Run notebooks 01 → 02 → 03 with papermill for each experiment config.",
+    )
+    parser.add_argument("configs", nargs="+", type=Path, help="experiment YAML files")
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run folders go")
+    parser.add_argument(
+        "--keep-going", action="store_true", help="continue with the next config after a failure"
+    )
+    parser.add_argument("--kernel", default=None, help="Jupyter kernel name (default: the notebook's)")
+    args = parser.parse_args(argv)
+
+    failures: list[RunFailure] = []
+    for config in args.configs:
+        try:
+            run_dir = run_experiment(config, args.runs_dir, kernel_name=args.kernel)
+            print(f"[{run_dir.name}] results in {run_dir}")
+        except RunFailure as failure:
+            failures.append(failure)
+            print(f"error: {failure}", file=sys.stderr)
+            if not args.keep_going:
+                break
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
