@@ -1,0 +1,168 @@
+"""Generation speed: the fast (cached) path against the naive reference, side by side.
+
+    python -m benchmarks.generation [--configs configs/quickstart.yaml configs/e4_4hz.yaml]
+                                    [--batch-sizes 1 32] [--json OUT]
+
+For each config and batch size, both paths of `Wavenet.generate` run on the same model in the
+same process. Steady-state cost per step is measured as the time of generating
+`receptive_field_eda_steps + N` steps minus the time of generating `receptive_field_eda_steps`
+steps, divided by N: so the naive path is always timed re-running `forward` over one full
+receptive field per step (not over the whole prefix, and not over the shorter windows at the
+start of a clip). Also printed: EDA steps per second and the real-time factor (seconds of EDA
+per wall second) of the fast path, its achieved FLOP/s as a fraction of this machine's matmul
+FLOP/s measured in the same run at the model's width, and peak memory. `--hour` times one hour
+of audio → EDA at batch 1, MFCC extraction included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks.common import (
+    best_time,
+    machine,
+    matmul_flops,
+    peak_rss_mib,
+    per_frame_gemm_flops,
+    print_table,
+    write_json,
+)
+from wavenet_lib.configs import WavenetConfig, load_config
+from wavenet_lib.models.wavenet import Wavenet
+
+
+def steady_step_time(model: Wavenet, batch: int, steps: int, incremental: bool, repeats: int) -> float:
+    cfg = model.config
+    spf = cfg.spectral_frames_per_eda_step
+    warm = cfg.receptive_field_eda_steps
+    g = torch.Generator().manual_seed(0)
+    mfcc = torch.randn(batch, cfg.in_channels, (warm + steps) * spf, cfg.num_mfccs, generator=g)
+
+    def run(n: int):
+        return lambda: model.generate(mfcc[:, :, : n * spf], greedy=True, incremental=incremental)
+
+    model.generate(mfcc[:, :, : 2 * spf], incremental=incremental)  # warm-up
+    long = best_time(run(warm + steps), repeats)
+    short = best_time(run(warm), repeats)
+    return max(long - short, 1e-9) / steps
+
+
+def bench_config(
+    cfg: WavenetConfig, name: str, batch_sizes: list[int], fast_steps: int, naive_steps: int
+) -> dict:
+    torch.manual_seed(0)
+    model = Wavenet(cfg).eval()
+    spf, r, g = cfg.spectral_frames_per_eda_step, cfg.hidden_channels, cfg.gate_width
+    peak = matmul_flops(8192, r, 2 * g)
+    result: dict = {
+        "config": name,
+        "spectral_frames_per_eda_step": spf,
+        "layers": cfg.num_layers,
+        "hidden_channels": r,
+        "receptive_field_frames": cfg.receptive_field_frames,
+        "matmul_flops_at_width": peak,
+    }
+    for b in batch_sizes:
+        naive_n = max(2, naive_steps // max(1, b // 8))
+        fast = steady_step_time(model, b, fast_steps, incremental=True, repeats=3)
+        naive = steady_step_time(model, b, naive_n, incremental=False, repeats=2)
+        flops = b * spf * per_frame_gemm_flops(cfg)
+        result[f"fast_s_per_step_b{b}"] = fast
+        result[f"naive_s_per_step_b{b}"] = naive
+        result[f"speedup_b{b}"] = naive / fast
+        result[f"eda_steps_per_s_b{b}"] = b / fast  # steps of EDA produced per wall second, all samples
+        result[f"real_time_factor_b{b}"] = b / fast / cfg.eda_sample_rate
+        result[f"fraction_of_matmul_peak_b{b}"] = flops / fast / peak
+    result["peak_rss_mib"] = peak_rss_mib()
+    return result
+
+
+def bench_hour(cfg: WavenetConfig, seconds: float) -> dict:
+    """Audio file → MFCC → EDA at batch 1, for `seconds` of audio (3600 = one hour)."""
+    import soundfile as sf
+
+    from wavenet_lib.audio import mfcc_for_recording
+
+    torch.manual_seed(0)
+    model = Wavenet(cfg).eval()
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "hour.wav"
+        sf.write(
+            wav,
+            (0.1 * rng.standard_normal(int(seconds * cfg.audio_sample_rate))).astype(np.float32),
+            cfg.audio_sample_rate,
+        )
+        steps = int(seconds * cfg.eda_sample_rate)
+        start = time.perf_counter()
+        mfcc = mfcc_for_recording(wav, cfg, steps)
+        features = time.perf_counter() - start
+        eda = model.generate(torch.as_tensor(mfcc)[None].float(), generator=torch.Generator().manual_seed(0))
+        total = time.perf_counter() - start
+    assert eda.shape[-1] == steps
+    return {
+        "audio_seconds": seconds,
+        "mfcc_s": features,
+        "total_s": total,
+        "generation_s": total - features,
+        "real_time_factor": seconds / total,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.generation", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--configs", nargs="+", default=["configs/quickstart.yaml", "configs/e4_4hz.yaml"])
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 32])
+    parser.add_argument("--fast-steps", type=int, default=60, help="steady-state steps timed, fast path")
+    parser.add_argument("--naive-steps", type=int, default=12, help="steady-state steps timed, naive path")
+    parser.add_argument(
+        "--hour",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="also time SECONDS of audio → EDA at batch 1 with the first config (3600: an hour)",
+    )
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--json", default=None, help="write the results here")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    rows = []
+    for path in args.configs:
+        exp = load_config(path)
+        print(f"benchmarking {path} ...", flush=True)
+        rows.append(
+            bench_config(exp.model, Path(path).stem, args.batch_sizes, args.fast_steps, args.naive_steps)
+        )
+    cols = ["config", "layers", "hidden_channels"]
+    for b in args.batch_sizes:
+        cols += [
+            f"speedup_b{b}",
+            f"eda_steps_per_s_b{b}",
+            f"real_time_factor_b{b}",
+            f"fraction_of_matmul_peak_b{b}",
+        ]
+    print_table(rows, cols + ["peak_rss_mib"])
+    payload = {"machine": machine(), "results": rows}
+    if args.hour:
+        hour = bench_hour(load_config(args.configs[-1]).model, args.hour)
+        print(
+            f"{args.hour:.0f} s of audio → EDA at batch 1: {hour['total_s']:.1f} s "
+            f"(MFCC {hour['mfcc_s']:.1f} s, generation {hour['generation_s']:.1f} s)"
+        )
+        payload["audio_to_eda"] = hour
+    write_json(args.json, payload)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
