@@ -67,8 +67,9 @@ class Stepper:
         # Audio-only work, once for the clip: x0 and the first layer's dilated conv, time-major.
         x0 = model.embed_audio(mfcc)  # (B, R, F)
         h0 = layers[0].conv(x0)  # (B, 2G, F)
-        self.x0 = x0.permute(2, 0, 1).contiguous()  # (F, B, R)
-        self.h0 = h0.permute(2, 0, 1).contiguous()  # (F, B, 2G)
+        steps = x0.shape[2] // n
+        self.x0 = x0.permute(2, 0, 1).reshape(steps, n * b, -1)  # (T, n*B, R): one block per step
+        self.h0 = h0.permute(2, 0, 1).reshape(steps, n * b, -1)  # (T, n*B, 2G)
 
         # Fused weights, (in, out) so that rows @ W is the 1×1 conv.
         self.w_prev = [layer.dilated.weight[:, :, 0].t().contiguous() for layer in layers]
@@ -93,7 +94,7 @@ class Stepper:
         self.skip_w = torch.cat([layer.skip.weight[:, :, 0].t() for layer in layers]) * model.skip_scale
         self.skip_b = sum(layer.skip.bias for layer in layers) * model.skip_scale
 
-        like = self.x0
+        like = x0
         self.history = [
             None if i == 0 else _History(d, n, b, cfg.hidden_channels, like)
             for i, d in enumerate(self.dilations)
@@ -109,22 +110,22 @@ class Stepper:
         ds = model.downsampler
         self.score_w, self.score_b = ds.score.weight[:, :, 0].t().contiguous(), ds.score.bias
         self.position = ds.position.t().contiguous()  # (spf, C_out)
-        self.proj_w, self.proj_b = ds.proj_weight, ds.proj_bias
+        self.proj_w = ds.proj_weight.transpose(1, 2).contiguous()  # (C_out, D, Q)
+        self.proj_b = ds.proj_bias.t()[:, None, :].contiguous()  # (C_out, 1, Q)
 
     def step(self, t: int, eda_prev_t: torch.Tensor) -> torch.Tensor:
         """Logits (B, Q, C_out) of step t given the EDA value before it, eda_prev_t (B, C_out)."""
         n, b, g = self.n, self.batch, self.gate
-        frames = slice(t * n, (t + 1) * n)
 
         # Causal upsampler for this step only: (n, B, cond) → conditioning of every layer.
         c = torch.relu(torch.matmul(eda_prev_t.to(self.up_w.dtype), self.up_w) + self.up_b)  # (n, B, cond)
         c = torch.addmm(self.mix_b, c.reshape(n * b, -1), self.mix_w)  # (n*B, cond)
         cond = torch.baddbmm(self.cond_b, c.expand(self.num_layers, -1, -1), self.cond_w)  # (L, n*B, 2G)
 
-        x = self.x0[frames].reshape(n * b, -1)  # (n*B, R)
+        x = self.x0[t]  # (n*B, R)
         for i in range(self.num_layers):
             if i == 0:
-                h = self.h0[frames].reshape(n * b, -1) + cond[0]
+                h = self.h0[t] + cond[0]
             else:
                 prev = self.history[i].push(x.view(n, b, -1))
                 h = torch.addmm(cond[i], prev, self.w_prev[i])
@@ -144,5 +145,6 @@ class Stepper:
             h = torch.relu(torch.addmm(bias, h, w))
         scores = torch.addmm(self.score_b, h, self.score_w).view(n, b, -1) + self.position[:, None, :]
         attn = torch.softmax(scores, dim=0)  # (n, B, C_out) over the step's frames
-        pooled = torch.einsum("nbc,nbd->bcd", attn, h.view(n, b, -1))  # (B, C_out, D)
-        return torch.einsum("bcd,cqd->bqc", pooled, self.proj_w) + self.proj_b  # (B, Q, C_out)
+        pooled = torch.bmm(attn.permute(1, 2, 0), h.view(n, b, -1).transpose(0, 1))  # (B, C_out, D)
+        logits = torch.baddbmm(self.proj_b, pooled.transpose(0, 1), self.proj_w)  # (C_out, B, Q)
+        return logits.permute(1, 2, 0)  # (B, Q, C_out)
