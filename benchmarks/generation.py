@@ -69,9 +69,8 @@ def bench_config(
         "matmul_flops_at_width": peak,
     }
     for b in batch_sizes:
-        naive_n = max(2, naive_steps // max(1, b // 8))
         fast = steady_step_time(model, b, fast_steps, incremental=True, repeats=3)
-        naive = steady_step_time(model, b, naive_n, incremental=False, repeats=2)
+        naive = steady_step_time(model, b, naive_steps, incremental=False, repeats=2)
         flops = b * spf * per_frame_gemm_flops(cfg)
         result[f"fast_s_per_step_b{b}"] = fast
         result[f"naive_s_per_step_b{b}"] = naive

@@ -31,24 +31,36 @@ __all__ = ["Stepper"]
 
 
 class _History:
-    """The last `dilation` input frames of one layer, in a buffer compacted every few steps."""
+    """One layer's input frames: the current block and the `dilation` frames before it.
+
+    The buffer holds several blocks; each step takes the next slot, whose views are precomputed:
+    `cur` (n*B, R), where the previous layer writes this layer's input, and `prev` (n*B, R), the
+    frames `dilation` earlier. When the slots run out, the last `dilation` frames are copied to
+    the front (every few steps, not every step). Zeros before the first block are the causal
+    padding of the full forward.
+    """
 
     def __init__(self, dilation: int, block: int, batch: int, width: int, like: torch.Tensor) -> None:
-        self.d, self.n = dilation, block
-        steps = max(2, -(-2 * dilation // block))  # room for >= 2*d frames of blocks: no overlap
-        self.buf = like.new_zeros(dilation + steps * block, batch, width)  # (frames, B, R)
-        self.pos = dilation  # where the next block goes; zeros before it = causal padding
+        d, n = dilation, block
+        blocks = max(2, -(-2 * d // n))  # >= 2*d frames of blocks: the compaction copy never overlaps
+        self.buf = like.new_zeros(d + blocks * n, batch, width)  # (frames, B, R)
+        flat = self.buf.view(-1, batch, width)
+        self.slots = [
+            (flat[p : p + n].view(n * batch, width), flat[p - d : p - d + n].view(n * batch, width))
+            for p in range(d, d + blocks * n, n)
+        ]
+        self.tail = flat[d + blocks * n - d :]  # the last d frames of the buffer
+        self.head = flat[:d]
+        self.next = 0
 
-    def push(self, x: torch.Tensor) -> torch.Tensor:
-        """Store the block x (n, B, R); return the frames `dilation` earlier, (n*B, R)."""
-        d, n = self.d, self.n
-        if self.pos + n > self.buf.shape[0]:
-            self.buf[:d] = self.buf[self.pos - d : self.pos]  # source starts at >= d: disjoint
-            self.pos = d
-        self.buf[self.pos : self.pos + n] = x
-        prev = self.buf[self.pos - d : self.pos - d + n]
-        self.pos += n
-        return prev.reshape(n * x.shape[1], -1)
+    def advance(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Views (cur, prev) for the next block."""
+        if self.next == len(self.slots):
+            self.head.copy_(self.tail)
+            self.next = 0
+        slot = self.slots[self.next]
+        self.next += 1
+        return slot
 
 
 class Stepper:
@@ -56,91 +68,94 @@ class Stepper:
 
     def __init__(self, model: Wavenet, mfcc: torch.Tensor) -> None:
         cfg = model.config
-        self.model = model
-        self.n = n = model.spf
-        self.batch = b = mfcc.shape[0]
+        n = self.n = model.spf
+        b = self.batch = mfcc.shape[0]
         layers = model.layers
-        self.num_layers = len(layers)
-        self.gate = g = cfg.gate_width
-        self.dilations = [layer.dilation for layer in layers]
+        num_layers = self.num_layers = len(layers)
+        g = cfg.gate_width
 
         # Audio-only work, once for the clip: x0 and the first layer's dilated conv, time-major.
+        # tanh(f)·σ(g) is computed as 2σ(2f)σ(g) - σ(g) (one sigmoid for both halves; tanh is
+        # ~3× slower on CPU), so the f-half of every pre-activation is doubled in the weights.
+        double = torch.ones(2 * g, dtype=mfcc.dtype, device=mfcc.device)
+        double[:g] = 2.0
         x0 = model.embed_audio(mfcc)  # (B, R, F)
         h0 = layers[0].conv(x0)  # (B, 2G, F)
         steps = x0.shape[2] // n
         self.x0 = x0.permute(2, 0, 1).reshape(steps, n * b, -1)  # (T, n*B, R): one block per step
-        self.h0 = h0.permute(2, 0, 1).reshape(steps, n * b, -1)  # (T, n*B, 2G)
+        self.h0 = (h0.permute(2, 0, 1) * double).reshape(steps, n * b, -1)  # (T, n*B, 2G)
 
-        # Fused weights, (in, out) so that rows @ W is the 1×1 conv.
-        self.w_prev = [layer.dilated.weight[:, :, 0].t().contiguous() for layer in layers]
-        self.w_cur = [layer.dilated.weight[:, :, 1].t().contiguous() for layer in layers]
-        cond_w = torch.stack([layer.gate.cond.weight[:, :, 0].t() for layer in layers])  # (L, cond, 2G)
+        # Weights as (in, out) matrices so that rows @ W is the 1×1 conv.
+        def mat(conv: torch.nn.Conv1d, tap: int = 0) -> torch.Tensor:
+            return conv.weight[:, :, tap].t()
+
+        self.w_prev = [(mat(layer.dilated, 0) * double).contiguous() for layer in layers]
+        self.w_cur = [(mat(layer.dilated, 1) * double).contiguous() for layer in layers]
+        cond_w = torch.stack([mat(layer.gate.cond) for layer in layers])  # (L, cond, 2G)
         cond_b = torch.stack([layer.gate.cond.bias + layer.dilated.bias for layer in layers])
         cond_b[0] = layers[0].gate.cond.bias  # layer 0's conv bias is already inside h0
-        # Double the tanh half of every pre-activation (see the gate in `step`).
-        double = torch.ones(2 * g, dtype=x0.dtype, device=x0.device)
-        double[:g] = 2.0
-        self.w_prev = [w * double for w in self.w_prev]
-        self.w_cur = [w * double for w in self.w_cur]
-        self.h0 = self.h0 * double
         self.cond_w = (cond_w * double).contiguous()
-        self.cond_b = (cond_b * double)[:, None, :].contiguous()
-        self.res = [
-            None
-            if layer.residual is None
-            else (layer.residual.weight[:, :, 0].t().contiguous(), layer.residual.bias)
-            for layer in layers
-        ]
-        self.skip_w = torch.cat([layer.skip.weight[:, :, 0].t() for layer in layers]) * model.skip_scale
-        self.skip_b = sum(layer.skip.bias for layer in layers) * model.skip_scale
+        self.cond_b = (cond_b * double)[:, None, :].contiguous()  # (L, 1, 2G)
+        self.cond = x0.new_empty(num_layers, n * b, 2 * g)
 
-        like = x0
-        self.history = [
-            None if i == 0 else _History(d, n, b, cfg.hidden_channels, like)
-            for i, d in enumerate(self.dilations)
+        # Gated activations of all layers side by side, each followed by a column of ones so that
+        # the residual and skip GEMMs add their biases themselves: z_aug_i = [z_i | 1].
+        self.z = x0.new_ones(n * b, num_layers * (g + 1))
+        self.z_aug = [self.z[:, i * (g + 1) : (i + 1) * (g + 1)] for i in range(num_layers)]
+        self.z_gate = [self.z[:, i * (g + 1) : i * (g + 1) + g] for i in range(num_layers)]
+        self.res = [
+            None if layer.residual is None else torch.cat([mat(layer.residual), layer.residual.bias[None]])
+            for layer in layers
+        ]  # (G+1, R)
+        self.skip_w = (
+            torch.cat([torch.cat([mat(layer.skip), layer.skip.bias[None]]) for layer in layers])
+            * model.skip_scale
+        )  # (L*(G+1), S)
+        self.h = x0.new_empty(n * b, 2 * g)
+        self.h_f, self.h_g = self.h[:, :g], self.h[:, g:]
+        self.neg_g = x0.new_empty(n * b, g)
+
+        self.history = [None] + [
+            _History(layer.dilation, n, b, cfg.hidden_channels, x0) for layer in layers[1:]
         ]
-        self.z = like.new_empty(n * b, self.num_layers * g)
 
         up = model.upsampler
         self.up_w = up.expand.weight.permute(2, 0, 1).contiguous()  # (spf, C_out, cond)
         self.up_b = up.expand.bias
-        self.mix_w, self.mix_b = up.mix.weight[:, :, 0].t().contiguous(), up.mix.bias
+        self.mix_w, self.mix_b = mat(up.mix).contiguous(), up.mix.bias
         post = [m for m in model.postnet if isinstance(m, torch.nn.Conv1d)]
-        self.post = [(m.weight[:, :, 0].t().contiguous(), m.bias) for m in post]
+        self.post = [(mat(m).contiguous(), m.bias) for m in post]
         ds = model.downsampler
-        self.score_w, self.score_b = ds.score.weight[:, :, 0].t().contiguous(), ds.score.bias
+        self.score_w, self.score_b = mat(ds.score).contiguous(), ds.score.bias
         self.position = ds.position.t().contiguous()  # (spf, C_out)
         self.proj_w = ds.proj_weight.transpose(1, 2).contiguous()  # (C_out, D, Q)
         self.proj_b = ds.proj_bias.t()[:, None, :].contiguous()  # (C_out, 1, Q)
 
     def step(self, t: int, eda_prev_t: torch.Tensor) -> torch.Tensor:
         """Logits (B, Q, C_out) of step t given the EDA value before it, eda_prev_t (B, C_out)."""
-        n, b, g = self.n, self.batch, self.gate
+        n, b = self.n, self.batch
 
         # Causal upsampler for this step only: (n, B, cond) → conditioning of every layer.
         c = torch.relu(torch.matmul(eda_prev_t.to(self.up_w.dtype), self.up_w) + self.up_b)  # (n, B, cond)
         c = torch.addmm(self.mix_b, c.reshape(n * b, -1), self.mix_w)  # (n*B, cond)
-        cond = torch.baddbmm(self.cond_b, c.expand(self.num_layers, -1, -1), self.cond_w)  # (L, n*B, 2G)
+        torch.baddbmm(self.cond_b, c.expand(self.num_layers, -1, -1), self.cond_w, out=self.cond)
 
-        x = self.x0[t]  # (n*B, R)
+        slots = [None] + [hist.advance() for hist in self.history[1:]]
+        h, x = self.h, self.x0[t]  # x: this layer's input (n*B, R)
         for i in range(self.num_layers):
             if i == 0:
-                h = self.h0[t] + cond[0]
+                torch.add(self.h0[t], self.cond[0], out=h)
             else:
-                prev = self.history[i].push(x.view(n, b, -1))
-                h = torch.addmm(cond[i], prev, self.w_prev[i])
+                x, prev = slots[i]  # written by the previous layer's residual
+                torch.addmm(self.cond[i], prev, self.w_prev[i], out=h)
                 h.addmm_(x, self.w_cur[i])
-            z = self.z[:, i * g : (i + 1) * g]
-            # tanh(f)·σ(g) as (2σ(2f) - 1)·σ(g) = 2σ(2f)σ(g) - σ(g): the f-half of h was
-            # pre-doubled in the weights, so one sigmoid covers both halves (tanh is ~3× slower).
-            s = torch.sigmoid(h)
-            torch.addcmul(torch.neg(s[:, g:]), s[:, :g], s[:, g:], value=2.0, out=z)
+            h.sigmoid_()  # [σ(2f) | σ(g)]
+            torch.neg(self.h_g, out=self.neg_g)
+            torch.addcmul(self.neg_g, self.h_f, self.h_g, value=2.0, out=self.z_gate[i])  # tanh(f)·σ(g)
             if self.res[i] is not None:
-                w, bias = self.res[i]
-                x = torch.addmm(x, z, w).add_(bias)
+                torch.addmm(x, self.z_aug[i], self.res[i], out=slots[i + 1][0])
 
-        s = torch.addmm(self.skip_b, self.z, self.skip_w)  # (n*B, S): all skip 1×1s in one GEMM
-        h = torch.relu(s)
+        h = torch.relu(torch.mm(self.z, self.skip_w))  # (n*B, S): every skip 1×1 in one GEMM
         for w, bias in self.post:
             h = torch.relu(torch.addmm(bias, h, w))
         scores = torch.addmm(self.score_b, h, self.score_w).view(n, b, -1) + self.position[:, None, :]
