@@ -258,9 +258,13 @@ class Wavenet(nn.Module):
         """logits (B, Q, C_out) → class indices (B, C_out)."""
         if greedy:
             return logits.argmax(dim=1)
+        # Inverse-CDF sampling: one uniform draw per signal against the cumulative softmax. Same
+        # distribution as torch.multinomial at a fraction of its per-call cost, which matters
+        # when a step takes about a millisecond.
         b, q, c = logits.shape
-        probs = torch.softmax(logits.float().permute(0, 2, 1).reshape(b * c, q) / temperature, dim=-1)
-        return torch.multinomial(probs, 1, generator=generator).view(b, c)
+        cdf = torch.softmax(logits.float() / temperature, dim=1).cumsum_(dim=1)  # (B, Q, C_out)
+        u = torch.rand(b, 1, c, generator=generator, device=logits.device) * cdf[:, -1:, :]
+        return (cdf < u).sum(dim=1).clamp_(max=q - 1)  # first level whose cdf reaches u
 
     @torch.no_grad()
     def generate(

@@ -101,3 +101,15 @@ def test_generate_restores_training_mode():
     model.train()
     model.generate(mfcc[:, :, :4], greedy=True)
     assert model.training
+
+
+def test_sampling_follows_the_softmax():
+    model, _ = model_and_audio("spf1")
+    q = model.config.quantization_levels
+    logits = torch.randn(1, q, 1)
+    logits[0, 3, 0] = -float("inf")  # a level with probability zero is never drawn
+    draws = model._sample(logits.expand(20000, q, 1), 1.5, False, torch.Generator().manual_seed(0))
+    counts = torch.bincount(draws.flatten(), minlength=q).float() / draws.numel()
+    expected = torch.softmax(logits[0, :, 0] / 1.5, dim=0)
+    assert counts[3] == 0
+    assert (counts - expected).abs().max() < 0.01
