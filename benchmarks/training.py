@@ -1,0 +1,104 @@
+"""Training throughput: eager against torch.compile, side by side in one run.
+
+    python -m benchmarks.training [--config configs/e4_4hz.yaml] [--batch-sizes 8 32] [--json OUT]
+
+One optimisation step is what `wavenet_lib.training` does per batch: teacher-forced forward over
+a window of `first_full_step + target_steps` EDA steps, cross-entropy on the last `target_steps`,
+backward, AdamW. Printed per batch size: EDA steps (trained on) and MFCC frames per second,
+eager and compiled, the compiled/eager speedup, achieved FLOP/s as a fraction of this machine's
+matmul FLOP/s measured in the same run at the model's width (forward + backward ≈ 3 × forward
+GEMM FLOPs), and peak memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from benchmarks.common import (
+    best_time,
+    machine,
+    matmul_flops,
+    peak_rss_mib,
+    per_frame_gemm_flops,
+    print_table,
+    write_json,
+)
+from wavenet_lib.configs import load_config
+from wavenet_lib.models.wavenet import Wavenet
+
+
+def make_step(cfg, batch: int, target_steps: int, compiled: bool):
+    torch.manual_seed(0)
+    model = Wavenet(cfg)
+    forward = torch.compile(model) if compiled else model
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    steps = cfg.first_full_step + target_steps
+    spf = cfg.spectral_frames_per_eda_step
+    g = torch.Generator().manual_seed(0)
+    mfcc = torch.randn(batch, cfg.in_channels, steps * spf, cfg.num_mfccs, generator=g)
+    eda_prev = torch.rand(batch, cfg.out_channels, steps, generator=g) * 2 - 1
+    target = torch.randint(0, cfg.quantization_levels, (batch, cfg.out_channels, steps), generator=g)
+    first = cfg.first_full_step
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        logits = forward(mfcc, eda_prev)
+        F.cross_entropy(logits[..., first:], target[..., first:]).backward()
+        opt.step()
+
+    return step, steps * spf
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.training", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", default="configs/e4_4hz.yaml")
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[8, 32])
+    parser.add_argument(
+        "--target-steps", type=int, default=None, help="default: the config's data.target_steps"
+    )
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-compile", action="store_true", help="eager only")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args(argv)
+
+    exp = load_config(args.config)
+    cfg = exp.model
+    target_steps = args.target_steps or exp.data.target_steps
+    peak = matmul_flops(8192, cfg.hidden_channels, 2 * cfg.gate_width)
+    rows = []
+    for b in args.batch_sizes:
+        row = {"config": Path(args.config).stem, "batch": b, "matmul_flops_at_width": peak}
+        for mode in ["eager"] + ([] if args.no_compile else ["compiled"]):
+            print(f"batch {b}: {mode} ...", flush=True)
+            step, frames = make_step(cfg, b, target_steps, compiled=mode == "compiled")
+            step()  # warm-up (and compilation)
+            seconds = best_time(step, args.repeats)
+            flops = 3 * b * frames * per_frame_gemm_flops(cfg)
+            row[f"{mode}_s_per_step"] = seconds
+            row[f"{mode}_eda_steps_per_s"] = b * target_steps / seconds
+            row[f"{mode}_mfcc_frames_per_s"] = b * frames / seconds
+            row[f"{mode}_fraction_of_matmul_peak"] = flops / seconds / peak
+        if not args.no_compile:
+            row["compile_speedup"] = row["eager_s_per_step"] / row["compiled_s_per_step"]
+        row["peak_rss_mib"] = peak_rss_mib()
+        rows.append(row)
+    cols = [
+        "config",
+        "batch",
+        "eager_eda_steps_per_s",
+        "eager_mfcc_frames_per_s",
+        "eager_fraction_of_matmul_peak",
+    ]
+    if not args.no_compile:
+        cols += ["compiled_eda_steps_per_s", "compiled_fraction_of_matmul_peak", "compile_speedup"]
+    print_table(rows, cols + ["peak_rss_mib"])
+    write_json(args.json, {"machine": machine(), "results": rows})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
