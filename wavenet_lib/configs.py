@@ -317,11 +317,26 @@ class TrainConfig(BaseModel):
     checkpoint_every: PositiveInt = 500
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     bf16: bool = Field(default=True, description="bf16 autocast when training on CUDA.")
+    min_lr_ratio: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="Cosine decay ends at learning_rate * min_lr_ratio."
+    )
+    adam_betas: tuple[float, float] = Field(default=(0.9, 0.999), description="AdamW (beta1, beta2).")
+    log_every: PositiveInt = Field(
+        default=10, description="Steps between rows of metrics_history.csv (validations add rows too)."
+    )
+    early_stopping_min_delta: float = Field(
+        default=0.0, ge=0.0, description="Val loss must drop by more than this (nats/step) to count."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
+        errors = []
         if self.warmup_steps >= self.max_steps:
-            raise ValueError(f"warmup_steps ({self.warmup_steps}) must be < max_steps ({self.max_steps})")
+            errors.append(f"warmup_steps ({self.warmup_steps}) must be < max_steps ({self.max_steps})")
+        if not all(0.0 <= b < 1.0 for b in self.adam_betas):
+            errors.append(f"adam_betas {self.adam_betas} must both lie in [0, 1)")
+        if errors:
+            raise ValueError("; ".join(errors))
         return self
 
 
