@@ -1,0 +1,279 @@
+"""Audio loading, MFCC features aligned to EDA steps, and their on-disk cache.
+
+Alignment (DESIGN.md, "Time bases"): EDA step `t` owns MFCC frames `[t*spf, (t+1)*spf)` and a
+recording of `T` steps yields exactly `T*spf` frames. Frames are computed with `center=False`
+on audio left-padded by `window - hop` zeros, so frame `f` covers audio samples
+`[(f+1)*hop - window, (f+1)*hop)`: it *ends* at the end of its hop and sees no audio after
+time `(f+1)*hop/sr`. Step `t` therefore sees audio up to `(t+1)/eda_sample_rate` s, the end of
+the interval `[t, t+1)/eda_sample_rate` the step stands for, and nothing later: the features
+are causal in audio time. Audio is zero-padded or trimmed at the end to exactly `T*spf*hop`
+samples (callers check beforehand that audio and EDA durations agree).
+
+Features are cached as `.npy` files (memory-mappable) named by a hash of the feature settings
+and of the audio file's bytes, so an edited file or a changed setting never reuses stale
+features and an unchanged one is never recomputed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from functools import lru_cache
+from pathlib import Path
+
+import librosa
+import numpy as np
+import soundfile as sf
+
+from wavenet_lib.configs import WavenetConfig
+from wavenet_lib.errors import DataError
+
+__all__ = [
+    "AUDIO_EXTENSIONS",
+    "audio_duration",
+    "load_audio",
+    "match_channels",
+    "n_mels_for",
+    "compute_mfcc",
+    "mfcc_cache_key",
+    "mfcc_for_recording",
+    "standardize_mfcc",
+]
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
+_FEATURE_VERSION = 1  # bump when the feature computation changes, to invalidate caches
+
+
+def _read_raw(path: Path) -> tuple[np.ndarray, int]:
+    """Decode a file to (channels, samples) float32 at its own rate; DataError if impossible."""
+    if not path.is_file():
+        raise DataError(path, "audio file not found")
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)  # (n, channels)
+        audio = np.ascontiguousarray(data.T)
+    except Exception as sf_exc:  # libsndfile cannot read it (some mp3s): try librosa/audioread
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                audio, sr = librosa.load(str(path), sr=None, mono=False)
+        except Exception as exc:
+            raise DataError(path, f"unreadable audio ({sf_exc}; librosa: {exc})") from exc
+        audio = np.atleast_2d(audio).astype(np.float32)
+    if audio.shape[-1] == 0:
+        raise DataError(path, "audio file is empty (0 samples)")
+    if not np.isfinite(audio).all():
+        raise DataError(path, "audio contains NaN or infinite samples")
+    return audio, int(sr)
+
+
+def audio_duration(path: str | Path) -> float:
+    """Duration of an audio file in seconds, from its header when possible.
+
+    Raises:
+        DataError: the file is missing, unreadable or empty.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "audio file not found")
+    try:
+        info = sf.info(str(path))
+        duration = info.frames / info.samplerate
+    except Exception:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                duration = float(librosa.get_duration(path=str(path)))
+        except Exception as exc:
+            raise DataError(path, f"unreadable audio ({exc})") from exc
+    if duration <= 0:
+        raise DataError(path, "audio file is empty (0 samples)")
+    return float(duration)
+
+
+def match_channels(audio: np.ndarray, channels: int, path: str | Path | None = None) -> np.ndarray:
+    """Make `audio` (C, n) have `channels` rows.
+
+    Mono is duplicated to any number of channels; more channels than wanted are mixed down by
+    averaging `C / channels` neighbouring channels per output (all of them for mono output).
+
+    Raises:
+        DataError: asked to upmix a multi-channel file (e.g. stereo to 4 channels).
+    """
+    have = audio.shape[0]
+    if have == channels:
+        return audio
+    if have == 1:
+        return np.repeat(audio, channels, axis=0)
+    if have > channels:
+        return np.stack([g.mean(axis=0) for g in np.array_split(audio, channels, axis=0)]).astype(np.float32)
+    raise DataError(path, f"audio has {have} channels; cannot make the {channels} asked for (in_channels)")
+
+
+def load_audio(path: str | Path, sample_rate: int, channels: int, start_s: float = 0.0) -> np.ndarray:
+    """Load wav/flac/ogg/mp3 as float32 (channels, samples) at `sample_rate`, from `start_s` on.
+
+    soundfile reads the file; librosa (audioread) is the fallback for what libsndfile cannot
+    decode (some mp3s). Channels are matched with `match_channels`, then the audio is resampled
+    with `librosa.resample` and the first `start_s` seconds are dropped.
+
+    Raises:
+        DataError: missing, unreadable or empty file, non-finite samples, impossible channel
+            layout, or nothing left after `start_s`.
+    """
+    path = Path(path)
+    audio, sr = _read_raw(path)
+    audio = match_channels(audio, channels, path)
+    if sr != sample_rate:
+        audio = librosa.resample(audio, orig_sr=sr, target_sr=sample_rate, axis=-1).astype(np.float32)
+    start = int(round(start_s * sample_rate))
+    if start < 0:
+        raise DataError(path, f"audio start {start_s} s is negative")
+    if start >= audio.shape[-1]:
+        raise DataError(
+            path, f"audio is {audio.shape[-1] / sample_rate:.2f} s long; nothing after {start_s} s"
+        )
+    return np.ascontiguousarray(audio[:, start:])
+
+
+@lru_cache(maxsize=64)
+def n_mels_for(sample_rate: int, n_fft: int, num_mfccs: int) -> int:
+    """Mel bands for the MFCCs: the largest of 128, 64, 40, 32 with no empty mel filter.
+
+    Small windows at low rates leave some of librosa's default 128 filters empty; we take
+    fewer bands instead. Never fewer than `num_mfccs` (a DCT needs at least that many bands).
+    """
+    for n_mels in (128, 64, 40, 32):
+        if n_mels < num_mfccs:
+            break
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            try:
+                librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels)
+                return n_mels
+            except UserWarning:
+                continue
+    return max(num_mfccs, 32)
+
+
+def compute_mfcc(audio: np.ndarray, cfg: WavenetConfig, n_steps: int) -> np.ndarray:
+    """MFCCs aligned to EDA steps (see module docstring for the alignment).
+
+    Args:
+        audio: (in_channels, samples) float audio at `cfg.audio_sample_rate`, starting at EDA step 0.
+        cfg: the model config (rates, window, hop, num_mfccs).
+        n_steps: T, the number of EDA steps.
+
+    Returns:
+        float32 (in_channels, T*spf, num_mfccs); frame f covers samples [(f+1)*hop - window, (f+1)*hop).
+    """
+    hop, window = cfg.mfcc_hop_size, cfg.mfcc_window_size
+    frames = n_steps * cfg.spectral_frames_per_eda_step
+    needed = frames * hop
+    audio = np.asarray(audio, dtype=np.float32)
+    audio = audio[:, :needed]
+    y = np.pad(audio, ((0, 0), (window - hop, needed - audio.shape[-1])))
+    mfcc = librosa.feature.mfcc(
+        y=y,
+        sr=cfg.audio_sample_rate,
+        n_mfcc=cfg.num_mfccs,
+        n_fft=window,
+        hop_length=hop,
+        center=False,
+        n_mels=n_mels_for(cfg.audio_sample_rate, window, cfg.num_mfccs),
+    )  # (C, M, F)
+    assert mfcc.shape[-1] == frames, (mfcc.shape, frames)
+    return np.ascontiguousarray(np.swapaxes(mfcc, -1, -2), dtype=np.float32)
+
+
+_hash_memo: dict[tuple[str, int, int], str] = {}
+
+
+def _file_sha1(path: Path) -> str:
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _hash_memo:
+        digest = hashlib.sha1()
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        _hash_memo[key] = digest.hexdigest()
+    return _hash_memo[key]
+
+
+def mfcc_cache_key(path: str | Path, cfg: WavenetConfig, n_steps: int, start_s: float = 0.0) -> str:
+    """Hex key naming a cached feature file: sha1 of the audio bytes and of every feature setting."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "audio file not found")
+    settings = {
+        "version": _FEATURE_VERSION,
+        "audio_sha1": _file_sha1(path),
+        "sr": cfg.audio_sample_rate,
+        "eda_sr": cfg.eda_sample_rate,
+        "n_fft": cfg.mfcc_window_size,
+        "hop": cfg.mfcc_hop_size,
+        "n_mfcc": cfg.num_mfccs,
+        "n_mels": n_mels_for(cfg.audio_sample_rate, cfg.mfcc_window_size, cfg.num_mfccs),
+        "channels": cfg.in_channels,
+        "n_steps": int(n_steps),
+        "start_sample": int(round(start_s * cfg.audio_sample_rate)),
+    }
+    return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+
+
+def mfcc_for_recording(
+    path: str | Path,
+    cfg: WavenetConfig,
+    n_steps: int,
+    start_s: float = 0.0,
+    cache_dir: str | Path | None = None,
+) -> np.ndarray:
+    """MFCCs of one audio file for `n_steps` EDA steps, from the disk cache when possible.
+
+    Args:
+        path: audio file (wav, flac, ogg, mp3).
+        cfg: model config.
+        n_steps: T, EDA steps the features must cover.
+        start_s: audio time (s) of EDA step 0 (audio before it is dropped).
+        cache_dir: feature cache folder; None computes without caching.
+
+    Returns:
+        float32 (in_channels, T*spf, num_mfccs); a read-only memory map when cached.
+
+    Raises:
+        DataError: the audio cannot be used (see `load_audio`).
+    """
+    if cache_dir is None:
+        audio = load_audio(path, cfg.audio_sample_rate, cfg.in_channels, start_s)
+        return compute_mfcc(audio, cfg, n_steps)
+    cache_dir = Path(cache_dir)
+    target = cache_dir / f"{mfcc_cache_key(path, cfg, n_steps, start_s)}.npy"
+    if not target.is_file():
+        audio = load_audio(path, cfg.audio_sample_rate, cfg.in_channels, start_s)
+        mfcc = compute_mfcc(audio, cfg, n_steps)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".npy.tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.save(fh, mfcc)
+            os.replace(tmp, target)  # atomic: concurrent readers never see half a file
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    return np.load(target, mmap_mode="r")
+
+
+def standardize_mfcc(mfcc: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Cepstral mean and variance normalization: (mfcc - mean) / std per channel and coefficient.
+
+    Args:
+        mfcc: (C, F, M) features.
+        mean, std: (C, M) statistics (e.g. of the whole recording).
+
+    Returns:
+        float32 (C, F, M).
+    """
+    return ((np.asarray(mfcc, dtype=np.float32) - mean[:, None, :]) / std[:, None, :]).astype(np.float32)
