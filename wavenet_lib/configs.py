@@ -246,12 +246,25 @@ class SyntheticDataConfig(BaseModel):
     duration_s: PositiveFloat = 120.0
     seed: int = 0
     latency_s: tuple[PositiveFloat, PositiveFloat] = (1.0, 3.0)
+    evoked_probability: float = Field(
+        default=0.9, ge=0.0, le=1.0, description="Chance that a loud audio onset evokes an SCR."
+    )
+    min_event_gap_s: PositiveFloat = Field(default=6.0, description="Least time (s) between loud onsets.")
+    spontaneous_per_min: tuple[float, float] = Field(
+        default=(1.0, 3.0), description="Range of each subject's spontaneous SCR rate (per minute)."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> SyntheticDataConfig:
+        errors = []
         lo, hi = self.latency_s
         if lo > hi:
-            raise ValueError(f"latency_s must be (low, high) with low <= high, got {self.latency_s}")
+            errors.append(f"latency_s must be (low, high) with low <= high, got {self.latency_s}")
+        slo, shi = self.spontaneous_per_min
+        if not 0 <= slo <= shi:
+            errors.append(f"spontaneous_per_min must be (low, high) with 0 <= low <= high, got {(slo, shi)}")
+        if errors:
+            raise ValueError("; ".join(errors))
         return self
 
 
@@ -282,6 +295,21 @@ class DataConfig(BaseModel):
         default=1.0, ge=0.0, description="Allowed audio/EDA duration mismatch (s)."
     )
     num_workers: int = Field(default=0, ge=0)
+    max_nan_gap_s: float = Field(
+        default=1.0, ge=0.0, description="Longest NaN run (s) inside an EDA trace that is interpolated."
+    )
+    min_eda_range_us: PositiveFloat = Field(
+        default=1e-3, description="An EDA trace whose max - min (µS) is below this is rejected as flat."
+    )
+    normalization_margin: float = Field(
+        default=0.1, ge=0.0, description="Min-max margin: [lo - m*range, hi + m*range] maps to [-1, 1]."
+    )
+    mfcc_standardize: bool = Field(
+        default=True, description="Per-recording cepstral mean and variance normalization of the MFCCs."
+    )
+    epoch_size: PositiveInt | None = Field(
+        default=None, description="Random training windows per epoch (default: ~one pass over the steps)."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> DataConfig:
