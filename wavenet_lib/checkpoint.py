@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import random
 import tempfile
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -197,6 +198,8 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path}: not a wavenet-eda checkpoint (not a file written by torch.save)")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:

@@ -84,6 +84,7 @@ __all__ = [
     "evaluate",
     "train",
     "train_experiment",
+    "stored_normalizer",
 ]
 
 logger = logging.getLogger(__name__)
@@ -610,9 +611,37 @@ def train_experiment(
         bundle = build_datasets(cfg)
         if env.is_main:
             barrier(env)
-        normalizer = getattr(bundle, "normalizer", None)
         return train(
-            cfg, bundle.train, bundle.val, run_dir, normalizer=normalizer, resume=resume, progress=progress
+            cfg,
+            bundle.train,
+            bundle.val,
+            run_dir,
+            normalizer=stored_normalizer(bundle),
+            resume=resume,
+            progress=progress,
         )
     finally:
         cleanup_distributed(env)
+
+
+def stored_normalizer(bundle: Any) -> dict[str, Any] | None:
+    """The EDA normalization to keep with the model, as a plain dict.
+
+    `data.normalization="per_dataset"`: the shared normalizer. "per_recording": each recording
+    has its own range, so generated EDA can only be given the range of a typical training
+    recording: the median of their low and high values (same margin).
+    """
+    shared = getattr(bundle, "normalizer", None)
+    if shared is not None:
+        return _normalizer_dict(shared)
+    per_rec = getattr(bundle, "normalizers", None) or {}
+    train_ids = (getattr(bundle, "splits", None) or {}).get("train") or list(per_rec)
+    chosen = [per_rec[r] for r in train_ids if r in per_rec]
+    if not chosen:
+        return None
+    typical = type(chosen[0])(
+        float(np.median([n.lo for n in chosen])),
+        float(np.median([n.hi for n in chosen])),
+        float(chosen[0].margin),
+    )
+    return _normalizer_dict(typical)
