@@ -6,8 +6,10 @@ on audio left-padded by `window - hop` zeros, so frame `f` covers audio samples
 `[(f+1)*hop - window, (f+1)*hop)`: it *ends* at the end of its hop and sees no audio after
 time `(f+1)*hop/sr`. Step `t` therefore sees audio up to `(t+1)/eda_sample_rate` s, the end of
 the interval `[t, t+1)/eda_sample_rate` the step stands for, and nothing later: the features
-are causal in audio time. Audio is zero-padded or trimmed at the end to exactly `T*spf*hop`
-samples (callers check beforehand that audio and EDA durations agree).
+are causal in audio time (the log-mel floor is the fixed `amin`, not librosa's default
+"loudest frame - 80 dB", which would depend on the whole file). Audio is zero-padded or
+trimmed at the end to exactly `T*spf*hop` samples (callers check beforehand that audio and
+EDA durations agree).
 
 Features are cached as `.npy` files (memory-mappable) named by a hash of the feature settings
 and of the audio file's bytes, so an edited file or a changed setting never reuses stale
@@ -44,7 +46,7 @@ __all__ = [
 ]
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
-_FEATURE_VERSION = 1  # bump when the feature computation changes, to invalidate caches
+_FEATURE_VERSION = 2  # bump when the feature computation changes, to invalidate caches
 
 
 def _read_raw(path: Path) -> tuple[np.ndarray, int]:
@@ -175,15 +177,17 @@ def compute_mfcc(audio: np.ndarray, cfg: WavenetConfig, n_steps: int) -> np.ndar
     audio = np.asarray(audio, dtype=np.float32)
     audio = audio[:, :needed]
     y = np.pad(audio, ((0, 0), (window - hop, needed - audio.shape[-1])))
-    mfcc = librosa.feature.mfcc(
+    mel = librosa.feature.melspectrogram(
         y=y,
         sr=cfg.audio_sample_rate,
-        n_mfcc=cfg.num_mfccs,
         n_fft=window,
         hop_length=hop,
         center=False,
         n_mels=n_mels_for(cfg.audio_sample_rate, window, cfg.num_mfccs),
-    )  # (C, M, F)
+    )  # (C, n_mels, F)
+    # top_db=None: librosa's default clips every frame at (loudest frame of the file - 80 dB),
+    # which would let a loud sound change the features of earlier frames (a causality leak).
+    mfcc = librosa.feature.mfcc(S=librosa.power_to_db(mel, top_db=None), n_mfcc=cfg.num_mfccs)  # (C, M, F)
     assert mfcc.shape[-1] == frames, (mfcc.shape, frames)
     return np.ascontiguousarray(np.swapaxes(mfcc, -1, -2), dtype=np.float32)
 
