@@ -383,6 +383,10 @@ class ExperimentConfig(BaseModel):
 def load_config(path: str | Path) -> ExperimentConfig:
     """Read an experiment YAML (safe_load) and validate it.
 
+    Relative paths in the `data` section (path, data_dir, cache_dir) are relative to the
+    config file's folder, so a config means the same files whatever the working directory
+    (repo root for the CLI, notebooks/ for JupyterLab, nbmake and papermill).
+
     Raises FileNotFoundError for a missing file, ValueError for YAML that is not a mapping,
     and pydantic.ValidationError (field paths such as ``model.mfcc_hop_size``) for bad values.
     """
@@ -396,4 +400,14 @@ def load_config(path: str | Path) -> ExperimentConfig:
             raise ValueError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
-    return ExperimentConfig.model_validate(data)
+    experiment = ExperimentConfig.model_validate(data)
+    base = path.resolve().parent
+    data_cfg = experiment.data
+    moved = {
+        name: base / value
+        for name in ("path", "data_dir", "cache_dir")
+        if name in data_cfg.model_fields_set  # defaults stay relative to the working directory
+        and (value := getattr(data_cfg, name)) is not None
+        and not Path(value).is_absolute()
+    }
+    return experiment.model_copy(update={"data": data_cfg.model_copy(update=moved)})

@@ -219,3 +219,17 @@ def test_load_config_rejects_missing_file_and_non_mapping(tmp_path: Path):
     python_tag.write_text("!!python/object/apply:os.system ['echo hi']\n")
     with pytest.raises(ValueError, match="not valid YAML"):
         load_config(python_tag)
+
+
+def test_relative_data_paths_are_relative_to_the_config_file(tmp_path: Path, monkeypatch):
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    text = "name: demo\nmodel:\n" + "".join(f"  {k}: {v}\n" for k, v in E4.items())
+    (folder / "a.yaml").write_text(
+        text + "data:\n  source: manifest\n  path: ../data/m.csv\n  cache_dir: /abs/cache\n"
+    )
+    monkeypatch.chdir(tmp_path.parent)  # the working directory must not matter
+    exp = load_config(folder / "a.yaml")
+    assert exp.data.path.resolve() == (tmp_path / "data" / "m.csv").resolve()
+    assert exp.data.cache_dir == Path("/abs/cache")
+    assert exp.data.data_dir == DataConfig().data_dir  # a default stays as it is
