@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from wavenet_lib.quantization import quantize
+
 if TYPE_CHECKING:
     from wavenet_lib.models.wavenet import Wavenet
 
@@ -120,7 +122,8 @@ class Stepper:
         ]
 
         up = model.upsampler
-        self.up_w = up.expand.weight.permute(2, 0, 1).contiguous()  # (spf, C_out, cond)
+        self.upsampler = up
+        self.up_w = up.expand.weight.permute(2, 0, 1).contiguous()  # (spf, cond, cond)
         self.up_b = up.expand.bias
         self.mix_w, self.mix_b = mat(up.mix).contiguous(), up.mix.bias
         post = [m for m in model.postnet if isinstance(m, torch.nn.Conv1d)]
@@ -128,15 +131,18 @@ class Stepper:
         ds = model.downsampler
         self.score_w, self.score_b = mat(ds.score).contiguous(), ds.score.bias
         self.position = ds.position.t().contiguous()  # (spf, C_out)
-        self.proj_w = ds.proj_weight.transpose(1, 2).contiguous()  # (C_out, D, Q)
-        self.proj_b = ds.proj_bias.t()[:, None, :].contiguous()  # (C_out, 1, Q)
+        self.downsampler = ds
+        self.proj_w = ds.proj_weight.transpose(1, 2).contiguous()  # (C_out, D, 2Q-1)
+        self.proj_b = ds.proj_bias.t()[:, None, :].contiguous()  # (C_out, 1, 2Q-1)
 
     def step(self, t: int, eda_prev_t: torch.Tensor) -> torch.Tensor:
         """Logits (B, Q, C_out) of step t given the EDA value before it, eda_prev_t (B, C_out)."""
         n, b = self.n, self.batch
 
         # Causal upsampler for this step only: (n, B, cond) → conditioning of every layer.
-        c = torch.relu(torch.matmul(eda_prev_t.to(self.up_w.dtype), self.up_w) + self.up_b)  # (n, B, cond)
+        last = eda_prev_t[:, :, None]  # (B, C_out, 1)
+        e = self.upsampler.embed_values(last)[:, 0]  # (B, cond)
+        c = torch.relu(torch.matmul(e, self.up_w) + self.up_b)  # (n, B, cond)
         c = torch.addmm(self.mix_b, c.reshape(n * b, -1), self.mix_w)  # (n*B, cond)
         torch.baddbmm(self.cond_b, c.expand(self.num_layers, -1, -1), self.cond_w, out=self.cond)
 
@@ -161,5 +167,6 @@ class Stepper:
         scores = torch.addmm(self.score_b, h, self.score_w).view(n, b, -1) + self.position[:, None, :]
         attn = torch.softmax(scores, dim=0)  # (n, B, C_out) over the step's frames
         pooled = torch.bmm(attn.permute(1, 2, 0), h.view(n, b, -1).transpose(0, 1))  # (B, C_out, D)
-        logits = torch.baddbmm(self.proj_b, pooled.transpose(0, 1), self.proj_w)  # (C_out, B, Q)
-        return logits.permute(1, 2, 0)  # (B, Q, C_out)
+        relative = torch.baddbmm(self.proj_b, pooled.transpose(0, 1), self.proj_w)  # (C_out, B, 2Q-1)
+        prev_level = quantize(last, self.downsampler.levels)
+        return self.downsampler.to_levels(relative.permute(1, 2, 0)[..., None], prev_level)[..., 0]

@@ -35,20 +35,33 @@ __all__ = ["Upsampler", "Gate", "ResidualLayer", "WavenetStack", "Downsampler", 
 class Upsampler(nn.Module):
     """Learned causal upsampler of past EDA to frame rate: (B, C_out, T) → (B, cond, T*spf).
 
-    A transposed conv with kernel = stride = spf gives each of a step's spf frames its own
-    learned mix of that step's value only, followed by a pointwise ReLU MLP. Frame f never sees
-    eda_prev beyond step f // spf; a vocoder-style upsampler (kernel wider than stride) would
-    let frames see the next step's value and leak future EDA.
+    Each previous value is first embedded by its quantization level (a learned vector per level
+    and EDA signal, summed over signals), as WaveNet embeds its previous sample: predicting a
+    distribution peaked near the previous level is then easy, where a raw scalar would have to
+    be unfolded into 256 bumps by the network. A transposed conv with kernel = stride = spf then
+    gives each of a step's spf frames its own learned mix of that step's embedding only,
+    followed by a pointwise ReLU MLP. Frame f never sees eda_prev beyond step f // spf; a
+    vocoder-style upsampler (kernel wider than stride) would let frames see the next step's
+    value and leak future EDA.
     """
 
-    def __init__(self, out_channels: int, cond_channels: int, factor: int) -> None:
+    def __init__(self, out_channels: int, cond_channels: int, factor: int, levels: int) -> None:
         super().__init__()
-        self.factor = factor
-        self.expand = nn.ConvTranspose1d(out_channels, cond_channels, kernel_size=factor, stride=factor)
+        self.factor, self.levels = factor, levels
+        self.embed = nn.Embedding(out_channels * levels, cond_channels)
+        nn.init.uniform_(self.embed.weight, -1.0, 1.0)  # the scale a conv input has, not N(0, 1)
+        self.register_buffer("offsets", torch.arange(out_channels) * levels, persistent=False)
+        self.expand = nn.ConvTranspose1d(cond_channels, cond_channels, kernel_size=factor, stride=factor)
         self.mix = nn.Conv1d(cond_channels, cond_channels, 1)
 
+    def embed_values(self, eda_prev: torch.Tensor) -> torch.Tensor:
+        """(B, C_out, T) values in normalized units → (B, T, cond) level embeddings."""
+        idx = quantize(eda_prev, self.levels) + self.offsets[:, None]  # (B, C_out, T)
+        return self.embed(idx).sum(dim=1)
+
     def forward(self, eda_prev: torch.Tensor) -> torch.Tensor:
-        return self.mix(F.relu(self.expand(eda_prev)))  # (B, cond, T*spf)
+        e = self.embed_values(eda_prev).transpose(1, 2)  # (B, cond, T)
+        return self.mix(F.relu(self.expand(e)))  # (B, cond, T*spf)
 
 
 class Gate(nn.Module):
@@ -136,31 +149,44 @@ class WavenetStack(nn.Module):
 
 
 class Downsampler(nn.Module):
-    """Attention pooling of each EDA step's spf frames, then the logits projection.
+    """Attention pooling of each EDA step's spf frames, then the logits over levels.
 
     One attention head per EDA signal scores every frame (learned 1×1 plus a learned bias per
     position inside the step), softmaxes over the step's spf frames and pools them. Pooling is
-    linear in the values, so projecting pooled vectors to Q logits equals pooling per-frame
-    logits (the seed's order) at 1/spf of the cost.
+    linear in the values, so projecting pooled vectors equals pooling per-frame projections
+    (the seed's order) at 1/spf of the cost.
+
+    The projection scores each level *relative to the previous step's level*: 2Q - 1 logits for
+    the changes -(Q-1) .. Q-1, gathered into the Q absolute levels (B, Q, C_out, T). EDA moves
+    slowly, so "stay near the last level" and "rise by a few levels after a loud onset" are
+    single, level-independent patterns to learn instead of Q separate ones. The output is still
+    a softmax over the Q absolute levels.
     """
 
     def __init__(self, channels: int, factor: int, out_channels: int, levels: int) -> None:
         super().__init__()
-        self.factor = factor
+        self.factor, self.levels = factor, levels
         self.score = nn.Conv1d(channels, out_channels, 1)
         self.position = nn.Parameter(torch.zeros(out_channels, factor))
-        self.proj_weight = nn.Parameter(torch.empty(out_channels, levels, channels))
-        self.proj_bias = nn.Parameter(torch.zeros(levels, out_channels))
+        self.proj_weight = nn.Parameter(torch.empty(out_channels, 2 * levels - 1, channels))
+        self.proj_bias = nn.Parameter(torch.zeros(2 * levels - 1, out_channels))
         nn.init.kaiming_uniform_(self.proj_weight, a=math.sqrt(5))
+        # change index for (level q, previous level k) is q - k + Q - 1
+        self.register_buffer("levels_range", torch.arange(levels), persistent=False)
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
+    def to_levels(self, relative: torch.Tensor, prev_level: torch.Tensor) -> torch.Tensor:
+        """(B, 2Q-1, C_out, T) change logits + (B, C_out, T) previous levels → (B, Q, C_out, T)."""
+        idx = self.levels_range[None, :, None, None] - prev_level[:, None] + (self.levels - 1)
+        return torch.gather(relative, 1, idx)
+
+    def forward(self, h: torch.Tensor, prev_level: torch.Tensor) -> torch.Tensor:
         b, d, frames = h.shape
         t = frames // self.factor
         scores = self.score(h).view(b, -1, t, self.factor) + self.position[:, None, :]
         attn = torch.softmax(scores, dim=-1)  # (B, C_out, T, spf)
         pooled = torch.einsum("bcts,bdts->bctd", attn, h.view(b, d, t, self.factor))
-        logits = torch.einsum("bctd,cqd->bqct", pooled, self.proj_weight)
-        return logits + self.proj_bias[None, :, :, None]  # (B, Q, C_out, T)
+        relative = torch.einsum("bctd,cqd->bqct", pooled, self.proj_weight) + self.proj_bias[None, :, :, None]
+        return self.to_levels(relative, prev_level)  # (B, Q, C_out, T)
 
 
 class Wavenet(nn.Module):
@@ -173,7 +199,12 @@ class Wavenet(nn.Module):
         self.spf = spf
         # Audio 1×1 input projection over (in_channels, num_mfccs) at each frame.
         self.input_proj = nn.Conv1d(config.in_channels * config.num_mfccs, config.hidden_channels, 1)
-        self.upsampler = Upsampler(config.out_channels, config.condition_channels, config.upsampling_factor)
+        self.upsampler = Upsampler(
+            config.out_channels,
+            config.condition_channels,
+            config.upsampling_factor,
+            config.quantization_levels,
+        )
         self.stacks = nn.ModuleList(
             WavenetStack(config, last=k == config.num_stacks - 1) for k in range(config.num_stacks)
         )
@@ -249,7 +280,8 @@ class Wavenet(nn.Module):
         for stack in self.stacks:
             x, s = stack(x, c)
             skips = skips + s
-        return self.downsampler(self.postnet(skips * self.skip_scale))  # (B, Q, C_out, T)
+        prev_level = quantize(eda_prev, self.config.quantization_levels)
+        return self.downsampler(self.postnet(skips * self.skip_scale), prev_level)  # (B, Q, C_out, T)
 
     # --- generation -------------------------------------------------------------------------
     def _sample(
