@@ -540,14 +540,33 @@ def event_locked_response(
         return EventLockedResponse(times, empty, np.zeros((0, times.size)), math.nan, math.nan, math.nan, 0)
     curves = np.stack([[np.interp(o + times, t_trace, tr) for o in kept] for tr in traces])  # (S, E, L)
     curves -= curves[..., in_base].mean(axis=-1, keepdims=True)
-    per_event = curves.mean(axis=0)
+    return _summarize_events(times, curves.mean(axis=0), onset_fraction)
+
+
+def _summarize_events(times: np.ndarray, per_event: np.ndarray, onset_fraction: float) -> EventLockedResponse:
+    """Mean curve, its peak after onset and the onset latency, from per-event curves (E, L)."""
     mean = per_event.mean(axis=0)
     after = times > 0
     i_peak = int(np.flatnonzero(after)[np.argmax(mean[after])])
     peak = float(mean[i_peak])
     reached = np.flatnonzero((times >= 0) & (times <= times[i_peak]) & (mean >= onset_fraction * peak))
     onset_latency = float(times[reached[0]]) if peak > 0 and reached.size else math.nan
-    return EventLockedResponse(times, mean, per_event, float(times[i_peak]), peak, onset_latency, len(kept))
+    return EventLockedResponse(
+        times, mean, per_event, float(times[i_peak]), peak, onset_latency, len(per_event)
+    )
+
+
+def pool_event_locked(
+    responses: Sequence[EventLockedResponse], onset_fraction: float = 0.1
+) -> EventLockedResponse:
+    """Pool the events of several recordings' responses (same window and rate) into one response."""
+    used = [r for r in responses if r.n_events]
+    if not used:
+        raise ValueError("no events to pool: every response has n_events == 0")
+    times = used[0].times
+    if any(r.times.shape != times.shape or not np.allclose(r.times, times) for r in used):
+        raise ValueError("responses to pool must share one window and sampling rate")
+    return _summarize_events(times, np.concatenate([r.per_event for r in used]), onset_fraction)
 
 
 # ======================================================================================

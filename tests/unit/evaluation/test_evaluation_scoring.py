@@ -94,7 +94,9 @@ def test_model_cross_entropy_of_a_bias_only_head_is_analytic():
     model = tiny_model()
     with torch.no_grad():
         model.downsampler.proj_weight.zero_()
-        model.downsampler.proj_bias.copy_(torch.arange(Q, dtype=torch.float32)[:, None] * 0.1)
+        # logits are scored per change of level (2Q - 1 of them); a linear ramp over changes is the
+        # same ramp over absolute levels, shifted by a constant that the softmax ignores
+        model.downsampler.proj_bias.copy_(torch.arange(2 * Q - 1, dtype=torch.float32)[:, None] * 0.1)
     mfcc, _ = recording(model, steps=12)
     eda = torch.full((1, 12), float(dequantize(torch.tensor(5), Q)))  # always bin 5
     got = teacher_forced_metrics(model, mfcc, eda, first_step=0)
