@@ -451,7 +451,14 @@ def train(
         def elapsed() -> float:
             return elapsed_before + time.perf_counter() - t0
 
+        # Decisions to save are collective (every rank must join the RNG gather), so they depend
+        # only on state every rank shares, never on files rank 0 may still be writing.
+        saved_step = step if resume else None
+
         def checkpoint(path: Path) -> None:
+            nonlocal saved_step
+            if path == last_path:
+                saved_step = step
             rng = all_gather_objects(capture_rng_state(), env)  # collective: every rank calls it
             if env.is_main:
                 save_checkpoint(
@@ -566,7 +573,7 @@ def train(
                         break
                 if stop_after is not None and step >= stop_after:
                     break
-            if step == 0 or not last_path.is_file():  # nothing ran (e.g. resumed at max_steps)
+            if saved_step != step:  # e.g. a fresh run with max_steps already reached: nothing ran
                 checkpoint(last_path)
             if not has_val:
                 checkpoint(best_path)  # without validation, "best" is the latest state

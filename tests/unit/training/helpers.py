@@ -5,6 +5,7 @@ A module (not conftest) so spawned DDP worker processes can import it.
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import socket
 from pathlib import Path
@@ -127,6 +128,7 @@ def ddp_worker(rank: int, world_size: int, port: int, run_dir: str, out_dir: str
         WORLD_SIZE=str(world_size),
     )
     torch.set_num_threads(1)
+    faulthandler.dump_traceback_later(90, exit=True)  # a hung collective fails the test, never blocks CI
     from wavenet_lib.training import train
 
     cfg = tiny_experiment(**train_kw)

@@ -1,0 +1,170 @@
+"""The training loop: determinism, exact resume, NaN stop, schedule, loss mask, early stopping."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import pytest
+import torch
+
+from tests.unit.training.helpers import (
+    WindowDataset,
+    assert_same_weights,
+    datasets,
+    load_state,
+    tiny_experiment,
+)
+from wavenet_lib.training import (
+    NonFiniteLossError,
+    WarmupCosine,
+    masked_cross_entropy,
+    select_device,
+    train,
+)
+
+DROPOUT = {"dropout": 0.2}  # makes the RNG state matter for resume and determinism
+
+
+def run(cfg, run_dir, **kw):
+    return train(cfg, *datasets(cfg), run_dir, progress=False, **kw)
+
+
+def test_two_identical_cpu_runs_give_identical_weights(tmp_path):
+    cfg = tiny_experiment(model=DROPOUT)
+    a = run(cfg, tmp_path / "a")
+    b = run(cfg, tmp_path / "b")
+    assert a.step == b.step == cfg.train.max_steps
+    assert_same_weights(a.model.state_dict(), b.model.state_dict())
+    c = run(tiny_experiment(model=DROPOUT, seed=1), tmp_path / "c")
+    assert any(not torch.equal(a.model.state_dict()[k], v) for k, v in c.model.state_dict().items())
+
+
+@pytest.mark.parametrize("stop_after", [3, 4], ids=["mid_epoch", "epoch_boundary"])
+def test_resume_is_exact(tmp_path, stop_after):
+    # 16 windows / batch 4 = 4 batches per epoch; 7 steps cross an epoch boundary.
+    cfg = tiny_experiment(model=DROPOUT, max_steps=7)
+    full = run(cfg, tmp_path / "full")
+    part = run(cfg, tmp_path / "resumed", stop_after=stop_after)
+    assert part.step == stop_after
+    assert torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)["step"] == stop_after
+    resumed = run(cfg, tmp_path / "resumed", resume=True)
+    assert resumed.step == 7
+    assert_same_weights(
+        load_state(tmp_path / "full" / "last.pt"), load_state(tmp_path / "resumed" / "last.pt")
+    )
+    assert_same_weights(full.model.state_dict(), resumed.model.state_dict())
+    assert resumed.best_val_loss == full.best_val_loss
+    steps = [int(r["step"]) for r in resumed.history]
+    assert steps == list(range(1, 8))
+
+
+def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        run(tiny_experiment(), tmp_path / "empty", resume=True)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    cfg = tiny_experiment(max_steps=8, checkpoint_every=4, log_every=1)
+    reference = run(cfg, tmp_path / "ref", stop_after=4)
+    # 4 windows per step with num_workers=0: fetches 21.. (step 6) are NaN.
+    bad_train = WindowDataset(cfg, 16, seed=1, nan_after=20)
+    run_dir = tmp_path / "nan"
+    with pytest.raises(NonFiniteLossError, match=r"step 6: the training loss is nan") as info:
+        train(cfg, bad_train, datasets(cfg)[1], run_dir, progress=False)
+    assert info.value.last_checkpoint == run_dir / "last.pt"
+    saved = torch.load(run_dir / "last.pt", weights_only=True)
+    assert saved["step"] == 4
+    assert_same_weights(saved["model"], load_state(tmp_path / "ref" / "last.pt"))
+    assert reference.step == 4
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        "best.pt",
+        "config.yaml",
+        "last.pt",
+        "metrics_history.csv",
+    ]
+    # Resuming with good data drops history rows after the checkpoint and matches a clean run.
+    resumed = run(cfg, run_dir, resume=True)
+    clean = run(cfg, tmp_path / "clean")
+    assert_same_weights(resumed.model.state_dict(), clean.model.state_dict())
+    with (run_dir / "metrics_history.csv").open() as fh:
+        assert [int(r["step"]) for r in csv.DictReader(fh)] == list(range(1, 9))
+
+
+def test_metrics_history_file(tmp_path):
+    cfg = tiny_experiment(max_steps=6, val_every=3, log_every=2)
+    result = run(cfg, tmp_path)
+    with (tmp_path / "metrics_history.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["step", "train_loss", "val_loss", "lr", "time"]
+    assert [int(r["step"]) for r in rows] == [2, 3, 4, 6]
+    assert [bool(r["val_loss"]) for r in rows] == [False, True, False, True]
+    assert all(math.isfinite(float(r["train_loss"])) and float(r["lr"]) > 0 for r in rows)
+    assert result.best_val_loss == pytest.approx(min(float(r["val_loss"]) for r in rows if r["val_loss"]))
+    assert result.history[-1]["step"] == 6
+
+
+def test_training_reduces_loss(tmp_path):
+    cfg = tiny_experiment(max_steps=40, val_every=20, learning_rate=1e-2, warmup_steps=2, log_every=20)
+    result = run(cfg, tmp_path)
+    first, last = float(result.history[0]["train_loss"]), float(result.history[-1]["train_loss"])
+    assert last < first - 0.1
+    assert result.best_val_loss is not None and math.isfinite(result.best_val_loss)
+
+
+def test_early_stopping(tmp_path):
+    # min_delta larger than any possible improvement: the 2nd validation counts as "no better".
+    cfg = tiny_experiment(
+        max_steps=10, val_every=1, early_stopping_patience=1, early_stopping_min_delta=100.0
+    )
+    result = run(cfg, tmp_path)
+    assert result.stopped_early and result.step == 2
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["step"] == 2
+    assert torch.load(tmp_path / "best.pt", weights_only=True)["step"] == 1
+
+
+def test_without_validation_best_is_last(tmp_path):
+    cfg = tiny_experiment(max_steps=3)
+    result = train(cfg, datasets(cfg)[0], None, tmp_path, progress=False)
+    assert result.best_val_loss is None
+    assert_same_weights(load_state(tmp_path / "best.pt"), load_state(tmp_path / "last.pt"))
+
+
+def test_training_set_smaller_than_a_batch_is_a_clear_error(tmp_path):
+    cfg = tiny_experiment(batch_size=8)
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        train(cfg, WindowDataset(cfg, 5), None, tmp_path, progress=False)
+
+
+def test_warmup_then_cosine_schedule():
+    f = WarmupCosine(warmup=4, total=14, floor=0.1)
+    assert [f(s) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert f(4) == pytest.approx(1.0)
+    values = [f(s) for s in range(4, 15)]
+    assert all(a >= b for a, b in zip(values, values[1:], strict=False))
+    assert f(14) == pytest.approx(0.1) and f(100) == pytest.approx(0.1)
+    assert f(9) == pytest.approx(0.1 + 0.9 * 0.5)
+
+
+def test_loss_covers_only_steps_with_a_full_receptive_field():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 16, 1, 10, generator=g)
+    target = torch.randint(0, 16, (2, 1, 10), generator=g)
+    loss = masked_cross_entropy(logits, target, first_full_step=6)
+    changed = target.clone()
+    changed[..., :6] = (changed[..., :6] + 3) % 16
+    logits2 = logits.clone()
+    logits2[..., :6] = 0.0
+    assert torch.equal(loss, masked_cross_entropy(logits2, changed, first_full_step=6))
+    expected = torch.nn.functional.cross_entropy(logits[..., 6:], target[..., 6:])
+    assert torch.allclose(loss, expected)
+    with pytest.raises(ValueError, match="first_full_step"):
+        masked_cross_entropy(logits, target, first_full_step=10)
+
+
+def test_device_selection():
+    assert select_device("cpu").type == "cpu"
+    assert select_device("auto").type in {"cpu", "cuda", "mps"}
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA is not available"):
+            select_device("cuda")
