@@ -52,6 +52,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from wavenet_lib.checkpoint import (
+    CheckpointError,
     capture_rng_state,
     check_model_config,
     read_checkpoint,
@@ -397,7 +398,7 @@ def train(
             _warn_config_changes(payload["config"], cfg, last_path)
             model.load_state_dict(payload["model"])
             if payload.get("optimizer") is None:
-                raise FileNotFoundError(f"{last_path} holds weights only; it cannot resume training")
+                raise CheckpointError(f"{last_path} holds weights only; it cannot resume training")
             optimizer.load_state_dict(payload["optimizer"])
             scheduler.load_state_dict(payload["scheduler"])
             step = int(payload["step"])
