@@ -25,4 +25,4 @@ lint: install
 	$(BIN)/ruff format --check .
 
 test: lint
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest --nbmake tests notebooks

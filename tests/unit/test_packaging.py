@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -69,3 +70,37 @@ def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in readme and "make test" in ci
     assert "torch==2.13.0" in (ROOT / "Makefile").read_text()
+
+
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def test_the_three_ordered_notebooks_exist():
+    assert [p.name for p in NOTEBOOKS] == [
+        "01_receptive_field.ipynb",
+        "02_training.ipynb",
+        "03_evaluation.ipynb",
+    ]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebooks_are_committed_without_outputs(path: Path):
+    nb = json.loads(path.read_text())
+    dirty = [
+        i
+        for i, cell in enumerate(nb["cells"])
+        if cell["cell_type"] == "code" and (cell.get("outputs") or cell.get("execution_count"))
+    ]
+    assert not dirty, f"{path.name}: cells {dirty} have outputs; clear them before committing"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebooks_have_one_parameters_cell_with_an_nbmake_mock(path: Path):
+    nb = json.loads(path.read_text())
+    tagged = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, f"{path.name}: expected one cell tagged 'parameters', found {len(tagged)}"
+    source = "".join(tagged[0]["source"])
+    assert "config_path" in source and "run_dir" in source
+    mock = tagged[0]["metadata"]["nbmake"]["mock"]
+    assert (ROOT / "notebooks" / mock["config_path"]).resolve().is_file()
+    assert load_config(ROOT / "notebooks" / mock["config_path"]).name == "tiny"
