@@ -171,6 +171,12 @@ class Downsampler(nn.Module):
         self.proj_weight = nn.Parameter(torch.empty(out_channels, 2 * levels - 1, channels))
         self.proj_bias = nn.Parameter(torch.zeros(2 * levels - 1, out_channels))
         nn.init.kaiming_uniform_(self.proj_weight, a=math.sqrt(5))
+        # Start from a persistence prior: a Laplace over changes of level with a scale of
+        # max(1, Q/64) levels, so that a fresh model already puts little mass on far jumps and
+        # training spends its steps on what the audio adds.
+        with torch.no_grad():
+            change = torch.arange(2 * levels - 1) - (levels - 1)
+            self.proj_bias.copy_((-change.abs() / max(1.0, levels / 64))[:, None].expand(-1, out_channels))
         # change index for (level q, previous level k) is q - k + Q - 1
         self.register_buffer("levels_range", torch.arange(levels), persistent=False)
 
