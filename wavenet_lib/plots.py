@@ -77,7 +77,8 @@ def plot_real_vs_generated(
     if loudness is not None:
         duration = len(real_us) / eda_sample_rate
         rate = loudness_rate or len(loudness) / duration
-        axes[1].fill_between(_times(len(loudness), rate), loudness, color="tab:gray", alpha=0.6, lw=0)
+        floor = float(np.nanmin(loudness)) if len(loudness) else 0.0  # fill up from the quietest frame
+        axes[1].fill_between(_times(len(loudness), rate), loudness, floor, color="tab:gray", alpha=0.6, lw=0)
         _mark_events(axes[1], events_s)
         axes[1].set_ylabel("audio RMS")
     axes[-1].set_xlabel("time (s)")
