@@ -54,8 +54,8 @@ def _describe_cell_error(exc: Exception) -> str:
 def run_experiment(
     config_path: str | Path,
     runs_dir: str | Path = "runs",
-    notebooks: tuple[str, ...] = NOTEBOOKS,
-    notebook_dir: Path = NOTEBOOK_DIR,
+    notebooks: tuple[str, ...] | None = None,
+    notebook_dir: Path | None = None,
     kernel_name: str | None = None,
     log=print,
 ) -> Path:
@@ -66,6 +66,9 @@ def run_experiment(
     """
     import papermill as pm  # deferred: papermill is slow to import
     from papermill.exceptions import PapermillExecutionError
+
+    notebooks = NOTEBOOKS if notebooks is None else notebooks
+    notebook_dir = NOTEBOOK_DIR if notebook_dir is None else notebook_dir
 
     config_path = Path(config_path).resolve()
     try:

@@ -1,0 +1,85 @@
+"""Batch runs: papermill executes the notebooks per config; failures name notebook, cell and error."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from wavenet_lib import pipeline
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def write_notebook(path: Path, *sources: str) -> None:
+    params = new_code_cell('config_path = "x"\nrun_dir = "y"')
+    params.metadata["tags"] = ["parameters"]
+    nb = new_notebook(cells=[params, *(new_code_cell(s) for s in sources)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+@pytest.fixture
+def fake_notebooks(tmp_path: Path, monkeypatch) -> Path:
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    write_notebook(
+        folder / "01_ok.ipynb",
+        "from pathlib import Path\nPath(run_dir, 'seen.txt').write_text(config_path)",
+    )
+    write_notebook(
+        folder / "02_fails.ipynb",
+        "x = 1",
+        "raise ValueError('the data folder is empty')",
+        "Path(run_dir, 'after_failure.txt').write_text('should not run')",
+    )
+    monkeypatch.setattr(pipeline, "NOTEBOOK_DIR", folder)
+    monkeypatch.setattr(pipeline, "NOTEBOOKS", ("01_ok.ipynb", "02_fails.ipynb"))
+    return folder
+
+
+def config(tmp_path: Path, name: str) -> Path:
+    text = (ROOT / "tests" / "notebooks" / "tiny.yaml").read_text().replace("name: tiny", f"name: {name}")
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_failing_cell_stops_the_config_and_names_notebook_cell_and_error(tmp_path, fake_notebooks, capsys):
+    runs = tmp_path / "runs"
+    status = pipeline.main(
+        [str(config(tmp_path, "first")), str(config(tmp_path, "second")), "--runs-dir", str(runs)]
+    )
+    err = capsys.readouterr().err
+    assert status == 1
+    # cell 3 of the executed notebook: papermill inserts the injected-parameters cell after cell 0
+    assert (
+        "02_fails.ipynb" in err and "cell 3 (In [4])" in err and "ValueError: the data folder is empty" in err
+    )
+    assert "Traceback" not in err
+    run = runs / "first"
+    assert (run / "seen.txt").read_text() == str(tmp_path / "first.yaml")  # parameters were injected
+    partial = json.loads((run / "02_fails.ipynb").read_text())  # the partly executed notebook is kept
+    assert any(o.get("ename") == "ValueError" for c in partial["cells"] for o in c.get("outputs", []))
+    assert not (run / "after_failure.txt").exists()
+    assert not (runs / "second").exists()  # without --keep-going the next config does not run
+
+
+def test_keep_going_runs_every_config(tmp_path, fake_notebooks, capsys):
+    runs = tmp_path / "runs"
+    cfgs = [str(config(tmp_path, "first")), str(config(tmp_path, "second"))]
+    assert pipeline.main([*cfgs, "--runs-dir", str(runs), "--keep-going"]) == 1
+    assert (runs / "second" / "seen.txt").is_file()
+    assert capsys.readouterr().err.count("error:") == 2
+
+
+def test_invalid_config_fails_before_any_notebook(tmp_path, fake_notebooks, capsys):
+    bad = config(tmp_path, "bad")
+    bad.write_text(bad.read_text().replace("mfcc_hop_size: 100", "mfcc_hop_size: 99"))
+    assert pipeline.main([str(bad), "--runs-dir", str(tmp_path / "runs")]) == 1
+    err = capsys.readouterr().err
+    assert "spectral_frames_per_eda_step" in err and "config" in err
+    assert not (tmp_path / "runs" / "bad").exists()
