@@ -1,17 +1,16 @@
 """Generation speed: the fast (cached) path against the naive reference, side by side.
 
     python -m benchmarks.generation [--configs configs/quickstart.yaml configs/e4_4hz.yaml]
-                                    [--batch-sizes 1 32] [--json OUT]
+                                    [--batch-sizes 1 32] [--hour 3600] [--json OUT]
 
-For each config and batch size, both paths of `Wavenet.generate` run on the same model in the
-same process. Steady-state cost per step is measured as the time of generating
-`receptive_field_eda_steps + N` steps minus the time of generating `receptive_field_eda_steps`
-steps, divided by N: so the naive path is always timed re-running `forward` over one full
-receptive field per step (not over the whole prefix, and not over the shorter windows at the
-start of a clip). Also printed: EDA steps per second and the real-time factor (seconds of EDA
-per wall second) of the fast path, its achieved FLOP/s as a fraction of this machine's matmul
-FLOP/s measured in the same run at the model's width, and peak memory. `--hour` times one hour
-of audio → EDA at batch 1, MFCC extraction included.
+For each config and batch size, both paths run on the same model in the same process: the fast
+path as `Wavenet.generate(incremental=True)` over a whole clip, the naive path as its per-step
+body `Wavenet.reference_step_logits` (re-running `forward` over one full receptive field, not
+over the whole prefix) plus the same sampling. Each is the best of a few repeats. Also printed:
+EDA steps per second and the real-time factor (seconds of EDA per wall second) of the fast path,
+its achieved FLOP/s as a fraction of this machine's matmul FLOP/s measured in the same run at
+the model's width, and peak memory. `--hour` times one hour of audio → EDA at batch 1, MFCC
+extraction included.
 """
 
 from __future__ import annotations
@@ -37,20 +36,42 @@ from wavenet_lib.configs import WavenetConfig, load_config
 from wavenet_lib.models.wavenet import Wavenet
 
 
-def steady_step_time(model: Wavenet, batch: int, steps: int, incremental: bool, repeats: int) -> float:
+def fast_step_time(model: Wavenet, batch: int, steps: int, repeats: int) -> float:
+    """Seconds per step of `generate(incremental=True)` over a clip of `steps` steps.
+
+    Includes everything a call does (the audio-only work done once per clip, sampling): the
+    fast path costs the same at every step, so no warm-up needs subtracting.
+    """
+    cfg = model.config
+    g = torch.Generator().manual_seed(0)
+    mfcc = torch.randn(
+        batch, cfg.in_channels, steps * cfg.spectral_frames_per_eda_step, cfg.num_mfccs, generator=g
+    )
+    model.generate(mfcc[:, :, : 2 * cfg.spectral_frames_per_eda_step])  # warm-up
+    return (
+        best_time(lambda: model.generate(mfcc, generator=torch.Generator().manual_seed(0)), repeats) / steps
+    )
+
+
+@torch.no_grad()
+def naive_step_time(model: Wavenet, batch: int, steps: int, repeats: int) -> float:
+    """Seconds per steady-state step of the reference path: `Wavenet.reference_step_logits`
+    (one forward over a full receptive field) plus the same sampling, for steps whose window
+    is full length (no shorter windows from the start of a clip)."""
     cfg = model.config
     spf = cfg.spectral_frames_per_eda_step
-    warm = cfg.receptive_field_eda_steps
+    first = cfg.receptive_field_eda_steps
     g = torch.Generator().manual_seed(0)
-    mfcc = torch.randn(batch, cfg.in_channels, (warm + steps) * spf, cfg.num_mfccs, generator=g)
+    mfcc = torch.randn(batch, cfg.in_channels, (first + steps) * spf, cfg.num_mfccs, generator=g)
+    eda_prev = torch.zeros(batch, cfg.out_channels, first + steps)
 
-    def run(n: int):
-        return lambda: model.generate(mfcc[:, :, : n * spf], greedy=True, incremental=incremental)
+    def run():
+        for t in range(first, first + steps):
+            logits = model.reference_step_logits(mfcc, eda_prev, t)
+            model._sample(logits, 1.0, False, g)
 
-    model.generate(mfcc[:, :, : 2 * spf], incremental=incremental)  # warm-up
-    long = best_time(run(warm + steps), repeats)
-    short = best_time(run(warm), repeats)
-    return max(long - short, 1e-9) / steps
+    run()  # warm-up
+    return best_time(run, repeats) / steps
 
 
 def bench_config(
@@ -69,8 +90,8 @@ def bench_config(
         "matmul_flops_at_width": peak,
     }
     for b in batch_sizes:
-        fast = steady_step_time(model, b, fast_steps, incremental=True, repeats=3)
-        naive = steady_step_time(model, b, naive_steps, incremental=False, repeats=2)
+        fast = fast_step_time(model, b, fast_steps, repeats=3)
+        naive = naive_step_time(model, b, naive_steps, repeats=2)
         flops = b * spf * per_frame_gemm_flops(cfg)
         result[f"fast_s_per_step_b{b}"] = fast
         result[f"naive_s_per_step_b{b}"] = naive

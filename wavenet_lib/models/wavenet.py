@@ -304,6 +304,17 @@ class Wavenet(nn.Module):
         u = torch.rand(b, 1, c, generator=generator, device=logits.device) * cdf[:, -1:, :]
         return (cdf < u).sum(dim=1).clamp_(max=q - 1)  # first level whose cdf reaches u
 
+    def reference_step_logits(self, mfcc: torch.Tensor, eda_prev: torch.Tensor, t: int) -> torch.Tensor:
+        """Logits (B, Q, C_out) of step t by re-running `forward` over one receptive field.
+
+        The naive reference for generation: the window holds the steps whose frames the
+        receptive field of step t touches, so zero padding at its start changes nothing.
+        """
+        spf = self.spf
+        start = max(0, t + 1 - self.config.receptive_field_eda_steps)
+        window = mfcc[:, :, start * spf : (t + 1) * spf]
+        return self.forward(window, eda_prev[:, :, start : t + 1])[..., -1]
+
     @torch.no_grad()
     def generate(
         self,
@@ -333,7 +344,7 @@ class Wavenet(nn.Module):
         if temperature <= 0 and not greedy:
             raise ValueError(f"temperature must be > 0 (got {temperature}); use greedy=True for argmax")
         _, steps = self._check_inputs(mfcc, None)
-        cfg, spf = self.config, self.spf
+        cfg = self.config
         b, device = mfcc.shape[0], mfcc.device
         q = cfg.quantization_levels
         if prime is not None:
@@ -354,8 +365,6 @@ class Wavenet(nn.Module):
             all_logits = torch.empty(b, q, cfg.out_channels, steps, device=device) if return_logits else None
             if incremental:
                 stepper = Stepper(self, mfcc)  # fresh caches and weights for every call
-            else:
-                rf_steps = cfg.receptive_field_eda_steps
             iterator = range(steps)
             if progress:
                 from tqdm.auto import tqdm
@@ -365,9 +374,7 @@ class Wavenet(nn.Module):
                 if incremental:
                     logits = stepper.step(t, eda_prev[:, :, t])
                 else:
-                    start = max(0, t + 1 - rf_steps)
-                    window = mfcc[:, :, start * spf : (t + 1) * spf]
-                    logits = self.forward(window, eda_prev[:, :, start : t + 1])[..., -1]
+                    logits = self.reference_step_logits(mfcc, eda_prev, t)
                 if all_logits is not None:
                     all_logits[..., t] = logits
                 if t < n_prime:
