@@ -12,6 +12,7 @@ import soundfile as sf
 import torch
 import yaml
 
+from tests.tiny_configs import TINY_MODEL
 from wavenet_lib.cli import main
 from wavenet_lib.configs import ExperimentConfig
 from wavenet_lib.generation import eda_to_microsiemens
@@ -19,18 +20,7 @@ from wavenet_lib.models.wavenet import Wavenet
 from wavenet_lib.training import train
 
 # 1600 Hz audio, hop 16, EDA 4 Hz → 25 frames per step; 2 s context.
-SPF25 = dict(
-    context_size_in_seconds=2,
-    audio_sample_rate=1600,
-    eda_sample_rate=4,
-    mfcc_window_size=32,
-    mfcc_hop_size=16,
-    num_mfccs=5,
-    hidden_channels=8,
-    condition_channels=4,
-    quantization_levels=16,
-    max_stack_receptive_field=64,
-)
+SPF25 = TINY_MODEL
 # 1600 Hz audio, hop 200, EDA 4 Hz → 2 frames per step (a window the MFCC filters fit at this rate).
 SPF2 = {**SPF25, "mfcc_window_size": 400, "mfcc_hop_size": 200, "num_mfccs": 8}
 NORMALIZER = {"kind": "minmax", "lo": 2.0, "hi": 12.0, "margin": 0.1}

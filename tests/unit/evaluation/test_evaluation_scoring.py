@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from scipy import stats
 
+from tests.tiny_configs import TINY_MODEL
 from wavenet_lib.configs import WavenetConfig
 from wavenet_lib.evaluation import (
     audio_blind_metrics,
@@ -31,18 +32,7 @@ Q = 16
 
 def tiny_model(seed: int = 0) -> Wavenet:
     """1600 Hz audio, hop 16, EDA 4 Hz: 25 frames per step, first_full_step 7."""
-    cfg = WavenetConfig(
-        context_size_in_seconds=2,
-        audio_sample_rate=1600,
-        eda_sample_rate=4,
-        mfcc_window_size=32,
-        mfcc_hop_size=16,
-        num_mfccs=5,
-        hidden_channels=8,
-        condition_channels=4,
-        quantization_levels=Q,
-        max_stack_receptive_field=64,
-    )
+    cfg = WavenetConfig(**{**TINY_MODEL, "quantization_levels": Q})
     torch.manual_seed(seed)
     return Wavenet(cfg).eval()
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tests.tiny_configs import TINY_MODEL
 from wavenet_lib.configs import WavenetConfig
 from wavenet_lib.models.wavenet import Wavenet
 from wavenet_lib.quantization import dequantize, quantize
@@ -16,18 +17,7 @@ from wavenet_lib.receptive_field import measure_receptive_field, spec_claimed_re
 
 def make_config(**overrides) -> WavenetConfig:
     """Tiny config: 1600 Hz audio, hop 16, EDA 4 Hz → 25 frames per EDA step."""
-    base = dict(
-        context_size_in_seconds=2,
-        audio_sample_rate=1600,
-        eda_sample_rate=4,
-        mfcc_window_size=32,
-        mfcc_hop_size=16,
-        num_mfccs=5,
-        hidden_channels=8,
-        condition_channels=4,
-        quantization_levels=16,
-        max_stack_receptive_field=64,
-    )
+    base = dict(TINY_MODEL)
     base.update(overrides)
     return WavenetConfig(**base)
 
