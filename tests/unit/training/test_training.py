@@ -105,10 +105,13 @@ def test_metrics_history_file(tmp_path):
 
 
 def test_training_reduces_loss(tmp_path):
-    cfg = tiny_experiment(max_steps=40, val_every=20, learning_rate=1e-2, warmup_steps=2, log_every=20)
+    # The model starts from a persistence prior (its head is initialised to a Laplace over level
+    # changes), so the first losses are already low; compare means of the first and last steps.
+    cfg = tiny_experiment(max_steps=80, val_every=40, learning_rate=1e-2, warmup_steps=2, log_every=1)
     result = run(cfg, tmp_path)
-    first, last = float(result.history[0]["train_loss"]), float(result.history[-1]["train_loss"])
-    assert last < first - 0.1
+    losses = [float(h["train_loss"]) for h in result.history]
+    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+    assert last < first - 0.15
     assert result.best_val_loss is not None and math.isfinite(result.best_val_loss)
 
 
