@@ -174,7 +174,11 @@ def assess(
 ) -> list[RecordingAssessment]:
     """`assess_recording` for every recording of a split, with the persistence jump scale fitted on train."""
     levels = model.config.quantization_levels
-    train_traces = [bundle.load(r, experiment).eda for r in bundle.splits["train"]]
+    # EDA only: normalize the in-memory µS traces instead of loading each recording's MFCCs.
+    train_traces = [
+        np.asarray(bundle.normalizers[r].normalize(bundle.recordings[r].eda_us), dtype=np.float32)
+        for r in bundle.splits["train"]
+    ]
     scale = ev.fit_persistence_scale(train_traces, levels)
     model.eval()
     return [

@@ -46,13 +46,13 @@ class _History:
         d, n = dilation, block
         blocks = max(2, -(-2 * d // n))  # >= 2*d frames of blocks: the compaction copy never overlaps
         self.buf = like.new_zeros(d + blocks * n, batch, width)  # (frames, B, R)
-        flat = self.buf.view(-1, batch, width)
+        buf = self.buf
         self.slots = [
-            (flat[p : p + n].view(n * batch, width), flat[p - d : p - d + n].view(n * batch, width))
+            (buf[p : p + n].view(n * batch, width), buf[p - d : p - d + n].view(n * batch, width))
             for p in range(d, d + blocks * n, n)
         ]
-        self.tail = flat[d + blocks * n - d :]  # the last d frames of the buffer
-        self.head = flat[:d]
+        self.tail = buf[blocks * n :]  # the last d frames of the buffer
+        self.head = buf[:d]
         self.next = 0
 
     def advance(self) -> tuple[torch.Tensor, torch.Tensor]:
