@@ -107,7 +107,7 @@ def bench_hour(cfg: WavenetConfig, seconds: float) -> dict:
     """Audio file → MFCC → EDA at batch 1, for `seconds` of audio (3600 = one hour)."""
     import soundfile as sf
 
-    from wavenet_lib.audio import mfcc_for_recording
+    from wavenet_lib.data.features import mfcc_for_recording
 
     torch.manual_seed(0)
     model = Wavenet(cfg).eval()

@@ -2,7 +2,7 @@
 
     python -m benchmarks.training [--config configs/e4_4hz.yaml] [--batch-sizes 8 32] [--json OUT]
 
-One optimisation step is what `wavenet_lib.training` does per batch: teacher-forced forward over
+One optimisation step is what `wavenet_lib.train.loop` does per batch: teacher-forced forward over
 a window of `first_full_step + target_steps` EDA steps, cross-entropy on the last `target_steps`,
 backward, AdamW. Printed per batch size: EDA steps (trained on) and MFCC frames per second,
 eager and compiled, the compiled/eager speedup, achieved FLOP/s as a fraction of this machine's

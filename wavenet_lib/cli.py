@@ -120,9 +120,9 @@ def _cmd_config_validate(args: argparse.Namespace) -> int:
 
 # --- train ---------------------------------------------------------------------------------------
 def _cmd_train(args: argparse.Namespace) -> int:
-    from wavenet_lib.checkpoint import CheckpointError
     from wavenet_lib.errors import DataError
-    from wavenet_lib.training import NonFiniteLossError, train_experiment
+    from wavenet_lib.train.checkpoints import CheckpointError
+    from wavenet_lib.train.loop import NonFiniteLossError, train_experiment
 
     cfg = _load_config(args.config)
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / cfg.name
@@ -146,10 +146,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 # --- generate ------------------------------------------------------------------------------------
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from wavenet_lib.checkpoint import CheckpointError
     from wavenet_lib.errors import DataError
     from wavenet_lib.generation import generate_from_audio, write_e4_csv, write_eda_csv
-    from wavenet_lib.training import select_device
+    from wavenet_lib.train.checkpoints import CheckpointError
+    from wavenet_lib.train.loop import select_device
 
     if args.samples < 1:
         raise _UserError(f"--samples must be >= 1, got {args.samples}")

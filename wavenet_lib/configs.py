@@ -58,7 +58,7 @@ def derive_stacks(frames_needed: int, max_stack_receptive_field: int) -> tuple[i
 
 
 class WavenetConfig(BaseModel):
-    """Architecture of the autoregressive audio → EDA WaveNet (see DESIGN.md, "Time bases")."""
+    """Architecture of the autoregressive audio → EDA WaveNet (see docs/design.md, "Time bases")."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -74,7 +74,7 @@ def eda_to_microsiemens(
     Raises:
         ValueError: no normalization (None) or one of an unknown kind.
     """
-    from wavenet_lib.normalization import MinMaxNormalizer
+    from wavenet_lib.data.normalization import MinMaxNormalizer
 
     if normalizer_dict is None:
         raise ValueError("no EDA normalization stored with this model; cannot convert units to µS")
@@ -118,8 +118,8 @@ def generate_from_audio(
         DataError: the audio is missing, unreadable, or shorter than one EDA step.
         ValueError: samples < 1, temperature <= 0.
     """
-    from wavenet_lib.checkpoint import load_model, unwrap_model
-    from wavenet_lib.datasets import audio_features
+    from wavenet_lib.data.recordings import audio_features
+    from wavenet_lib.train.checkpoints import load_model, unwrap_model
 
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")

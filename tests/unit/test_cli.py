@@ -17,7 +17,7 @@ from wavenet_lib.cli import main
 from wavenet_lib.configs import ExperimentConfig
 from wavenet_lib.generation import eda_to_microsiemens
 from wavenet_lib.models.wavenet import Wavenet
-from wavenet_lib.training import train
+from wavenet_lib.train.loop import train
 
 # 1600 Hz audio, hop 16, EDA 4 Hz → 25 frames per step; 2 s context.
 SPF25 = TINY_MODEL

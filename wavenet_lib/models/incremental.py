@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from wavenet_lib.quantization import quantize
+from wavenet_lib.models.quantization import quantize
 
 if TYPE_CHECKING:
     from wavenet_lib.models.wavenet import Wavenet

@@ -1,6 +1,6 @@
 """Autoregressive multimodal WaveNet: audio MFCCs + past EDA → distribution of the next EDA step.
 
-Reads top to bottom like the architecture in DESIGN.md ("Model contract"):
+Reads top to bottom like the architecture in docs/design.md ("Model contract"):
 
     mfcc (B, C_in, T*spf, M) ──1×1 input projection──► x (B, R, T*spf)
     eda_prev (B, C_out, T) ──causal Upsampler──────────► c (B, cond, T*spf)
@@ -27,7 +27,7 @@ from torch import nn
 
 from wavenet_lib.configs import WavenetConfig
 from wavenet_lib.models.incremental import Stepper
-from wavenet_lib.quantization import dequantize, quantize
+from wavenet_lib.models.quantization import dequantize, quantize
 
 __all__ = ["Upsampler", "Gate", "ResidualLayer", "WavenetStack", "Downsampler", "Wavenet"]
 
@@ -67,7 +67,7 @@ class Upsampler(nn.Module):
 class Gate(nn.Module):
     """tanh(Wf x + Vf c) ⊙ σ(Wg x + Vg c), with c the upsampled EDA.
 
-    Wf x and Wg x arrive stacked as `h` (B, 2G, F) from the layer's dilated conv (the seed's 1×1
+    Wf x and Wg x arrive stacked as `h` (B, 2G, F) from the layer's dilated conv (the textbook 1×1
     convs on the dilated output are linear after a linear conv, so they are folded into it);
     this module holds the conditioning projections Vf, Vg.
     """
@@ -154,7 +154,7 @@ class Downsampler(nn.Module):
     One attention head per EDA signal scores every frame (learned 1×1 plus a learned bias per
     position inside the step), softmaxes over the step's spf frames and pools them. Pooling is
     linear in the values, so projecting pooled vectors equals pooling per-frame projections
-    (the seed's order) at 1/spf of the cost.
+    (the textbook order) at 1/spf of the cost.
 
     The projection scores each level *relative to the previous step's level*: 2Q - 1 logits for
     the changes -(Q-1) .. Q-1, gathered into the Q absolute levels (B, Q, C_out, T). EDA moves

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from wavenet_lib import audio as audio_mod
-from wavenet_lib.audio import compute_mfcc, load_audio, match_channels, mfcc_for_recording
+import wavenet_lib.data.audio as audio_mod
+import wavenet_lib.data.features as features_mod
+from wavenet_lib.data.audio import load_audio, match_channels
+from wavenet_lib.data.features import compute_mfcc, mfcc_for_recording
 from wavenet_lib.errors import DataError
 
 from .conftest import AUDIO_SR, noise, tiny_model, write_wav
@@ -102,7 +104,7 @@ def test_features_cached_and_not_recomputed(tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("recomputed")
 
-    monkeypatch.setattr(audio_mod, "compute_mfcc", fail)
+    monkeypatch.setattr(features_mod, "compute_mfcc", fail)
     again = mfcc_for_recording(path, cfg, 16, cache_dir=tmp_path / "cache")
     np.testing.assert_array_equal(first, again)
     assert files[0].stat().st_mtime_ns == mtime
@@ -111,12 +113,12 @@ def test_features_cached_and_not_recomputed(tmp_path, monkeypatch):
 def test_cache_key_follows_settings_and_content(tmp_path):
     cfg = tiny_model()
     path = write_wav(tmp_path / "a.wav", noise(4.0))
-    key = audio_mod.mfcc_cache_key(path, cfg, 16)
-    assert audio_mod.mfcc_cache_key(path, tiny_model(num_mfccs=10), 16) != key
-    assert audio_mod.mfcc_cache_key(path, cfg, 15) != key
-    assert audio_mod.mfcc_cache_key(path, cfg, 16, start_s=0.5) != key
+    key = features_mod.mfcc_cache_key(path, cfg, 16)
+    assert features_mod.mfcc_cache_key(path, tiny_model(num_mfccs=10), 16) != key
+    assert features_mod.mfcc_cache_key(path, cfg, 15) != key
+    assert features_mod.mfcc_cache_key(path, cfg, 16, start_s=0.5) != key
     write_wav(path, noise(4.0, seed=1))
-    assert audio_mod.mfcc_cache_key(path, cfg, 16) != key
+    assert features_mod.mfcc_cache_key(path, cfg, 16) != key
 
 
 def test_empty_audio_is_a_data_error(tmp_path):

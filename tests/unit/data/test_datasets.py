@@ -9,18 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from wavenet_lib.datasets import (
-    WindowDataset,
-    build_datasets,
-    load_recording,
-    make_dataloader,
-    prepare_recording,
-    split_rows,
-)
+from wavenet_lib.data.bundle import build_datasets, split_rows
+from wavenet_lib.data.manifest import read_manifest
+from wavenet_lib.data.normalization import MinMaxNormalizer
+from wavenet_lib.data.recordings import load_recording, prepare_recording
+from wavenet_lib.data.windows import WindowDataset, make_dataloader
 from wavenet_lib.errors import DataError, SkippedRecordingsWarning
-from wavenet_lib.manifest import read_manifest
-from wavenet_lib.normalization import MinMaxNormalizer
-from wavenet_lib.quantization import dequantize, quantize
+from wavenet_lib.models.quantization import dequantize, quantize
 
 from .conftest import eda_trace, noise, pair, tiny_experiment, tiny_model, write_manifest_csv, write_wav
 
@@ -119,7 +114,7 @@ def test_splits_never_share_a_recording_or_subject(bundle_and_cfg, split_by):
 
 def test_synthetic_dataset_is_reused(bundle_and_cfg, monkeypatch):
     bundle, cfg = bundle_and_cfg
-    from wavenet_lib import synthetic
+    from wavenet_lib.data import synthetic
 
     monkeypatch.setattr(synthetic, "synthesize_recording", lambda *a, **k: pytest.fail("regenerated"))
     again = build_datasets(cfg)

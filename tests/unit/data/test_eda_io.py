@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from wavenet_lib.eda_io import (
+from wavenet_lib.data.eda import (
     fill_nan_gaps,
     prepare_eda,
     read_e4_eda,

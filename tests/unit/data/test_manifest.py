@@ -5,10 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from wavenet_lib.dataset_builders import build_e4_manifest, build_hku956_manifest, build_pmemo2019_manifest
-from wavenet_lib.datasets import prepare_recording
+from wavenet_lib.data.manifest import read_manifest, write_manifest
+from wavenet_lib.data.manifest_builders import (
+    build_e4_manifest,
+    build_hku956_manifest,
+    build_pmemo2019_manifest,
+)
+from wavenet_lib.data.recordings import prepare_recording
 from wavenet_lib.errors import DataError
-from wavenet_lib.manifest import read_manifest, write_manifest
 
 from .conftest import eda_trace, noise, pair, tiny_experiment, write_manifest_csv, write_wav
 

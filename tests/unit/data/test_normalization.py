@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from wavenet_lib.normalization import MinMaxNormalizer
-from wavenet_lib.quantization import bin_width, dequantize, quantize
-from wavenet_lib.synthetic import scr_shape
+from wavenet_lib.data.normalization import MinMaxNormalizer
+from wavenet_lib.data.synthetic import scr_shape
+from wavenet_lib.models.quantization import bin_width, dequantize, quantize
 
 from .conftest import eda_trace
 

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from wavenet_lib.manifest import read_manifest
-from wavenet_lib.synthetic import make_synthetic_dataset, scr_shape
+from wavenet_lib.data.manifest import read_manifest
+from wavenet_lib.data.synthetic import make_synthetic_dataset, scr_shape
 
 EDA_SR = 4.0
 DURATION = 120.0

@@ -12,7 +12,7 @@ from scipy import stats
 
 from tests.tiny_configs import TINY_MODEL
 from wavenet_lib.configs import WavenetConfig
-from wavenet_lib.evaluation import (
+from wavenet_lib.evaluate.scoring import (
     audio_blind_metrics,
     eda_prev_from_targets,
     evaluate_recording,
@@ -24,8 +24,8 @@ from wavenet_lib.evaluation import (
     silent_mfcc_like,
     teacher_forced_metrics,
 )
+from wavenet_lib.models.quantization import dequantize, quantize
 from wavenet_lib.models.wavenet import Wavenet
-from wavenet_lib.quantization import dequantize, quantize
 
 Q = 16
 

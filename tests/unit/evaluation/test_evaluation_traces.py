@@ -8,14 +8,10 @@ import math
 import numpy as np
 import pytest
 
-from wavenet_lib.evaluation import (
-    detect_scrs,
-    event_locked_response,
-    free_running_metrics,
-    metrics_table,
-    scr_statistics,
-    write_metrics_json,
-)
+from wavenet_lib.evaluate.event_locked import event_locked_response
+from wavenet_lib.evaluate.scrs import detect_scrs, scr_statistics
+from wavenet_lib.evaluate.tables import metrics_table, write_metrics_json
+from wavenet_lib.evaluate.traces import free_running_metrics
 
 TAU_RISE, TAU_DECAY = 0.75, 2.5
 PEAK_DELAY = math.log(TAU_DECAY / TAU_RISE) * TAU_RISE * TAU_DECAY / (TAU_DECAY - TAU_RISE)  # onset → peak, s

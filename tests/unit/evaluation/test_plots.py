@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from wavenet_lib import plots
 from wavenet_lib.configs import WavenetConfig
-from wavenet_lib.evaluation import event_locked_response
+from wavenet_lib.evaluate import plots
+from wavenet_lib.evaluate.event_locked import event_locked_response
 
 RATE = 4
 rng = np.random.default_rng(0)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from wavenet_lib.models.quantization import dequantize, quantize
 from wavenet_lib.models.wavenet import Wavenet
-from wavenet_lib.quantization import dequantize, quantize
 
 from .test_wavenet import CONFIGS, make_config
 

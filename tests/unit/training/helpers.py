@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from wavenet_lib.configs import ExperimentConfig
-from wavenet_lib.quantization import dequantize, quantize
+from wavenet_lib.models.quantization import dequantize, quantize
 
 # spf 1: 64 Hz audio, hop 16, EDA 4 Hz; 2 s context → 3 layers, first_full_step 7.
 TINY_MODEL = dict(
@@ -129,7 +129,7 @@ def ddp_worker(rank: int, world_size: int, port: int, run_dir: str, out_dir: str
     )
     torch.set_num_threads(1)
     faulthandler.dump_traceback_later(90, exit=True)  # a hung collective fails the test, never blocks CI
-    from wavenet_lib.training import train
+    from wavenet_lib.train.loop import train
 
     cfg = tiny_experiment(**train_kw)
     result = train(cfg, *datasets(cfg), run_dir, progress=False)

@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-import wavenet_lib.checkpoint as ckpt
+import wavenet_lib.train.checkpoints as ckpt
 from tests.unit.training.helpers import assert_same_weights, datasets, tiny_experiment
-from wavenet_lib.checkpoint import (
+from wavenet_lib.configs import ExperimentConfig
+from wavenet_lib.models.wavenet import Wavenet
+from wavenet_lib.train.checkpoints import (
     CheckpointError,
     ConfigMismatchError,
     atomic_torch_save,
@@ -20,9 +22,7 @@ from wavenet_lib.checkpoint import (
     read_checkpoint,
     restore_rng_state,
 )
-from wavenet_lib.configs import ExperimentConfig
-from wavenet_lib.models.wavenet import Wavenet
-from wavenet_lib.training import train
+from wavenet_lib.train.loop import train
 
 NORMALIZER = {"kind": "minmax", "lo": 2.0, "hi": 12.0, "margin": 0.1}
 

@@ -14,8 +14,8 @@ from tests.unit.training.helpers import (
     load_state,
     tiny_experiment,
 )
-from wavenet_lib.distributed import DistEnv, all_gather_objects, all_reduce_sum, init_distributed
-from wavenet_lib.training import train
+from wavenet_lib.train.distributed import DistEnv, all_gather_objects, all_reduce_sum, init_distributed
+from wavenet_lib.train.loop import train
 
 TRAIN = {"max_steps": 5, "val_every": 2, "checkpoint_every": 5}  # 5 steps cross an epoch boundary
 
@@ -64,7 +64,7 @@ def test_missing_rendezvous_settings_are_named(monkeypatch):
 
 def test_batch_must_split_evenly_over_processes(tmp_path, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "3")
-    import wavenet_lib.training as training
+    import wavenet_lib.train.loop as training
 
     monkeypatch.setattr(training, "init_distributed", lambda device_type: DistEnv(rank=0, world_size=3))
     cfg = tiny_experiment()

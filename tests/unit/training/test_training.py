@@ -15,7 +15,7 @@ from tests.unit.training.helpers import (
     load_state,
     tiny_experiment,
 )
-from wavenet_lib.training import (
+from wavenet_lib.train.loop import (
     NonFiniteLossError,
     WarmupCosine,
     masked_cross_entropy,

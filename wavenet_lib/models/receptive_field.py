@@ -1,4 +1,4 @@
-"""Measuring the receptive field of a built model, and the original spec's (wrong) formula.
+"""Measuring the receptive field of a built model, and the naive (wrong) "512^k" formula.
 
 `WavenetConfig.receptive_field_frames` is derived on paper; `measure_receptive_field` checks it
 on the real network: it back-propagates from the logits of one EDA step to the MFCC input and
@@ -14,7 +14,7 @@ import torch
 from wavenet_lib.configs import WavenetConfig
 from wavenet_lib.models.wavenet import Wavenet
 
-__all__ = ["MeasuredReceptiveField", "measure_receptive_field", "spec_claimed_receptive_field"]
+__all__ = ["MeasuredReceptiveField", "measure_receptive_field", "naive_claimed_receptive_field"]
 
 
 @dataclass(frozen=True)
@@ -52,8 +52,8 @@ def measure_receptive_field(model: Wavenet, batch: int = 4, seed: int = 0) -> Me
     return MeasuredReceptiveField(step, int(touched.min()), int(touched.max()), per_frame.detach())
 
 
-def spec_claimed_receptive_field(config: WavenetConfig) -> int:
-    """What the original spec's rule "k stacks have receptive field 512^k" would claim (frames).
+def naive_claimed_receptive_field(config: WavenetConfig) -> int:
+    """What the naive rule "k stacks have receptive field 512^k" would claim (frames).
 
     Wrong because stacks are applied in series and each adds its reach (2^L - 1 frames) to the
     window: receptive fields of stacked convolutions add, they do not multiply.

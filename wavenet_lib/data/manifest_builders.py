@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from wavenet_lib.audio import AUDIO_EXTENSIONS
+from wavenet_lib.data.audio import AUDIO_EXTENSIONS
+from wavenet_lib.data.manifest import ManifestRow, write_manifest
 from wavenet_lib.errors import DataError
-from wavenet_lib.manifest import ManifestRow, write_manifest
 
 __all__ = ["build_pmemo2019_manifest", "build_hku956_manifest", "build_e4_manifest"]
 

@@ -15,7 +15,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from wavenet_lib.configs import WavenetConfig
-from wavenet_lib.evaluation import EventLockedResponse
+from wavenet_lib.evaluate.event_locked import EventLockedResponse
 
 __all__ = [
     "plot_real_vs_generated",

@@ -4,7 +4,7 @@ For every test recording this scores teacher-forced cross-entropy (model, audio-
 persistence), generates several EDA samples from the audio (and, as the audio-blind baseline,
 from silence), maps everything to µS, and measures free-running error, SCR statistics and the
 event-locked response to loud audio onsets. `summarize` pools the recordings into the flat
-metrics written to `<run_dir>/metrics.json`. All numbers come from `wavenet_lib.evaluation`,
+metrics written to `<run_dir>/metrics.json`. All numbers come from `wavenet_lib.evaluate`,
 the same code for every row.
 """
 
@@ -18,9 +18,13 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from wavenet_lib import evaluation as ev
 from wavenet_lib.configs import ExperimentConfig
-from wavenet_lib.datasets import DataBundle, LoadedRecording
+from wavenet_lib.data.bundle import DataBundle
+from wavenet_lib.data.recordings import LoadedRecording
+from wavenet_lib.evaluate.event_locked import EventLockedResponse, event_locked_response, pool_event_locked
+from wavenet_lib.evaluate.scoring import evaluate_recording, fit_persistence_scale, silent_mfcc_like
+from wavenet_lib.evaluate.scrs import scr_statistics
+from wavenet_lib.evaluate.traces import free_running_metrics
 from wavenet_lib.models.wavenet import Wavenet
 
 __all__ = [
@@ -51,7 +55,7 @@ class RecordingAssessment:
     teacher_forced: dict[str, dict[str, float]]  # model / audio_blind / persistence
     free_running: dict[str, dict[str, float]]  # generated / audio_blind vs real, mean over samples
     scr: pd.DataFrame  # one row per trace: source, sample, scr_statistics columns
-    event_locked: dict[str, ev.EventLockedResponse] = field(default_factory=dict)
+    event_locked: dict[str, EventLockedResponse] = field(default_factory=dict)
 
 
 def audio_events(
@@ -122,7 +126,7 @@ def assess_recording(
     prepared = bundle.recordings[recording_id]
     mfcc = torch.as_tensor(np.asarray(rec.mfcc), dtype=torch.float32)
     eda = torch.as_tensor(rec.eda, dtype=torch.float32)
-    teacher = ev.evaluate_recording(model, mfcc, eda, persistence_scale_bins=persistence_scale_bins)
+    teacher = evaluate_recording(model, mfcc, eda, persistence_scale_bins=persistence_scale_bins)
 
     # Free-running samples, primed with the first steps of the real trace (its level and trend).
     prime_steps = cfg.first_full_step if prime_steps is None else prime_steps
@@ -130,7 +134,7 @@ def assess_recording(
     g = torch.Generator().manual_seed(seed)
     audio = mfcc[None].expand(samples, -1, -1, -1)
     generated = model.generate(audio, prime=prime, generator=g, progress=progress)
-    blind = model.generate(ev.silent_mfcc_like(audio), prime=prime, generator=g, progress=progress)
+    blind = model.generate(silent_mfcc_like(audio), prime=prime, generator=g, progress=progress)
     real_us = rec.eda_us[0]
     gen_us, blind_us = _to_us(rec, generated[:, 0]), _to_us(rec, blind[:, 0])
 
@@ -143,19 +147,17 @@ def assess_recording(
 
     scored = slice(prime_steps, None)  # compare only what was generated, not the prime
     free = {
-        name: pd.DataFrame([ev.free_running_metrics(real_us[scored], s[scored]) for s in traces])
+        name: pd.DataFrame([free_running_metrics(real_us[scored], s[scored]) for s in traces])
         .mean()
         .to_dict()
         for name, traces in (("generated", gen_us), ("audio_blind", blind_us))
     }
-    scr_rows = [{"source": "real", "sample": 0, **ev.scr_statistics(real_us, rate)}]
+    scr_rows = [{"source": "real", "sample": 0, **scr_statistics(real_us, rate)}]
     for name, traces in (("generated", gen_us), ("audio_blind", blind_us)):
-        scr_rows += [
-            {"source": name, "sample": i, **ev.scr_statistics(s, rate)} for i, s in enumerate(traces)
-        ]
+        scr_rows += [{"source": name, "sample": i, **scr_statistics(s, rate)} for i, s in enumerate(traces)]
     locked_events = events[events >= prime_steps / rate]
     locked = {
-        name: ev.event_locked_response(traces, rate, locked_events)
+        name: event_locked_response(traces, rate, locked_events)
         for name, traces in (("real", real_us), ("generated", gen_us), ("audio_blind", blind_us))
     }
     return RecordingAssessment(
@@ -179,7 +181,7 @@ def assess(
         np.asarray(bundle.normalizers[r].normalize(bundle.recordings[r].eda_us), dtype=np.float32)
         for r in bundle.splits["train"]
     ]
-    scale = ev.fit_persistence_scale(train_traces, levels)
+    scale = fit_persistence_scale(train_traces, levels)
     model.eval()
     return [
         assess_recording(model, experiment, bundle, rid, samples, seed + i, scale)
@@ -200,7 +202,7 @@ def summarize(assessments: list[RecordingAssessment]) -> dict[str, float]:
         for metric in ("rmse_us", "pearson_r", "dtw_us"):
             out[f"{source}_{metric}"] = float(np.mean([a.free_running[source][metric] for a in assessments]))
     for source in SOURCES:
-        pooled = ev.pool_event_locked([a.event_locked[source] for a in assessments])
+        pooled = pool_event_locked([a.event_locked[source] for a in assessments])
         out[f"event_locked_latency_{source}_s"] = pooled.peak_latency_s
         out[f"event_locked_onset_latency_{source}_s"] = pooled.onset_latency_s
         out[f"event_locked_amplitude_{source}"] = pooled.peak_amplitude_us
@@ -215,6 +217,6 @@ def summarize(assessments: list[RecordingAssessment]) -> dict[str, float]:
     return out
 
 
-def pooled_event_locked(assessments: list[RecordingAssessment]) -> dict[str, ev.EventLockedResponse]:
+def pooled_event_locked(assessments: list[RecordingAssessment]) -> dict[str, EventLockedResponse]:
     """Event-locked responses of every source, pooled over recordings (for plots)."""
-    return {s: ev.pool_event_locked([a.event_locked[s] for a in assessments]) for s in SOURCES}
+    return {s: pool_event_locked([a.event_locked[s] for a in assessments]) for s in SOURCES}

@@ -1,7 +1,7 @@
 """Teacher-forced training of the audio → EDA WaveNet, with checkpoints, resume and DDP.
 
 `train` is the library function the notebooks and the command line both call; it takes the
-datasets as arguments (items: dicts with "mfcc", "eda_prev", "target", see DESIGN.md "Data
+datasets as arguments (items: dicts with "mfcc", "eda_prev", "target", see docs/design.md "Data
 contract"). `train_experiment` builds the datasets from the config first.
 
 What one run does:
@@ -51,7 +51,8 @@ import yaml
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from wavenet_lib.checkpoint import (
+from wavenet_lib.configs import ExperimentConfig, TrainConfig
+from wavenet_lib.train.checkpoints import (
     CheckpointError,
     capture_rng_state,
     check_model_config,
@@ -60,8 +61,7 @@ from wavenet_lib.checkpoint import (
     save_checkpoint,
     unwrap_model,
 )
-from wavenet_lib.configs import ExperimentConfig, TrainConfig
-from wavenet_lib.distributed import (
+from wavenet_lib.train.distributed import (
     DistEnv,
     all_gather_objects,
     all_reduce_sum,
@@ -598,7 +598,7 @@ def train(
 def train_experiment(
     cfg: ExperimentConfig, run_dir: str | Path | None = None, resume: bool = False, progress: bool = True
 ) -> TrainResult:
-    """Build the datasets for `cfg` (`wavenet_lib.datasets.build_datasets`) and `train` on them.
+    """Build the datasets for `cfg` (`wavenet_lib.data.bundle.build_datasets`) and `train` on them.
 
     Args:
         cfg: the experiment.
@@ -609,7 +609,7 @@ def train_experiment(
     Under torchrun, rank 0 builds the datasets first (writing synthetic data and feature caches)
     while the other ranks wait, then they read what it wrote.
     """
-    from wavenet_lib.datasets import build_datasets
+    from wavenet_lib.data.bundle import build_datasets
 
     run_dir = Path(run_dir) if run_dir is not None else Path("runs") / cfg.name
     env = init_distributed(select_device(cfg.train.device).type)

@@ -31,7 +31,7 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import lfilter
 
-from wavenet_lib.manifest import ManifestRow, write_manifest
+from wavenet_lib.data.manifest import ManifestRow, write_manifest
 
 __all__ = ["SyntheticRecording", "scr_shape", "synthesize_recording", "make_synthetic_dataset"]
 

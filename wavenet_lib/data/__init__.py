@@ -1,0 +1,1 @@
+"""Data in: audio and EDA files, manifests, the synthetic dataset, normalization, training windows."""

@@ -1,0 +1,175 @@
+"""Training windows: the window `Dataset` over prepared recordings and its `DataLoader`.
+
+A window of `W = model.first_full_step + data.target_steps` EDA steps is one item::
+
+    "mfcc"         float32 (in_channels, W*spf, num_mfccs)
+    "eda_prev"     float32 (out_channels, W): eda_prev[:, t] = dequantize(quantize(eda_norm[start+t-1])),
+                   eda_prev[:, 0] = that of the step before the window (0.0 at step 0)
+    "target"       int64 (out_channels, W): quantize(eda_norm[start+t])
+    "recording_id" str
+    "start_step"   int
+
+The loss is taken on the last `target_steps` steps (the first `first_full_step` lack a full
+receptive field). MFCCs stay on disk (memory-mapped feature cache); only the EDA, a few
+numbers per step, is held in memory.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from wavenet_lib.configs import WavenetConfig
+from wavenet_lib.data.features import standardize_mfcc
+from wavenet_lib.data.normalization import MinMaxNormalizer
+from wavenet_lib.data.recordings import Recording
+from wavenet_lib.errors import DataError
+from wavenet_lib.models.quantization import dequantize, quantize
+
+
+class WindowDataset(Dataset):
+    """Windows of W EDA steps from prepared recordings (item layout: module docstring).
+
+    Args:
+        recordings: prepared recordings.
+        model: model config (spf, quantization, first_full_step).
+        target_steps: steps per window trained on; W = model.first_full_step + target_steps.
+        normalizers: recording_id → normalizer (µS → model units).
+        mode: "random" crops (training) or "strided" windows (evaluation).
+        length: items per epoch in random mode (default: about one pass, total steps / target_steps).
+        seed: random mode draws item i of epoch e from a torch Generator seeded with (seed, e, i),
+            so crops are reproducible and independent of worker count.
+        stride: strided mode step between window starts (default target_steps: the scored last
+            target_steps of consecutive windows tile the recording without overlap).
+        standardize: apply per-recording cepstral mean and variance normalization.
+    """
+
+    def __init__(
+        self,
+        recordings: list[Recording],
+        model: WavenetConfig,
+        target_steps: int,
+        normalizers: dict[str, MinMaxNormalizer],
+        mode: Literal["random", "strided"] = "random",
+        length: int | None = None,
+        seed: int = 0,
+        stride: int | None = None,
+        standardize: bool = True,
+    ) -> None:
+        self.recordings = list(recordings)
+        self.model = model
+        self.window = model.first_full_step + target_steps
+        self.target_steps = target_steps
+        self.mode = mode
+        self.seed = seed
+        self.epoch = 0
+        self.standardize = standardize
+        self.spf = model.spectral_frames_per_eda_step
+        levels = model.quantization_levels
+        self._target, self._prev = [], []
+        for rec in self.recordings:
+            if rec.n_steps < self.window:
+                raise DataError(
+                    rec.row.eda_path,
+                    f"recording has {rec.n_steps} steps, shorter than one window of {self.window} "
+                    f"(first_full_step {model.first_full_step} + target_steps {target_steps})",
+                )
+            units = normalizers[rec.recording_id].normalize(rec.eda_us)
+            q = quantize(np.asarray(units, dtype=np.float64), levels)
+            self._target.append(q)
+            self._prev.append(dequantize(q, levels))
+        starts = np.array([r.n_steps - self.window + 1 for r in self.recordings], dtype=np.int64)
+        self._cum_starts = np.cumsum(starts)
+        if mode == "random":
+            default = max(1, int(sum(r.n_steps for r in self.recordings)) // target_steps)
+            self.length = int(length or default) if self.recordings else 0
+            self._index: list[tuple[int, int]] = []
+        elif mode == "strided":
+            step = stride or target_steps
+            self._index = [
+                (i, s)
+                for i, r in enumerate(self.recordings)
+                for s in range(0, r.n_steps - self.window + 1, step)
+            ]
+            self.length = len(self._index)
+        else:
+            raise ValueError(f"mode must be 'random' or 'strided', got {mode!r}")
+        self._mmaps: dict[int, np.ndarray] = {}
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_mmaps"] = {}  # memory maps are reopened in each worker, never pickled as arrays
+        return state
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw different random crops for each epoch (random mode)."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _locate(self, index: int) -> tuple[int, int]:
+        if self.mode == "strided":
+            return self._index[index]
+        g = torch.Generator().manual_seed((self.seed * 0x9E3779B1 + self.epoch * 0x85EBCA77 + index) % 2**63)
+        r = int(torch.randint(int(self._cum_starts[-1]), (1,), generator=g))
+        rec = int(np.searchsorted(self._cum_starts, r, side="right"))
+        return rec, r - (int(self._cum_starts[rec - 1]) if rec else 0)
+
+    def __getitem__(self, index: int) -> dict:
+        if not 0 <= index < self.length:
+            raise IndexError(index)
+        i, start = self._locate(index)
+        rec, W, spf = self.recordings[i], self.window, self.spf
+        if i not in self._mmaps:
+            self._mmaps[i] = rec.mfcc()
+        mfcc = np.array(self._mmaps[i][:, start * spf : (start + W) * spf, :], dtype=np.float32)
+        if self.standardize:
+            mfcc = standardize_mfcc(mfcc, rec.mfcc_mean, rec.mfcc_std)
+        prev = self._prev[i]
+        eda_prev = np.empty((prev.shape[0], W), dtype=np.float32)
+        eda_prev[:, 1:] = prev[:, start : start + W - 1]
+        eda_prev[:, 0] = prev[:, start - 1] if start > 0 else 0.0
+        return {
+            "mfcc": torch.from_numpy(mfcc),
+            "eda_prev": torch.from_numpy(eda_prev),
+            "target": torch.from_numpy(np.ascontiguousarray(self._target[i][:, start : start + W])),
+            "recording_id": rec.recording_id,
+            "start_step": int(start),
+        }
+
+
+def make_dataloader(
+    ds: Dataset,
+    batch_size: int,
+    shuffle: bool,
+    num_workers: int = 0,
+    sampler: Sampler | None = None,
+    seed: int | None = None,
+    drop_last: bool = False,
+) -> DataLoader:
+    """A DataLoader over window items (collated: tensors stacked, ids as a list of str).
+
+    Args:
+        ds: a `WindowDataset` (or any map-style dataset).
+        batch_size: windows per batch.
+        shuffle: shuffle item order (ignored when `sampler` is given).
+        num_workers: loader processes; workers reopen the feature memory maps themselves.
+        sampler: e.g. a DistributedSampler.
+        seed: seeds the shuffling generator for a reproducible order.
+        drop_last: drop a final short batch.
+    """
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    return DataLoader(
+        ds,
+        batch_size=batch_size,
+        shuffle=shuffle if sampler is None else False,
+        sampler=sampler,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        drop_last=drop_last,
+        generator=generator,
+    )

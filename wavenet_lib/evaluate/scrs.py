@@ -1,0 +1,94 @@
+"""Skin conductance responses: detection (neurokit2, absolute amplitude threshold in µS) and statistics."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+
+SCR_COLUMNS = ["onset_s", "peak_s", "amplitude_us", "rise_time_s", "recovery_time_s"]
+
+
+def detect_scrs(
+    eda_us: np.ndarray,
+    sampling_rate: float,
+    amplitude_min_us: float = 0.05,
+    phasic_method: str = "highpass",
+    max_rise_time_s: float | None = 5.0,
+) -> pd.DataFrame:
+    """Skin conductance responses of one trace, with an ABSOLUTE amplitude threshold in µS.
+
+    neurokit2's `eda_peaks(amplitude_min=...)` threshold is relative (a fraction of the largest
+    peak's prominence), so one big SCR would hide smaller real ones, and a flat generated trace
+    would still "have" SCRs. We therefore run neurokit2's pipeline with no threshold
+    (`amplitude_min=None`) — `eda_clean` (skipped at ≤ 6 Hz, where its 3 Hz low-pass is above
+    Nyquist; E4 traces at 4 Hz need no upsampling), `eda_phasic` (`phasic_method`, default the
+    0.05 Hz high-pass), `eda_peaks` (method "neurokit", half-recovery) — and keep the SCRs whose
+    amplitude (peak minus onset of the phasic signal) is ≥ `amplitude_min_us` and whose rise time
+    is ≤ `max_rise_time_s` (SCRs rise in about 1–3 s; the zero-phase high-pass rings after a large
+    isolated SCR, and that slow rebound would otherwise pass an absolute threshold as an SCR).
+
+    Returns:
+        DataFrame with one row per SCR and columns onset_s, peak_s, amplitude_us, rise_time_s,
+        recovery_time_s (NaN when the trace does not recover to half amplitude).
+    """
+    import neurokit2 as nk  # imported here: slow to import, and only SCR detection needs it
+
+    x = np.asarray(eda_us, dtype=np.float64).ravel()
+    if not np.all(np.isfinite(x)):
+        raise ValueError("EDA trace contains NaN or inf; interpolate or drop them before SCR detection")
+    empty = pd.DataFrame({c: pd.Series(dtype=float) for c in SCR_COLUMNS})
+    if x.size < max(4, int(4 * sampling_rate)) or np.ptp(x) == 0:
+        return empty
+    fs = int(round(sampling_rate)) if float(sampling_rate).is_integer() else sampling_rate
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # neurokit2 warns per call about filters and short signals
+        clean = nk.eda_clean(x, sampling_rate=fs) if sampling_rate > 6 else x
+        phasic = nk.eda_phasic(clean, sampling_rate=fs, method=phasic_method)["EDA_Phasic"].to_numpy()
+        found = nk.eda_findpeaks(phasic, sampling_rate=fs, method="neurokit", amplitude_min=None)
+        if len(found["SCR_Peaks"]) == 0 or np.all(np.isnan(found["SCR_Onsets"])):
+            return empty
+        _, info = nk.eda_peaks(phasic, sampling_rate=fs, method="neurokit", amplitude_min=None)
+    table = pd.DataFrame(
+        {
+            "onset_s": np.asarray(info["SCR_Onsets"], dtype=float) / sampling_rate,
+            "peak_s": np.asarray(info["SCR_Peaks"], dtype=float) / sampling_rate,
+            "amplitude_us": np.asarray(info["SCR_Amplitude"], dtype=float),
+            "rise_time_s": np.asarray(info["SCR_RiseTime"], dtype=float),
+            "recovery_time_s": np.asarray(info["SCR_RecoveryTime"], dtype=float),
+        }
+    )
+    keep = table["amplitude_us"] >= amplitude_min_us
+    if max_rise_time_s is not None:
+        keep &= table["rise_time_s"] <= max_rise_time_s
+    return table[keep].reset_index(drop=True)
+
+
+def scr_statistics(
+    eda_us: np.ndarray,
+    sampling_rate: float,
+    amplitude_min_us: float = 0.05,
+    phasic_method: str = "highpass",
+    max_rise_time_s: float | None = 5.0,
+) -> dict[str, float]:
+    """Summary SCR statistics of one trace (see `detect_scrs` for the detection).
+
+    Returns:
+        {"n_scr", "scr_rate_per_min", "mean_amplitude_us", "mean_rise_time_s",
+        "mean_recovery_time_s"}; with no SCRs the rate is 0 and the means are NaN.
+    """
+    scrs = detect_scrs(eda_us, sampling_rate, amplitude_min_us, phasic_method, max_rise_time_s)
+    minutes = np.asarray(eda_us).size / sampling_rate / 60.0
+
+    def mean(col: str) -> float:
+        values = scrs[col].dropna()
+        return float(values.mean()) if len(values) else float("nan")
+
+    return {
+        "n_scr": float(len(scrs)),
+        "scr_rate_per_min": len(scrs) / minutes if minutes > 0 else float("nan"),
+        "mean_amplitude_us": mean("amplitude_us"),
+        "mean_rise_time_s": mean("rise_time_s"),
+        "mean_recovery_time_s": mean("recovery_time_s"),
+    }
