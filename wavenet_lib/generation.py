@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from wavenet_lib.atomic_write import atomic_write
 from wavenet_lib.configs import ExperimentConfig
 
 __all__ = [
@@ -179,7 +180,7 @@ def write_eda_csv(result: GeneratedEDA, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     n, c, _ = result.values.shape
-    with path.open("w", newline="") as fh:
+    with atomic_write(path, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["time_s", *column_names(n, c, result.unit)])
         for t, row in zip(result.times_s, _flat(result), strict=True):
@@ -197,7 +198,7 @@ def write_e4_csv(result: GeneratedEDA, path: str | Path, start_time: float = 0.0
     path.parent.mkdir(parents=True, exist_ok=True)
     flat = _flat(result)
     cols = flat.shape[1]
-    with path.open("w", newline="") as fh:
+    with atomic_write(path, "w", newline="") as fh:
         fh.write(", ".join([f"{start_time:.6f}"] * cols) + "\n")
         fh.write(", ".join([f"{result.sample_rate:.6f}"] * cols) + "\n")
         for row in flat:

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import warnings
 from functools import lru_cache
 from pathlib import Path
@@ -29,6 +27,7 @@ from pathlib import Path
 import librosa
 import numpy as np
 
+from wavenet_lib.atomic_write import atomic_call
 from wavenet_lib.configs import WavenetConfig
 from wavenet_lib.data.audio import load_audio
 from wavenet_lib.errors import DataError
@@ -154,15 +153,7 @@ def mfcc_for_recording(
     if not target.is_file():
         audio = load_audio(path, cfg.audio_sample_rate, cfg.in_channels, start_s)
         mfcc = compute_mfcc(audio, cfg, n_steps)
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".npy.tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.save(fh, mfcc)
-            os.replace(tmp, target)  # atomic: concurrent readers never see half a file
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_call(target, lambda fh: np.save(fh, mfcc))  # concurrent readers never see half a file
     return np.load(target, mmap_mode="r")
 
 

@@ -27,6 +27,7 @@ from typing import Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, field_validator
 
+from wavenet_lib.atomic_write import atomic_write
 from wavenet_lib.errors import DataError
 
 __all__ = ["REQUIRED_COLUMNS", "ManifestRow", "read_manifest", "write_manifest"]
@@ -126,8 +127,7 @@ def write_manifest(rows: list[ManifestRow], path: str | Path) -> Path:
         except ValueError:
             return str(p)
 
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", newline="") as fh:
+    with atomic_write(path, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)
         for r in rows:
@@ -143,5 +143,4 @@ def write_manifest(rows: list[ManifestRow], path: str | Path) -> Path:
                     r.eda_column or "",
                 ]
             )
-    os.replace(tmp, path)
     return path

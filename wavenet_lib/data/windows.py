@@ -28,6 +28,7 @@ from wavenet_lib.data.normalization import MinMaxNormalizer
 from wavenet_lib.data.recordings import Recording
 from wavenet_lib.errors import DataError
 from wavenet_lib.models.quantization import dequantize, quantize
+from wavenet_lib.seeding import derive_seed
 
 
 class WindowDataset(Dataset):
@@ -114,7 +115,7 @@ class WindowDataset(Dataset):
     def _locate(self, index: int) -> tuple[int, int]:
         if self.mode == "strided":
             return self._index[index]
-        g = torch.Generator().manual_seed((self.seed * 0x9E3779B1 + self.epoch * 0x85EBCA77 + index) % 2**63)
+        g = torch.Generator().manual_seed(derive_seed(self.seed, self.epoch, index))
         r = int(torch.randint(int(self._cum_starts[-1]), (1,), generator=g))
         rec = int(np.searchsorted(self._cum_starts, r, side="right"))
         return rec, r - (int(self._cum_starts[rec - 1]) if rec else 0)

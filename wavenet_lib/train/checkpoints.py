@@ -19,9 +19,7 @@ see the old file or the new one. `load_model` rebuilds the model for generation/
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from wavenet_lib.atomic_write import atomic_call
 from wavenet_lib.configs import ExperimentConfig, WavenetConfig
 
 __all__ = [
@@ -66,29 +65,7 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
 
     On any failure the temp file is removed and an existing `path` is left untouched.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable (best effort; not possible on every OS)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return path
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
-    return path
+    return atomic_call(path, lambda fh: torch.save(obj, fh))
 
 
 # --- RNG state as weights_only-loadable values -------------------------------------------------

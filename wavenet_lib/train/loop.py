@@ -36,7 +36,6 @@ import contextlib
 import csv
 import logging
 import math
-import random
 import time
 import warnings
 from collections.abc import Mapping
@@ -52,6 +51,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from wavenet_lib.configs import ExperimentConfig, TrainConfig
+from wavenet_lib.seeding import derive_seed, seed_everything, seed_worker
 from wavenet_lib.train.checkpoints import (
     CheckpointError,
     capture_rng_state,
@@ -144,20 +144,6 @@ def select_device(preference: str = "auto", local_rank: int = 0) -> torch.device
     if preference == "cpu":
         return torch.device("cpu")
     raise ValueError(f"train.device must be auto, cpu, cuda or mps, got {preference!r}")
-
-
-def seed_everything(seed: int) -> None:
-    """Seed torch (CPU and CUDA), numpy and python `random`."""
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-    random.seed(seed)
-
-
-def seed_worker(worker_id: int) -> None:
-    """DataLoader `worker_init_fn`: seed numpy and `random` from the worker's torch seed."""
-    seed = torch.initial_seed() % 2**32
-    np.random.seed(seed)
-    random.seed(seed)
 
 
 # --- optimizer, schedule, loss -------------------------------------------------------------------
@@ -500,7 +486,7 @@ def train(
                 sampler.set_epoch(epoch)
                 indices = list(sampler)
                 batches = [indices[i * local_b : (i + 1) * local_b] for i in range(offset, batches_per_epoch)]
-                loader_seed = (cfg.seed * 1_000_003 + epoch) * 1009 + env.rank
+                loader_seed = derive_seed(cfg.seed, epoch, env.rank)
                 for batch in _loader(train_data, batches, cfg.data.num_workers, loader_seed, device):
                     mfcc, eda_prev, target = _to_device(batch, device)
                     with _autocast(device, tc.bf16):
