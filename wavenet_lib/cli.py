@@ -62,6 +62,7 @@ def describe_config(cfg) -> list[str]:
     """The derived architecture of an ExperimentConfig, as aligned `label  value` lines."""
     import torch
 
+    from wavenet_lib.data.recordings import window_steps
     from wavenet_lib.models.wavenet import Wavenet
 
     m = cfg.model
@@ -97,7 +98,7 @@ def describe_config(cfg) -> list[str]:
         ("first full step", f"{m.first_full_step}"),
         (
             "training window",
-            f"{m.first_full_step + cfg.data.target_steps} EDA steps "
+            f"{window_steps(m, cfg.data.target_steps)} EDA steps "
             f"(first_full_step {m.first_full_step} + target_steps {cfg.data.target_steps})",
         ),
         ("quantization levels", f"{m.quantization_levels}"),

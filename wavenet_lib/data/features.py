@@ -157,6 +157,20 @@ def mfcc_for_recording(
     return np.load(target, mmap_mode="r")
 
 
+def mfcc_statistics(mfcc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per channel and coefficient mean and std of a recording's MFCCs, for `standardize_mfcc`.
+
+    Args:
+        mfcc: (C, F, M) features.
+
+    Returns:
+        float32 (C, M) mean and std; a std below 1e-4 (a constant coefficient) becomes 1.
+    """
+    mean = np.asarray(mfcc.mean(axis=1, dtype=np.float64), dtype=np.float32)
+    std = np.asarray(mfcc.std(axis=1, dtype=np.float64), dtype=np.float32)
+    return mean, np.where(std > 1e-4, std, 1.0).astype(np.float32)
+
+
 def standardize_mfcc(mfcc: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     """Cepstral mean and variance normalization: (mfcc - mean) / std per channel and coefficient.
 

@@ -12,21 +12,21 @@ import torch
 from wavenet_lib.configs import DataConfig, ExperimentConfig, WavenetConfig
 from wavenet_lib.data.audio import audio_duration
 from wavenet_lib.data.eda import prepare_eda, read_eda
-from wavenet_lib.data.features import mfcc_for_recording, standardize_mfcc
+from wavenet_lib.data.features import mfcc_for_recording, mfcc_statistics, standardize_mfcc
 from wavenet_lib.data.manifest import ManifestRow
 from wavenet_lib.data.normalization import MinMaxNormalizer
 from wavenet_lib.errors import DataError
 
 
-def window_steps(model: WavenetConfig, data: DataConfig) -> int:
-    """W = model.first_full_step + data.target_steps, the EDA steps of one window."""
-    return model.first_full_step + data.target_steps
+def window_steps(model: WavenetConfig, target_steps: int) -> int:
+    """W = model.first_full_step + target_steps, the EDA steps of one training window."""
+    return model.first_full_step + target_steps
 
 
 def min_recording_steps(model: WavenetConfig, data: DataConfig | None = None) -> int:
     """Fewest EDA steps a recording needs: the receptive field plus one step, and one window."""
     need = model.receptive_field_eda_steps + 1
-    return max(need, window_steps(model, data)) if data is not None else need
+    return max(need, window_steps(model, data.target_steps)) if data is not None else need
 
 
 @dataclass
@@ -121,9 +121,7 @@ def prepare_recording(
             f"first_full_step + data.target_steps)",
         )
     mfcc = mfcc_for_recording(row.audio_path, model, n_steps, audio_start, data.cache_dir)
-    mean = np.asarray(mfcc.mean(axis=1, dtype=np.float64), dtype=np.float32)
-    std = np.asarray(mfcc.std(axis=1, dtype=np.float64), dtype=np.float32)
-    std = np.where(std > 1e-4, std, 1.0).astype(np.float32)
+    mean, std = mfcc_statistics(mfcc)
     return Recording(row, eda[:, skip : skip + n_steps], Path(mfcc.filename), mean, std, audio_start)
 
 
@@ -198,6 +196,5 @@ def audio_features(
         raise DataError(path, "audio is shorter than one EDA step")
     mfcc = np.array(mfcc_for_recording(path, cfg.model, n_steps, start_s, cfg.data.cache_dir), np.float32)
     if cfg.data.mfcc_standardize:
-        std = mfcc.std(axis=1)
-        mfcc = standardize_mfcc(mfcc, mfcc.mean(axis=1), np.where(std > 1e-4, std, 1.0))
+        mfcc = standardize_mfcc(mfcc, *mfcc_statistics(mfcc))
     return torch.from_numpy(mfcc)

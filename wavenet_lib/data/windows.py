@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from wavenet_lib.configs import WavenetConfig
 from wavenet_lib.data.features import standardize_mfcc
 from wavenet_lib.data.normalization import MinMaxNormalizer
-from wavenet_lib.data.recordings import Recording
+from wavenet_lib.data.recordings import Recording, window_steps
 from wavenet_lib.errors import DataError
 from wavenet_lib.models.quantization import dequantize, quantize
 from wavenet_lib.seeding import derive_seed
@@ -62,7 +62,7 @@ class WindowDataset(Dataset):
     ) -> None:
         self.recordings = list(recordings)
         self.model = model
-        self.window = model.first_full_step + target_steps
+        self.window = window_steps(model, target_steps)
         self.target_steps = target_steps
         self.mode = mode
         self.seed = seed
