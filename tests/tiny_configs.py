@@ -1,9 +1,16 @@
-"""The tiny model the unit tests share: fast on a CPU, yet with every part of the real one.
+"""The one tiny model the tests share: fast on a CPU, yet with every part of the real one.
 
-1600 Hz audio, hop 16, EDA 4 Hz → 25 MFCC frames per EDA step; 2 s context; 16 levels.
+`TINY_MODEL`: 1600 Hz audio, hop 16, EDA 4 Hz → 25 MFCC frames per EDA step; 2 s context;
+16 levels. Tests that need another time base derive it from `TINY_MODEL` with `tiny_model`
+and name the difference (`SPF1`, `SPF10`), so every tiny config is this one plus overrides.
+`tests/notebooks/tiny.yaml` is the notebooks' counterpart (a YAML file, for nbmake's mock).
 """
 
-TINY_MODEL = dict(
+from __future__ import annotations
+
+from typing import Any
+
+TINY_MODEL: dict[str, Any] = dict(
     context_size_in_seconds=2,
     audio_sample_rate=1600,
     eda_sample_rate=4,
@@ -15,3 +22,18 @@ TINY_MODEL = dict(
     quantization_levels=16,
     max_stack_receptive_field=64,
 )
+
+# One MFCC frame per EDA step (64 Hz audio, hop 16): the training tests' in-memory windows.
+SPF1: dict[str, Any] = dict(audio_sample_rate=64, num_mfccs=4)
+
+# Ten frames per EDA step (hop 40) and 64 levels: the data tests read real files at 1600 Hz.
+SPF10: dict[str, Any] = dict(mfcc_window_size=80, mfcc_hop_size=40, num_mfccs=8, quantization_levels=64)
+
+
+def tiny_model(*variants: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    """`TINY_MODEL` updated with each variant in turn, then with `overrides` (a new dict)."""
+    settings = dict(TINY_MODEL)
+    for variant in variants:
+        settings.update(variant)
+    settings.update(overrides)
+    return settings

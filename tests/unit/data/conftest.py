@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from tests.tiny_configs import SPF10
+from tests.tiny_configs import tiny_model as tiny_settings
 from wavenet_lib.configs import DataConfig, ExperimentConfig, WavenetConfig
 
 AUDIO_SR = 1600  # hop 40 at EDA 4 Hz → 10 frames per EDA step
@@ -16,18 +18,7 @@ EDA_SR = 4.0
 
 def tiny_model(**overrides) -> WavenetConfig:
     """1600 Hz audio, 4 Hz EDA, spf 10, 2 s context; a receptive field of a few steps."""
-    settings = dict(
-        context_size_in_seconds=2,
-        audio_sample_rate=AUDIO_SR,
-        eda_sample_rate=EDA_SR,
-        mfcc_window_size=80,
-        mfcc_hop_size=40,
-        num_mfccs=8,
-        hidden_channels=8,
-        condition_channels=4,
-        quantization_levels=64,
-        max_stack_receptive_field=64,
-    )
+    settings = tiny_settings(SPF10)
     settings.update(overrides)
     return WavenetConfig(**settings)
 

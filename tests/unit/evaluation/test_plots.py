@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
+from tests.tiny_configs import tiny_model
 from wavenet_lib.configs import WavenetConfig
 from wavenet_lib.evaluate import plots
 from wavenet_lib.evaluate.event_locked import event_locked_response
@@ -40,16 +41,7 @@ def figures():
             "val_loss": [np.nan, 2.6, np.nan, 2.0, 1.9],
         }
     )
-    cfg = WavenetConfig(
-        context_size_in_seconds=3,
-        audio_sample_rate=4000,
-        eda_sample_rate=4,
-        mfcc_window_size=200,
-        mfcc_hop_size=100,
-        num_mfccs=13,
-        hidden_channels=16,
-        max_stack_receptive_field=64,
-    )
+    cfg = WavenetConfig(**tiny_model())  # 200 frames of context, cap 64: a multi-stack model
     return {
         "real_vs_generated": (
             plots.plot_real_vs_generated(REAL, GEN, RATE, loudness=rng.uniform(size=600), events_s=EVENTS),

@@ -14,21 +14,12 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from tests.tiny_configs import SPF1, tiny_model
 from wavenet_lib.configs import ExperimentConfig
 from wavenet_lib.models.quantization import dequantize, quantize
 
 # spf 1: 64 Hz audio, hop 16, EDA 4 Hz; 2 s context → 3 layers, first_full_step 7.
-TINY_MODEL = dict(
-    context_size_in_seconds=2,
-    audio_sample_rate=64,
-    eda_sample_rate=4,
-    mfcc_window_size=32,
-    mfcc_hop_size=16,
-    num_mfccs=4,
-    hidden_channels=8,
-    condition_channels=4,
-    quantization_levels=16,
-)
+TINY_MODEL = tiny_model(SPF1)
 
 
 def tiny_experiment(
