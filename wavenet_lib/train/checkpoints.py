@@ -8,7 +8,7 @@ unpickling of arbitrary classes), marked with ``format = "wavenet-eda-checkpoint
     model                 model state dict (DDP / torch.compile wrappers removed)
     optimizer, scheduler  their state dicts (None in a weights-only export)
     config                the ExperimentConfig as `model_dump(mode="json")`
-    normalizer            the EDA normalization as `to_dict()` (µS ↔ model units), or None
+    normalizer            the EDA normalization, `MinMaxNormalizer.to_dict()` (µS ↔ model units), or None
     rng                   per-rank RNG states: torch CPU, CUDA (if any), numpy, python `random`
     train_state           best val loss, validations without improvement, elapsed time, ...
 
@@ -31,6 +31,7 @@ from torch import nn
 
 from wavenet_lib.atomic_write import atomic_call
 from wavenet_lib.configs import ExperimentConfig, WavenetConfig
+from wavenet_lib.data.normalization import MinMaxNormalizer
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -132,7 +133,7 @@ def save_checkpoint(
     step: int,
     optimizer: torch.optim.Optimizer | None = None,
     scheduler: Any | None = None,
-    normalizer: Mapping[str, Any] | None = None,
+    normalizer: MinMaxNormalizer | None = None,
     rng: list[dict[str, Any]] | None = None,
     train_state: Mapping[str, Any] | None = None,
 ) -> Path:
@@ -144,7 +145,7 @@ def save_checkpoint(
         experiment_config: the experiment this model belongs to.
         step: optimizer steps taken.
         optimizer, scheduler: saved for resuming; None for a weights-only file.
-        normalizer: the EDA normalization as `to_dict()`.
+        normalizer: the EDA normalization (stored as `to_dict()`).
         rng: RNG states, one `capture_rng_state()` per rank (default: this process's).
         train_state: plain values (best val loss, early-stopping counters, elapsed time, ...).
     """
@@ -156,7 +157,7 @@ def save_checkpoint(
         "optimizer": None if optimizer is None else optimizer.state_dict(),
         "scheduler": None if scheduler is None else scheduler.state_dict(),
         "config": experiment_config.model_dump(mode="json"),
-        "normalizer": None if normalizer is None else dict(normalizer),
+        "normalizer": None if normalizer is None else normalizer.to_dict(),
         "rng": rng if rng is not None else [capture_rng_state()],
         "train_state": dict(train_state or {}),
         "torch_version": str(torch.__version__),
@@ -255,12 +256,12 @@ def check_model_config(saved: Mapping[str, Any], current: WavenetConfig, path: s
 
 def load_model(
     checkpoint_path: str | Path, map_location: str | torch.device = "cpu"
-) -> tuple[nn.Module, ExperimentConfig, dict[str, Any] | None]:
+) -> tuple[nn.Module, ExperimentConfig, MinMaxNormalizer | None]:
     """Rebuild the trained model for generation or evaluation.
 
     Returns:
-        (model in eval mode on `map_location`, its ExperimentConfig, the EDA normalizer dict
-        (`MinMaxNormalizer.to_dict()`, None if the run had none)).
+        (model in eval mode on `map_location`, its ExperimentConfig, the EDA normalizer (None if
+        the run had none)).
 
     Raises:
         FileNotFoundError, CheckpointError: see `read_checkpoint`.
@@ -277,4 +278,9 @@ def load_model(
         first = " ".join(str(exc).split())[:300]
         raise CheckpointError(f"{path}: model weights do not fit the stored model config: {first}") from None
     model.to(map_location).eval()
-    return model, cfg, payload.get("normalizer")
+    stored = payload.get("normalizer")
+    try:
+        normalizer = None if stored is None else MinMaxNormalizer.from_dict(stored)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: the stored EDA normalization is unusable: {exc}") from None
+    return model, cfg, normalizer
