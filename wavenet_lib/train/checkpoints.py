@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import random
 import zipfile
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ __all__ = [
     "unwrap_model",
     "save_checkpoint",
     "read_checkpoint",
+    "verify_archive",
     "check_model_config",
     "load_model",
 ]
@@ -178,6 +180,7 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if not zipfile.is_zipfile(path):
         raise CheckpointError(f"{path}: not a wavenet-eda checkpoint (not a file written by torch.save)")
+    verify_archive(path)
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
@@ -202,14 +205,33 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return payload
 
 
+def verify_archive(path: str | Path) -> None:
+    """Check every member's CRC-32 in a torch.save zip archive (reads the whole file once).
+
+    Raises:
+        CheckpointError: a member is damaged (a flipped bit, a truncated copy), naming it.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+        raise CheckpointError(f"{path}: damaged checkpoint, the archive cannot be read ({exc})") from None
+    if bad is not None:
+        raise CheckpointError(
+            f"{path}: damaged checkpoint, checksum mismatch in {bad} (a corrupted or partial copy); "
+            "use another checkpoint, e.g. best.pt or a backup"
+        )
+
+
 def _short_reason(exc: Exception) -> str:
-    """One line from a torch.load error (the unpickler's complaint when there is one)."""
+    """The reason in a torch.load error: the unpickler's complaint's first sentence, whole."""
     text = str(exc)
     marker = "WeightsUnpickler error:"
     if marker in text:
         text = text[text.index(marker) + len(marker) :]
     line = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(exc).__name__)
-    return line[:200]
+    first = line.split(". ")[0].rstrip(".")
+    return first if len(first) <= 300 else first[:297] + "..."
 
 
 def _experiment_config(payload: Mapping[str, Any], path: Path) -> ExperimentConfig:

@@ -36,6 +36,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,19 +47,26 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from wavenet_lib.atomic_write import remove_temp_files
 from wavenet_lib.configs import ExperimentConfig
 from wavenet_lib.data.normalization import MinMaxNormalizer
+from wavenet_lib.models.memory import available_memory, check_fits, training_memory
 from wavenet_lib.seeding import seed_everything, seed_worker
 from wavenet_lib.train.batches import TrainingBatches
 from wavenet_lib.train.devices import select_device
 from wavenet_lib.train.distributed import DistEnv, barrier, cleanup_distributed, init_distributed
+from wavenet_lib.train.fingerprint import data_fingerprint
 from wavenet_lib.train.history import METRICS_FILE, MetricsLog
+from wavenet_lib.train.interrupts import StopSignals, TrainingInterrupted
 from wavenet_lib.train.optim import WarmupCosine, build_optimizer
+from wavenet_lib.train.run_folder import RunFolder, RunFolderError
 from wavenet_lib.train.state import BEST_CHECKPOINT, LAST_CHECKPOINT, Checkpointer, TrainState
 from wavenet_lib.train.step import NonFiniteLossError, masked_cross_entropy, train_step, validation_loss
 
 __all__ = [
     "NonFiniteLossError",
+    "TrainingInterrupted",
+    "RunFolderError",
     "TrainResult",
     "WarmupCosine",
     "METRICS_FILE",
@@ -103,6 +112,12 @@ def _build_model(cfg: ExperimentConfig, device: Any, rank: int) -> nn.Module:
     return model
 
 
+def _check_memory(cfg: ExperimentConfig, env: DistEnv, device: torch.device) -> None:
+    """Refuse (ConfigTooLargeError naming the field) a config that cannot fit on `device`."""
+    where = f"this machine's memory ({device.type})" if device.type == "cpu" else f"{device}"
+    check_fits(training_memory(cfg, env.world_size), available_memory(device), f"training {cfg.name}", where)
+
+
 def _wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
     return nn.parallel.DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None
@@ -132,8 +147,10 @@ def train(
     *,
     normalizer: MinMaxNormalizer | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     stop_after: int | None = None,
     progress: bool = True,
+    data_fingerprint: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train `Wavenet(cfg.model)` on `train_data`, validating on `val_data`; see module docstring.
 
@@ -144,14 +161,22 @@ def train(
         run_dir: where last.pt, best.pt, metrics_history.csv and config.yaml go.
         normalizer: the EDA normalization stored in checkpoints (None: the resumed one, or none).
         resume: continue from run_dir/last.pt (the model config must match it).
+        overwrite: replace a trained run already in run_dir (without it, and without resume,
+            a run_dir holding last.pt or best.pt is refused).
         stop_after: stop (with a checkpoint) once this many steps are done, as if interrupted.
         progress: show a tqdm progress bar (rank 0 only).
+        data_fingerprint: `wavenet_lib.train.fingerprint.data_fingerprint` of the data, kept in
+            the checkpoints; resuming on data with another fingerprint warns.
 
     Returns:
         TrainResult with the trained model (on the training device).
 
     Raises:
-        NonFiniteLossError: the loss became NaN/inf (last.pt keeps the last good state).
+        NonFiniteLossError: the training loss, gradient norm or validation loss became NaN/inf
+            (last.pt keeps the last good state; best.pt never holds a non-finite validation).
+        TrainingInterrupted: SIGINT/SIGTERM; last.pt was saved at the step boundary.
+        RunFolderError: run_dir is locked by another run, or holds one (see `overwrite`).
+        ConfigTooLargeError: the config needs more memory than the device has.
         ConfigMismatchError: resuming with a different model config.
         FileNotFoundError, CheckpointError: resume=True without a usable run_dir/last.pt.
         ValueError: training set smaller than one batch, batch size not divisible by processes.
@@ -163,56 +188,60 @@ def train(
     try:
         device = select_device(tc.device, env.local_rank)
         batches = TrainingBatches(train_data, tc.batch_size, cfg.seed, env)
-        model = _build_model(cfg, device, env.rank)
-        optimizer, scheduler = build_optimizer(model, tc)
-        ckpt = Checkpointer(run_dir, cfg, model, optimizer, scheduler, normalizer, env)
-        if resume:
-            state = ckpt.restore(device)
-        else:
-            state = TrainState(world_size=env.world_size, train_windows=len(train_data))
-        if env.is_main:
-            run_dir.mkdir(parents=True, exist_ok=True)
-        ckpt.write_config()
-        history = MetricsLog(run_dir / METRICS_FILE, env.is_main, state.step if resume else None)
-        ddp_model = _wrap_ddp(model, device) if env.distributed else model
-        has_val = val_data is not None and len(val_data) > 0
-        ffs = cfg.model.first_full_step
-        step_kw = dict(first_full_step=ffs, grad_clip=tc.grad_clip, bf16=tc.bf16, env=env)
-        val_kw = dict(device=device, bf16=tc.bf16, env=env, num_workers=cfg.data.num_workers)
-        ckpt.restore_rng()  # last, so nothing above consumes the restored streams
-        show = progress and env.is_main
-        bar = tqdm(total=tc.max_steps, initial=state.step, desc=f"training {cfg.name}", disable=not show)
-        model.train()
-        with bar, contextlib.closing(batches.from_step(state.step, cfg.data.num_workers, device)) as stream:
-            while state.step < tc.max_steps and not state.stopped_early:
-                try:
+        _check_memory(cfg, env, device)
+        with RunFolder(run_dir, env, resume=resume, overwrite=overwrite), StopSignals(env) as signals:
+            model = _build_model(cfg, device, env.rank)
+            optimizer, scheduler = build_optimizer(model, tc)
+            ckpt = Checkpointer(run_dir, cfg, model, optimizer, scheduler, normalizer, env)
+            fresh = TrainState.new(env.world_size, len(train_data), data_fingerprint)
+            state = ckpt.restore(device, data_fingerprint) if resume else fresh
+            ckpt.write_config()
+            history = MetricsLog(run_dir / METRICS_FILE, env.is_main, state.step if resume else None)
+            ddp_model = _wrap_ddp(model, device) if env.distributed else model
+            has_val = val_data is not None and len(val_data) > 0
+            ffs, every_s = cfg.model.first_full_step, 60.0 * tc.checkpoint_every_minutes
+            step_kw = dict(first_full_step=ffs, grad_clip=tc.grad_clip, bf16=tc.bf16, env=env)
+            val_kw = dict(device=device, bf16=tc.bf16, env=env, num_workers=cfg.data.num_workers)
+            ckpt.restore_rng()  # last, so nothing above consumes the restored streams
+            bar = tqdm(
+                total=tc.max_steps, initial=state.step, desc=cfg.name, disable=not progress or env.rank
+            )
+            model.train()
+            stream = batches.from_step(state.step, cfg.data.num_workers, device)
+            with bar, contextlib.closing(stream), _naming_last_checkpoint(ckpt):
+                while state.step < tc.max_steps and not state.stopped_early:
                     out = train_step(
                         ddp_model, next(stream), optimizer, scheduler, step=state.step, **step_kw
                     )
-                except NonFiniteLossError as exc:
-                    raise exc.with_checkpoint(ckpt.last_good()) from None
-                state.record_step(out.loss)
-                bar.update(1)
-                bar.set_postfix(loss=f"{out.loss:.3f}", lr=f"{out.lr:.2e}", refresh=False)
-                val_loss = None
-                if has_val and (state.step % tc.val_every == 0 or state.step == tc.max_steps):
-                    val_loss = validation_loss(model, val_data, ffs, tc.batch_size, tc.val_batches, **val_kw)
-                    bar.set_postfix(loss=f"{out.loss:.3f}", val=f"{val_loss:.3f}", lr=f"{out.lr:.2e}")
-                    if state.record_validation(val_loss, tc):
-                        ckpt.save(ckpt.best, state)
-                if val_loss is not None or state.step % tc.log_every == 0 or state.step == tc.max_steps:
-                    row = dict(step=state.step, train_loss=state.take_train_loss(), val_loss=val_loss)
-                    history.add(**row, lr=out.lr, time=state.elapsed())
-                interrupted = stop_after is not None and state.step >= stop_after
-                finished = state.step >= tc.max_steps or state.stopped_early or interrupted
-                if state.step % tc.checkpoint_every == 0 or finished:
+                    state.record_step(out.loss)
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{out.loss:.3f}", lr=f"{out.lr:.2e}", refresh=False)
+                    val_loss = None
+                    if has_val and (state.step % tc.val_every == 0 or state.step == tc.max_steps):
+                        val_loss = validation_loss(
+                            model, val_data, ffs, tc.batch_size, tc.val_batches, **val_kw
+                        )
+                        if not math.isfinite(val_loss):
+                            raise NonFiniteLossError(state.step, "the validation loss", val_loss)
+                        bar.set_postfix(loss=f"{out.loss:.3f}", val=f"{val_loss:.3f}", lr=f"{out.lr:.2e}")
+                        if state.record_validation(val_loss, tc):
+                            ckpt.save(ckpt.best, state)
+                    if val_loss is not None or state.step % tc.log_every == 0 or state.step == tc.max_steps:
+                        row = dict(step=state.step, train_loss=state.take_train_loss(), val_loss=val_loss)
+                        history.add(**row, lr=out.lr, time=state.elapsed())
+                    signum, due = signals.poll(ckpt.seconds_since_last_save() >= every_s, device)
+                    done = state.step >= tc.max_steps or state.stopped_early
+                    finished = done or signum or (stop_after is not None and state.step >= stop_after)
+                    if due or state.step % tc.checkpoint_every == 0 or finished:
+                        ckpt.save(ckpt.last, state)
+                    if signum and not done:
+                        raise TrainingInterrupted(state.step, signum, ckpt.last)
+                    if finished:
+                        break
+                if ckpt.saved_step != state.step:  # e.g. a fresh run with max_steps already reached
                     ckpt.save(ckpt.last, state)
-                if finished:
-                    break
-            if ckpt.saved_step != state.step:  # e.g. a fresh run with max_steps already reached
-                ckpt.save(ckpt.last, state)
-            if not has_val:
-                ckpt.save(ckpt.best, state)  # without validation, "best" is the latest state
+                if not has_val:
+                    ckpt.save(ckpt.best, state)  # without validation, "best" is the latest state
         if state.stopped_early:
             logger.info("early stopping at step %d (best val loss %.4f)", state.step, state.best_val_loss)
         barrier(env)
@@ -221,8 +250,21 @@ def train(
         cleanup_distributed(env)
 
 
+@contextlib.contextmanager
+def _naming_last_checkpoint(ckpt: Checkpointer) -> Iterator[None]:
+    """A `NonFiniteLossError` raised inside names the last good checkpoint."""
+    try:
+        yield
+    except NonFiniteLossError as exc:
+        raise exc.with_checkpoint(ckpt.last_good()) from None
+
+
 def train_experiment(
-    cfg: ExperimentConfig, run_dir: str | Path | None = None, resume: bool = False, progress: bool = True
+    cfg: ExperimentConfig,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    overwrite: bool = False,
 ) -> TrainResult:
     """Build the datasets for `cfg` (`wavenet_lib.data.bundle.build_datasets`) and `train` on them.
 
@@ -231,6 +273,11 @@ def train_experiment(
         run_dir: output folder (default ``runs/<cfg.name>``).
         resume: continue from run_dir/last.pt.
         progress: show progress bars.
+        overwrite: replace a trained run already in run_dir.
+
+    The data's fingerprint goes into the checkpoints (`wavenet_lib.train.fingerprint`), so a
+    resume on changed data warns. Temporary files older than an hour that killed writes left in
+    the MFCC cache are removed first.
 
     Under torchrun, rank 0 builds the datasets first (writing synthetic data and feature caches)
     while the other ranks wait, then they read what it wrote.
@@ -242,17 +289,22 @@ def train_experiment(
     try:
         if not env.is_main:
             barrier(env)
+        else:
+            remove_temp_files(cfg.data.cache_dir, older_than_s=3600.0)
         bundle = build_datasets(cfg)
         if env.is_main:
             barrier(env)
+        normalizer = stored_normalizer(bundle)
         return train(
             cfg,
             bundle.train,
             bundle.val,
             run_dir,
-            normalizer=stored_normalizer(bundle),
+            normalizer=normalizer,
             resume=resume,
+            overwrite=overwrite,
             progress=progress,
+            data_fingerprint=data_fingerprint(bundle, normalizer),
         )
     finally:
         cleanup_distributed(env)

@@ -70,6 +70,11 @@ class TrainState:
     stopped_early: bool = field(default=False, compare=False)
     _started: float = field(default_factory=time.perf_counter, repr=False, compare=False)
 
+    @classmethod
+    def new(cls, world_size: int, train_windows: int, data_fingerprint: dict[str, Any] | None) -> TrainState:
+        """The state of a run that has not taken a step."""
+        return cls(world_size=world_size, train_windows=train_windows, data_fingerprint=data_fingerprint)
+
     def elapsed(self) -> float:
         """Seconds of training so far, this process's and those before a resume."""
         return self.elapsed_s + time.perf_counter() - self._started
