@@ -2,9 +2,10 @@
 
     python -m benchmarks.training [--config configs/e4_4hz.yaml] [--batch-sizes 8 32] [--json OUT]
 
-One optimisation step is what `wavenet_lib.train.loop` does per batch: teacher-forced forward over
-a window of `first_full_step + target_steps` EDA steps, cross-entropy on the last `target_steps`,
-backward, AdamW. Printed per batch size: EDA steps (trained on) and MFCC frames per second,
+One optimisation step is the library's `wavenet_lib.train.step.train_step`, what training does
+per batch: teacher-forced forward over a window of `first_full_step + target_steps` EDA steps,
+masked cross-entropy on the last `target_steps`, backward, gradient clipping, AdamW and the
+learning-rate schedule. Printed per batch size: EDA steps (trained on) and MFCC frames per second,
 eager and compiled, the compiled/eager speedup, achieved FLOP/s as a fraction of this machine's
 matmul FLOP/s measured in the same run at the model's width (forward + backward ≈ 3 × forward
 GEMM FLOPs), and peak memory.
@@ -16,7 +17,6 @@ import argparse
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from benchmarks.common import (
     best_time,
@@ -29,26 +29,36 @@ from benchmarks.common import (
 )
 from wavenet_lib.configs import load_config
 from wavenet_lib.models.wavenet import Wavenet
+from wavenet_lib.train.optim import build_optimizer
+from wavenet_lib.train.step import train_step
 
 
-def make_step(cfg, batch: int, target_steps: int, compiled: bool):
+def make_step(exp, batch: int, target_steps: int, compiled: bool):
+    """A closure running the library's `train_step` on one fixed random batch; MFCC frames per window."""
+    cfg = exp.model
     torch.manual_seed(0)
     model = Wavenet(cfg)
     forward = torch.compile(model) if compiled else model
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    optimizer, scheduler = build_optimizer(model, exp.train)
     steps = cfg.first_full_step + target_steps
     spf = cfg.spectral_frames_per_eda_step
     g = torch.Generator().manual_seed(0)
-    mfcc = torch.randn(batch, cfg.in_channels, steps * spf, cfg.num_mfccs, generator=g)
-    eda_prev = torch.rand(batch, cfg.out_channels, steps, generator=g) * 2 - 1
-    target = torch.randint(0, cfg.quantization_levels, (batch, cfg.out_channels, steps), generator=g)
-    first = cfg.first_full_step
+    window = {
+        "mfcc": torch.randn(batch, cfg.in_channels, steps * spf, cfg.num_mfccs, generator=g),
+        "eda_prev": torch.rand(batch, cfg.out_channels, steps, generator=g) * 2 - 1,
+        "target": torch.randint(0, cfg.quantization_levels, (batch, cfg.out_channels, steps), generator=g),
+    }
 
     def step():
-        opt.zero_grad(set_to_none=True)
-        logits = forward(mfcc, eda_prev)
-        F.cross_entropy(logits[..., first:], target[..., first:]).backward()
-        opt.step()
+        train_step(
+            forward,
+            window,
+            optimizer,
+            scheduler,
+            first_full_step=cfg.first_full_step,
+            grad_clip=exp.train.grad_clip,
+            bf16=exp.train.bf16,
+        )
 
     return step, steps * spf
 
@@ -74,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         row = {"config": Path(args.config).stem, "batch": b, "matmul_flops_at_width": peak}
         for mode in ["eager"] + ([] if args.no_compile else ["compiled"]):
             print(f"batch {b}: {mode} ...", flush=True)
-            step, frames = make_step(cfg, b, target_steps, compiled=mode == "compiled")
+            step, frames = make_step(exp, b, target_steps, compiled=mode == "compiled")
             step()  # warm-up (and compilation)
             seconds = best_time(step, args.repeats)
             flops = 3 * b * frames * per_frame_gemm_flops(cfg)

@@ -12,12 +12,20 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_write", "atomic_write_text", "atomic_call", "TEMP_SUFFIX"]
+__all__ = [
+    "atomic_write",
+    "atomic_write_text",
+    "atomic_call",
+    "check_writable",
+    "remove_temp_files",
+    "TEMP_SUFFIX",
+]
 
 TEMP_SUFFIX = ".tmp"
 
@@ -77,3 +85,48 @@ def atomic_call(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
     with atomic_write(path, "wb") as fh:
         write(fh)
     return Path(path)
+
+
+def remove_temp_files(folder: str | Path, older_than_s: float = 0.0) -> list[Path]:
+    """Delete the temporary files a killed `atomic_write` left in `folder` (not its subfolders).
+
+    Only names of the form `.<target>.<random>.tmp` are touched. Call it where no other process
+    is writing (e.g. in a locked run folder), or with `older_than_s` well above the time one
+    write takes (shared caches).
+
+    Returns:
+        the files removed.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    now, removed = time.time(), []
+    for path in folder.glob(f".*{TEMP_SUFFIX}"):
+        try:
+            if path.is_file() and now - path.stat().st_mtime >= older_than_s:
+                path.unlink()
+                removed.append(path)
+        except FileNotFoundError:
+            continue
+    return removed
+
+
+def check_writable(path: str | Path) -> Path:
+    """Check, before any work, that `path` can be written as a file; returns it.
+
+    Creates missing parent folders. Raises `OSError` whose message names `path` when it is a
+    folder, its parent is not a folder, or the folder is not writable.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder; give a file name (e.g. {path / 'eda.csv'})")
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OSError(f"cannot create the folder {parent} for {path}: {exc.strerror or exc}") from None
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write {path}: the folder {parent} is not writable")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise PermissionError(f"cannot write {path}: the file is read-only")
+    return path

@@ -9,15 +9,25 @@ pydantic's `ValidationError` naming the field(s) and the rule broken.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
+    "LIMITS",
     "WavenetConfig",
     "validate_wavenet_config",
     "derive_stacks",
@@ -27,6 +37,20 @@ __all__ = [
     "ExperimentConfig",
     "load_config",
 ]
+
+
+# Upper bounds that keep every config buildable in seconds: beyond them the model could not be
+# trained on any machine this project targets (and `config show` would spend minutes building it).
+LIMITS = {
+    "context_size_in_seconds": 600.0,  # 10 min of audio per prediction
+    "num_layers": 512,  # residual layers derived from the context and the stack cap
+    "channels": 4096,  # any width: hidden, gate, skip, condition, post-net
+    "quantization_levels": 65536,
+    "signals": 64,  # in_channels, out_channels
+    "num_mfccs": 256,
+    "samples_per_frame": 1 << 16,  # mfcc_window_size, mfcc_hop_size, max_stack_receptive_field
+}
+_WIDE = LIMITS["channels"]
 
 
 def _whole(value: Fraction) -> bool:
@@ -60,37 +84,52 @@ def derive_stacks(frames_needed: int, max_stack_receptive_field: int) -> tuple[i
 class WavenetConfig(BaseModel):
     """Architecture of the autoregressive audio → EDA WaveNet (see docs/design.md, "Time bases")."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     # --- time bases -------------------------------------------------------------------
     context_size_in_seconds: PositiveFloat = Field(
-        description="Audio history (s) each EDA prediction must see; a whole number of EDA steps."
+        le=LIMITS["context_size_in_seconds"],
+        description="Audio history (s) each EDA prediction must see; a whole number of EDA steps.",
     )
-    audio_sample_rate: PositiveInt = Field(description="Audio sample rate (Hz) after resampling.")
-    eda_sample_rate: PositiveFloat = Field(description="EDA sample rate (Hz), e.g. 4 for Empatica E4.")
-    mfcc_window_size: PositiveInt = Field(description="MFCC analysis window (n_fft), audio samples.")
-    mfcc_hop_size: PositiveInt = Field(description="MFCC hop, audio samples; sets the frame rate.")
-    num_mfccs: PositiveInt = Field(description="MFCC coefficients per frame.")
+    audio_sample_rate: PositiveInt = Field(le=768_000, description="Audio sample rate (Hz) after resampling.")
+    eda_sample_rate: PositiveFloat = Field(
+        le=10_000, description="EDA sample rate (Hz), e.g. 4 for Empatica E4."
+    )
+    mfcc_window_size: PositiveInt = Field(
+        le=LIMITS["samples_per_frame"], description="MFCC analysis window (n_fft), audio samples."
+    )
+    mfcc_hop_size: PositiveInt = Field(
+        le=LIMITS["samples_per_frame"], description="MFCC hop, audio samples; sets the frame rate."
+    )
+    num_mfccs: PositiveInt = Field(le=LIMITS["num_mfccs"], description="MFCC coefficients per frame.")
 
     # --- widths -------------------------------------------------------------------------
-    in_channels: PositiveInt = Field(default=1, description="Audio channels fed to the model.")
-    hidden_channels: PositiveInt = Field(description="Residual width of the WaveNet stacks.")
-    out_channels: PositiveInt = Field(default=1, description="Number of EDA signals generated.")
+    in_channels: PositiveInt = Field(
+        default=1, le=LIMITS["signals"], description="Audio channels fed to the model."
+    )
+    hidden_channels: PositiveInt = Field(le=_WIDE, description="Residual width of the WaveNet stacks.")
+    out_channels: PositiveInt = Field(
+        default=1, le=LIMITS["signals"], description="Number of EDA signals generated."
+    )
     gate_channels: PositiveInt | None = Field(
-        default=None, description="Width of tanh/sigmoid gate (default: hidden_channels)."
+        default=None, le=_WIDE, description="Width of tanh/sigmoid gate (default: hidden_channels)."
     )
     skip_channels: PositiveInt | None = Field(
-        default=None, description="Width of skip connections (default: hidden_channels)."
+        default=None, le=_WIDE, description="Width of skip connections (default: hidden_channels)."
     )
     condition_channels: PositiveInt = Field(
-        default=16, description="Width of the upsampled EDA conditioning signal."
+        default=16, le=_WIDE, description="Width of the upsampled EDA conditioning signal."
     )
     postnet_channels: PositiveInt | None = Field(
-        default=None, description="Width of the post-net and downsampler (default: skip width)."
+        default=None, le=_WIDE, description="Width of the post-net and downsampler (default: skip width)."
     )
-    quantization_levels: int = Field(default=256, description="EDA amplitude bins (softmax size).")
+    quantization_levels: int = Field(
+        default=256, le=LIMITS["quantization_levels"], description="EDA amplitude bins (softmax size)."
+    )
     max_stack_receptive_field: PositiveInt = Field(
-        default=512, description="Cap on one stack's receptive field (frames); a power of two."
+        default=512,
+        le=LIMITS["samples_per_frame"],
+        description="Cap on one stack's receptive field (frames); a power of two.",
     )
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0, description="Dropout on gated activations.")
 
@@ -125,6 +164,12 @@ class WavenetConfig(BaseModel):
             )
         if self.quantization_levels < 2:
             errors.append(f"quantization_levels ({self.quantization_levels}) must be >= 2")
+        if not errors and self.num_layers > LIMITS["num_layers"]:
+            errors.append(
+                f"context_size_in_seconds ({self.context_size_in_seconds:g}) needs {self.num_layers} "
+                f"residual layers ({self.num_stacks} stacks of {self.layers_per_stack}), more than "
+                f"{LIMITS['num_layers']}; shorten the context or raise max_stack_receptive_field"
+            )
         if errors:
             raise ValueError("; ".join(errors))
         return self
@@ -239,12 +284,12 @@ def validate_wavenet_config(data: Mapping[str, Any]) -> WavenetConfig:
 class SyntheticDataConfig(BaseModel):
     """The embedded default dataset, generated from a seed (see wavenet_lib.synthetic)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     n_recordings: PositiveInt = 8
     n_subjects: PositiveInt = 4
     duration_s: PositiveFloat = 120.0
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, lt=2**32, description="Seed of the synthetic dataset.")
     latency_s: tuple[PositiveFloat, PositiveFloat] = (1.0, 3.0)
     evoked_probability: float = Field(
         default=0.9, ge=0.0, le=1.0, description="Chance that a loud audio onset evokes an SCR."
@@ -271,7 +316,7 @@ class SyntheticDataConfig(BaseModel):
 class DataConfig(BaseModel):
     """Where the paired audio + EDA comes from and how it becomes training windows."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     source: Literal["synthetic", "manifest", "pmemo2019", "hku956", "e4"] = "synthetic"
     path: Path | None = Field(
@@ -284,7 +329,7 @@ class DataConfig(BaseModel):
     cache_dir: Path = Field(default=Path(".cache/features"), description="MFCC feature cache.")
     synthetic: SyntheticDataConfig = SyntheticDataConfig()
     target_steps: PositiveInt = Field(
-        default=32, description="EDA steps per training window trained on, after the context."
+        default=32, le=1 << 20, description="EDA steps per training window trained on, after the context."
     )
     split_by: Literal["subject", "recording"] = "subject"
     val_fraction: float = Field(default=0.2, ge=0.0, lt=1.0)
@@ -329,10 +374,10 @@ class DataConfig(BaseModel):
 class TrainConfig(BaseModel):
     """Optimisation settings."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    batch_size: PositiveInt = 16
-    max_steps: PositiveInt = 2000
+    batch_size: PositiveInt = Field(default=16, le=1 << 20)
+    max_steps: PositiveInt = Field(default=2000, le=10**9)
     learning_rate: PositiveFloat = 1e-3
     weight_decay: float = Field(default=0.01, ge=0.0)
     warmup_steps: int = Field(default=100, ge=0)
@@ -342,7 +387,11 @@ class TrainConfig(BaseModel):
     early_stopping_patience: int | None = Field(
         default=None, ge=1, description="Validations without improvement before stopping."
     )
-    checkpoint_every: PositiveInt = 500
+    checkpoint_every: PositiveInt = Field(default=500, description="Steps between last.pt saves.")
+    checkpoint_every_minutes: PositiveFloat = Field(
+        default=5.0,
+        description="Also save last.pt when it is this old (minutes): a crash loses at most this.",
+    )
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     bf16: bool = Field(default=True, description="bf16 autocast when training on CUDA.")
     min_lr_ratio: float = Field(
@@ -371,13 +420,23 @@ class TrainConfig(BaseModel):
 class ExperimentConfig(BaseModel):
     """One experiment: a name, a seed, and the model, data and training sections."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Run folder name.")
-    seed: int = 0
+    name: str = Field(description="Run folder name: letters, digits, _ . - (not starting with . or -).")
+    seed: int = Field(default=0, ge=0, lt=2**32, description="Seeds weights, data order and sampling.")
     model: WavenetConfig
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
+
+    @field_validator("name")
+    @classmethod
+    def _plain_folder_name(cls, name: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}", name):
+            raise ValueError(
+                f"{name!r} is not a plain folder name: use 1 to 100 letters, digits, '_', '.' or '-', "
+                "starting with a letter, digit or '_' (no '/', no '..')"
+            )
+        return name
 
 
 def load_config(path: str | Path) -> ExperimentConfig:
@@ -393,11 +452,17 @@ def load_config(path: str | Path) -> ExperimentConfig:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
-    with path.open() as fh:
-        try:
-            data = yaml.safe_load(fh)
-        except yaml.YAMLError as exc:
-            raise ValueError(f"{path}: not valid YAML: {exc}") from exc
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at position {exc.start}); "
+            "save the config as UTF-8"
+        ) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     experiment = ExperimentConfig.model_validate(data)

@@ -5,7 +5,7 @@
     write_e4_csv(result, "EDA.csv")                  # Empatica E4 layout
 
 The model works in normalized units on [-1, 1]; `eda_to_microsiemens` maps them back with the
-normalization stored in the checkpoint (`MinMaxNormalizer.to_dict()`). With per-recording
+normalization stored in the checkpoint (a `MinMaxNormalizer`). With per-recording
 normalization, the stored one is the typical training recording's range (median low and high),
 so generated µS are on the scale of a typical training recording.
 """
@@ -13,10 +13,8 @@ so generated µS are on the scale of a typical training recording.
 from __future__ import annotations
 
 import csv
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -24,6 +22,7 @@ from torch import nn
 
 from wavenet_lib.atomic_write import atomic_write
 from wavenet_lib.configs import ExperimentConfig
+from wavenet_lib.data.normalization import MinMaxNormalizer
 
 __all__ = [
     "GeneratedEDA",
@@ -64,22 +63,20 @@ class GeneratedEDA:
 
 
 def eda_to_microsiemens(
-    eda_units: np.ndarray | torch.Tensor, normalizer_dict: Mapping[str, Any] | None
+    eda_units: np.ndarray | torch.Tensor, normalizer: MinMaxNormalizer | None
 ) -> np.ndarray | torch.Tensor:
     """Map EDA in normalized model units back to µS with the normalization stored in a checkpoint.
 
     Args:
         eda_units: any shape, e.g. the (B, out_channels, T) output of `Wavenet.generate`.
-        normalizer_dict: `MinMaxNormalizer.to_dict()`, e.g. the third value of `load_model`.
+        normalizer: the EDA normalization, e.g. the third value of `load_model`.
 
     Raises:
-        ValueError: no normalization (None) or one of an unknown kind.
+        ValueError: no normalization (None).
     """
-    from wavenet_lib.data.normalization import MinMaxNormalizer
-
-    if normalizer_dict is None:
+    if normalizer is None:
         raise ValueError("no EDA normalization stored with this model; cannot convert units to µS")
-    return MinMaxNormalizer.from_dict(dict(normalizer_dict)).denormalize(eda_units)
+    return normalizer.denormalize(eda_units)
 
 
 def generate_from_audio(
@@ -91,7 +88,7 @@ def generate_from_audio(
     greedy: bool = False,
     *,
     config: ExperimentConfig | None = None,
-    normalizer: Mapping[str, Any] | None = None,
+    normalizer: MinMaxNormalizer | None = None,
     device: str | torch.device = "cpu",
     progress: bool = True,
     start_s: float = 0.0,
@@ -108,7 +105,7 @@ def generate_from_audio(
         temperature: softmax temperature (> 0).
         greedy: take the most likely level each step (then all samples are equal).
         config: the experiment config when a model is passed.
-        normalizer: the EDA normalization dict when a model is passed.
+        normalizer: the EDA normalization when a model is passed.
         device: where to run the model.
         progress: tqdm progress bar over steps.
         start_s: audio time of the first EDA step.

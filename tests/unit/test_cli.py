@@ -15,6 +15,7 @@ import yaml
 from tests.tiny_configs import TINY_MODEL
 from wavenet_lib.cli import main
 from wavenet_lib.configs import ExperimentConfig
+from wavenet_lib.data.normalization import MinMaxNormalizer
 from wavenet_lib.generation import eda_to_microsiemens
 from wavenet_lib.models.wavenet import Wavenet
 from wavenet_lib.train.loop import train
@@ -23,7 +24,7 @@ from wavenet_lib.train.loop import train
 SPF25 = TINY_MODEL
 # 1600 Hz audio, hop 200, EDA 4 Hz → 2 frames per step (a window the MFCC filters fit at this rate).
 SPF2 = {**SPF25, "mfcc_window_size": 400, "mfcc_hop_size": 200, "num_mfccs": 8}
-NORMALIZER = {"kind": "minmax", "lo": 2.0, "hi": 12.0, "margin": 0.1}
+NORMALIZER = MinMaxNormalizer(lo=2.0, hi=12.0, margin=0.1)
 
 
 def write_config(path, **sections) -> str:

@@ -8,7 +8,7 @@ unpickling of arbitrary classes), marked with ``format = "wavenet-eda-checkpoint
     model                 model state dict (DDP / torch.compile wrappers removed)
     optimizer, scheduler  their state dicts (None in a weights-only export)
     config                the ExperimentConfig as `model_dump(mode="json")`
-    normalizer            the EDA normalization as `to_dict()` (µS ↔ model units), or None
+    normalizer            the EDA normalization, `MinMaxNormalizer.to_dict()` (µS ↔ model units), or None
     rng                   per-rank RNG states: torch CPU, CUDA (if any), numpy, python `random`
     train_state           best val loss, validations without improvement, elapsed time, ...
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import random
 import zipfile
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from torch import nn
 
 from wavenet_lib.atomic_write import atomic_call
 from wavenet_lib.configs import ExperimentConfig, WavenetConfig
+from wavenet_lib.data.normalization import MinMaxNormalizer
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -43,6 +45,7 @@ __all__ = [
     "unwrap_model",
     "save_checkpoint",
     "read_checkpoint",
+    "verify_archive",
     "check_model_config",
     "load_model",
 ]
@@ -132,7 +135,7 @@ def save_checkpoint(
     step: int,
     optimizer: torch.optim.Optimizer | None = None,
     scheduler: Any | None = None,
-    normalizer: Mapping[str, Any] | None = None,
+    normalizer: MinMaxNormalizer | None = None,
     rng: list[dict[str, Any]] | None = None,
     train_state: Mapping[str, Any] | None = None,
 ) -> Path:
@@ -144,7 +147,7 @@ def save_checkpoint(
         experiment_config: the experiment this model belongs to.
         step: optimizer steps taken.
         optimizer, scheduler: saved for resuming; None for a weights-only file.
-        normalizer: the EDA normalization as `to_dict()`.
+        normalizer: the EDA normalization (stored as `to_dict()`).
         rng: RNG states, one `capture_rng_state()` per rank (default: this process's).
         train_state: plain values (best val loss, early-stopping counters, elapsed time, ...).
     """
@@ -156,7 +159,7 @@ def save_checkpoint(
         "optimizer": None if optimizer is None else optimizer.state_dict(),
         "scheduler": None if scheduler is None else scheduler.state_dict(),
         "config": experiment_config.model_dump(mode="json"),
-        "normalizer": None if normalizer is None else dict(normalizer),
+        "normalizer": None if normalizer is None else normalizer.to_dict(),
         "rng": rng if rng is not None else [capture_rng_state()],
         "train_state": dict(train_state or {}),
         "torch_version": str(torch.__version__),
@@ -177,6 +180,7 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if not zipfile.is_zipfile(path):
         raise CheckpointError(f"{path}: not a wavenet-eda checkpoint (not a file written by torch.save)")
+    verify_archive(path)
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
@@ -201,14 +205,33 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return payload
 
 
+def verify_archive(path: str | Path) -> None:
+    """Check every member's CRC-32 in a torch.save zip archive (reads the whole file once).
+
+    Raises:
+        CheckpointError: a member is damaged (a flipped bit, a truncated copy), naming it.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+        raise CheckpointError(f"{path}: damaged checkpoint, the archive cannot be read ({exc})") from None
+    if bad is not None:
+        raise CheckpointError(
+            f"{path}: damaged checkpoint, checksum mismatch in {bad} (a corrupted or partial copy); "
+            "use another checkpoint, e.g. best.pt or a backup"
+        )
+
+
 def _short_reason(exc: Exception) -> str:
-    """One line from a torch.load error (the unpickler's complaint when there is one)."""
+    """The reason in a torch.load error: the unpickler's complaint's first sentence, whole."""
     text = str(exc)
     marker = "WeightsUnpickler error:"
     if marker in text:
         text = text[text.index(marker) + len(marker) :]
     line = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(exc).__name__)
-    return line[:200]
+    first = line.split(". ")[0].rstrip(".")
+    return first if len(first) <= 300 else first[:297] + "..."
 
 
 def _experiment_config(payload: Mapping[str, Any], path: Path) -> ExperimentConfig:
@@ -255,12 +278,12 @@ def check_model_config(saved: Mapping[str, Any], current: WavenetConfig, path: s
 
 def load_model(
     checkpoint_path: str | Path, map_location: str | torch.device = "cpu"
-) -> tuple[nn.Module, ExperimentConfig, dict[str, Any] | None]:
+) -> tuple[nn.Module, ExperimentConfig, MinMaxNormalizer | None]:
     """Rebuild the trained model for generation or evaluation.
 
     Returns:
-        (model in eval mode on `map_location`, its ExperimentConfig, the EDA normalizer dict
-        (`MinMaxNormalizer.to_dict()`, None if the run had none)).
+        (model in eval mode on `map_location`, its ExperimentConfig, the EDA normalizer (None if
+        the run had none)).
 
     Raises:
         FileNotFoundError, CheckpointError: see `read_checkpoint`.
@@ -277,4 +300,9 @@ def load_model(
         first = " ".join(str(exc).split())[:300]
         raise CheckpointError(f"{path}: model weights do not fit the stored model config: {first}") from None
     model.to(map_location).eval()
-    return model, cfg, payload.get("normalizer")
+    stored = payload.get("normalizer")
+    try:
+        normalizer = None if stored is None else MinMaxNormalizer.from_dict(stored)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: the stored EDA normalization is unusable: {exc}") from None
+    return model, cfg, normalizer

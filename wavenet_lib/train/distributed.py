@@ -23,6 +23,7 @@ __all__ = [
     "cleanup_distributed",
     "barrier",
     "all_reduce_sum",
+    "all_reduce_max",
     "all_gather_objects",
 ]
 
@@ -104,6 +105,13 @@ def all_reduce_sum(tensor: torch.Tensor, env: DistEnv) -> torch.Tensor:
     """Sum `tensor` over processes in place and return it (unchanged in one process)."""
     if env.distributed:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def all_reduce_max(tensor: torch.Tensor, env: DistEnv) -> torch.Tensor:
+    """Element-wise maximum of `tensor` over processes, in place (unchanged in one process)."""
+    if env.distributed:
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
     return tensor
 
 

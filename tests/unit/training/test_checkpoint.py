@@ -12,6 +12,7 @@ import torch
 import wavenet_lib.train.checkpoints as ckpt
 from tests.unit.training.helpers import assert_same_weights, datasets, tiny_experiment
 from wavenet_lib.configs import ExperimentConfig
+from wavenet_lib.data.normalization import MinMaxNormalizer
 from wavenet_lib.models.wavenet import Wavenet
 from wavenet_lib.train.checkpoints import (
     CheckpointError,
@@ -24,7 +25,7 @@ from wavenet_lib.train.checkpoints import (
 )
 from wavenet_lib.train.loop import train
 
-NORMALIZER = {"kind": "minmax", "lo": 2.0, "hi": 12.0, "margin": 0.1}
+NORMALIZER = MinMaxNormalizer(lo=2.0, hi=12.0, margin=0.1)
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,7 @@ def test_checkpoint_contents_load_with_weights_only(trained):
     assert payload["format"] == ckpt.CHECKPOINT_FORMAT and payload["step"] == 2
     assert {"model", "optimizer", "scheduler", "rng", "train_state"} <= payload.keys()
     assert payload["config"] == cfg.model_dump(mode="json")
-    assert payload["normalizer"] == NORMALIZER
+    assert payload["normalizer"] == {"kind": "minmax", "lo": 2.0, "hi": 12.0, "margin": 0.1}
     assert payload["train_state"]["best_val_loss"] == result.best_val_loss
     assert payload["train_state"]["bad_validations"] == 0
     assert {"torch", "numpy", "python", "cuda"} <= payload["rng"][0].keys()

@@ -1,0 +1,206 @@
+"""One optimisation step and the validation loss: what training does per batch.
+
+`train_step` is the whole step (forward under autocast, masked cross-entropy, finiteness
+check, backward, gradient clipping, AdamW, schedule); the training loop and
+`benchmarks/training.py` both call it, so the benchmark measures what training runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from wavenet_lib.seeding import seed_worker
+from wavenet_lib.train.checkpoints import unwrap_model
+from wavenet_lib.train.distributed import DistEnv, all_reduce_sum
+
+__all__ = [
+    "NonFiniteLossError",
+    "StepResult",
+    "masked_cross_entropy",
+    "autocast",
+    "batch_to_device",
+    "window_loader",
+    "train_step",
+    "validation_loss",
+]
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss or gradient norm became NaN/inf; the last checkpoint on disk is the last good one.
+
+    Attributes:
+        step: the step (1-based) at which it happened.
+        what: "the training loss", "the gradient norm" or "the validation loss".
+        value: the non-finite value.
+        last_checkpoint: the last good checkpoint, or None.
+    """
+
+    def __init__(self, step: int, what: str, value: float, last_checkpoint: Path | None = None) -> None:
+        self.step, self.what, self.value, self.last_checkpoint = step, what, value, last_checkpoint
+        kept = f"; the last good checkpoint is {last_checkpoint}" if last_checkpoint else ""
+        super().__init__(
+            f"training stopped at step {step}: {what} is {value} (not finite){kept}. "
+            "Lower learning_rate, keep grad_clip on, or check the data for NaNs."
+        )
+
+    def with_checkpoint(self, last_checkpoint: Path | None) -> NonFiniteLossError:
+        """The same error, naming the last good checkpoint."""
+        return NonFiniteLossError(self.step, self.what, self.value, last_checkpoint)
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one step reports: the loss averaged over processes (nats per EDA step), the lr used."""
+
+    loss: float
+    lr: float
+
+
+def masked_cross_entropy(
+    logits: torch.Tensor, target: torch.Tensor, first_full_step: int, reduction: str = "mean"
+) -> torch.Tensor:
+    """Cross-entropy (nats) on steps `t >= first_full_step` only.
+
+    Args:
+        logits: (B, Q, C_out, T) from the model.
+        target: (B, C_out, T) int64 class indices.
+        first_full_step: first step whose receptive field lies inside the window.
+        reduction: "mean" (per step and signal) or "sum".
+    """
+    if logits.shape[-1] <= first_full_step:
+        raise ValueError(
+            f"windows of {logits.shape[-1]} steps leave nothing to train on: the loss starts at "
+            f"first_full_step={first_full_step}; windows must be first_full_step + data.target_steps long"
+        )
+    return F.cross_entropy(
+        logits[..., first_full_step:].float(), target[..., first_full_step:], reduction=reduction
+    )
+
+
+def autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA when `bf16`; otherwise nothing."""
+    if device.type == "cuda" and bf16:
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def batch_to_device(batch: Mapping[str, Any], device: torch.device) -> tuple[torch.Tensor, ...]:
+    """(mfcc (B, C_in, frames, n_mfcc), eda_prev (B, C_out, T), target (B, C_out, T)) on `device`."""
+    nb = device.type == "cuda"
+    return tuple(batch[k].to(device, non_blocking=nb) for k in ("mfcc", "eda_prev", "target"))
+
+
+def window_loader(
+    dataset: Dataset, batches: Sequence[Sequence[int]], num_workers: int, seed: int, device: torch.device
+) -> DataLoader:
+    """A DataLoader over the given index batches; its own generator leaves the global RNG alone."""
+    return DataLoader(
+        dataset,
+        batch_sampler=batches,
+        num_workers=num_workers,
+        worker_init_fn=seed_worker,
+        generator=torch.Generator().manual_seed(seed),
+        pin_memory=device.type == "cuda",
+    )
+
+
+def train_step(
+    model: nn.Module,
+    batch: Mapping[str, Any],
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    *,
+    first_full_step: int,
+    grad_clip: float | None,
+    bf16: bool = True,
+    env: DistEnv | None = None,
+    step: int = 0,
+) -> StepResult:
+    """One optimisation step on one batch of windows.
+
+    Args:
+        model: the model (possibly DDP-wrapped), in training mode.
+        batch: {"mfcc": (B, C_in, frames, n_mfcc), "eda_prev": (B, C_out, T), "target": (B, C_out, T)}.
+        optimizer, scheduler: stepped once each.
+        first_full_step: the loss covers steps t >= first_full_step.
+        grad_clip: max gradient norm, or None for no clipping.
+        bf16: autocast to bf16 on CUDA.
+        env: the process group (the loss is averaged over processes).
+        step: steps taken before this one (for the error message).
+
+    Raises:
+        NonFiniteLossError: the loss or gradient norm is NaN/inf; nothing was updated. Every
+            process sees the same mean loss, so all raise together.
+    """
+    env = env or DistEnv()
+    device = next(model.parameters()).device
+    mfcc, eda_prev, target = batch_to_device(batch, device)
+    with autocast(device, bf16):
+        logits = model(mfcc, eda_prev)
+    loss = masked_cross_entropy(logits, target, first_full_step)
+    mean_loss = float(all_reduce_sum(loss.detach().double().clone(), env)) / env.world_size
+    if not math.isfinite(mean_loss):
+        raise NonFiniteLossError(step + 1, "the training loss", mean_loss)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip is not None:
+        params = [p for p in model.parameters() if p.requires_grad]
+        norm = float(torch.nn.utils.clip_grad_norm_(params, grad_clip))
+        if not math.isfinite(norm):
+            raise NonFiniteLossError(step + 1, "the gradient norm", norm)
+    lr = float(optimizer.param_groups[0]["lr"])
+    optimizer.step()
+    scheduler.step()
+    return StepResult(loss=mean_loss, lr=lr)
+
+
+def validation_loss(
+    model: nn.Module,
+    dataset: Dataset,
+    first_full_step: int,
+    batch_size: int,
+    max_batches: int | None = None,
+    device: torch.device | str = "cpu",
+    bf16: bool = True,
+    env: DistEnv | None = None,
+    num_workers: int = 0,
+) -> float:
+    """Mean cross-entropy in nats per EDA step (masked as in training) over the first windows.
+
+    Takes the first `max_batches * batch_size` windows of `dataset` in order (all of them for
+    None), split across processes when distributed; every process returns the same value.
+    """
+    env = env or DistEnv()
+    device = torch.device(device)
+    model = unwrap_model(model)
+    n = len(dataset) if max_batches is None else min(len(dataset), max_batches * batch_size)
+    mine = list(range(n))[env.rank :: env.world_size]
+    local_b = max(1, batch_size // env.world_size)
+    batches = [mine[i : i + local_b] for i in range(0, len(mine), local_b)]
+    totals = torch.zeros(2, dtype=torch.float64, device=device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for batch in window_loader(dataset, batches, num_workers, 0, device):
+                mfcc, eda_prev, target = batch_to_device(batch, device)
+                with autocast(device, bf16):
+                    logits = model(mfcc, eda_prev)
+                totals[0] += masked_cross_entropy(logits, target, first_full_step, reduction="sum").double()
+                totals[1] += target[..., first_full_step:].numel()
+    finally:
+        model.train(was_training)
+    all_reduce_sum(totals, env)
+    if totals[1] == 0:
+        raise ValueError("validation set is empty")
+    return float(totals[0] / totals[1])
