@@ -20,6 +20,7 @@ per step (reference path); both give the logits `forward` gives on the generated
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +30,7 @@ from wavenet_lib.configs import WavenetConfig
 from wavenet_lib.models.incremental import Stepper
 from wavenet_lib.models.quantization import dequantize, quantize
 
-__all__ = ["Upsampler", "Gate", "ResidualLayer", "WavenetStack", "Downsampler", "Wavenet"]
+__all__ = ["Upsampler", "Gate", "StepWeights", "ResidualLayer", "WavenetStack", "Downsampler", "Wavenet"]
 
 
 class Upsampler(nn.Module):
@@ -63,6 +64,15 @@ class Upsampler(nn.Module):
         e = self.embed_values(eda_prev).transpose(1, 2)  # (B, cond, T)
         return self.mix(F.relu(self.expand(e)))  # (B, cond, T*spf)
 
+    def step(self, eda_prev_t: torch.Tensor) -> torch.Tensor:
+        """One step's conditioning, time-major: (B, C_out) previous values → (spf*B, cond).
+
+        `forward` on a one-step sequence, laid out as the incremental path's frame rows.
+        """
+        b = eda_prev_t.shape[0]
+        c = self.forward(eda_prev_t[:, :, None])  # (B, cond, spf)
+        return c.permute(2, 0, 1).reshape(self.factor * b, -1)
+
 
 class Gate(nn.Module):
     """tanh(Wf x + Vf c) ⊙ σ(Wg x + Vg c), with c the upsampled EDA.
@@ -84,9 +94,48 @@ class Gate(nn.Module):
         f, g = z.chunk(2, dim=1)
         return torch.tanh(f) * torch.sigmoid(g)  # (B, G, F)
 
+    # The incremental path computes the same activation as 2σ(2f)σ(g) - σ(g) (tanh(f) = 2σ(2f) - 1):
+    # one sigmoid for both halves (tanh is 3-4× slower than sigmoid on CPU), with the 2 of 2f
+    # folded into the weights that produce f. `FOLD` scales the (f, g) halves of those weights.
+    FOLD = (2.0, 1.0)
+
+    @classmethod
+    def fold(cls, w: torch.Tensor) -> torch.Tensor:
+        """Scale the last dim's (f, g) halves of pre-activation weights or biases by `FOLD`."""
+        f, g = w.chunk(2, dim=-1)
+        return torch.cat([f * cls.FOLD[0], g * cls.FOLD[1]], dim=-1)
+
+    @staticmethod
+    def step_activate(h: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """Folded pre-activations h (n, 2G) → tanh(f)·σ(g) written to out (n, G); h is overwritten."""
+        h.sigmoid_()  # [σ(2f) | σ(g)]
+        s_f, s_g = h.chunk(2, dim=1)
+        return torch.addcmul(-s_g, s_f, s_g, value=2.0, out=out)
+
+
+class StepWeights(NamedTuple):
+    """One residual layer's parameters as time-major matrices for the incremental path.
+
+    A block of n frames is an (n, channels) matrix, so `rows @ W` is a 1×1 conv and each tap of
+    the dilated conv is one GEMM. Pre-activation weights are gate-folded (`Gate.fold`); the
+    residual and skip matrices carry their bias as a last row, to be multiplied by a column of
+    ones beside the gated activation z.
+    """
+
+    prev: torch.Tensor  # (R, 2G) tap on x[f - dilation]
+    cur: torch.Tensor  # (R, 2G) tap on x[f]
+    cond: torch.Tensor  # (cond, 2G) conditioning projection
+    bias: torch.Tensor  # (2G,) dilated-conv bias + conditioning bias
+    residual: torch.Tensor | None  # (G+1, R), None for the model's last layer
+    skip: torch.Tensor  # (G+1, S)
+
 
 class ResidualLayer(nn.Module):
     """Dilated causal conv (kernel 2) → Gate → 1×1 residual and 1×1 skip."""
+
+    # Names the computation `step` does; a compiled kernel of it (models/fused_step.py) runs only
+    # for layers whose STEP_KIND it implements, so changing `step` and this name is one edit.
+    STEP_KIND = "gated-dilated-k2-residual-skip/v1"
 
     def __init__(
         self,
@@ -119,6 +168,51 @@ class ResidualLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.finish(x, self.conv(x), c)
+
+    def step_weights(self) -> StepWeights:
+        """This layer's parameters in the incremental path's layout (see `StepWeights`)."""
+
+        def mat(conv: nn.Conv1d, tap: int = 0) -> torch.Tensor:
+            return conv.weight[:, :, tap].t()  # (in, out): rows @ W is the 1×1 conv
+
+        def with_bias(conv: nn.Conv1d) -> torch.Tensor:
+            return torch.cat([mat(conv), conv.bias[None]]).contiguous()
+
+        return StepWeights(
+            prev=Gate.fold(mat(self.dilated, 0)).contiguous(),
+            cur=Gate.fold(mat(self.dilated, 1)).contiguous(),
+            cond=Gate.fold(mat(self.gate.cond)).contiguous(),
+            bias=Gate.fold(self.dilated.bias + self.gate.cond.bias),
+            residual=None if self.residual is None else with_bias(self.residual),
+            skip=with_bias(self.skip),
+        )
+
+    @staticmethod
+    def step(
+        w: StepWeights,
+        pre: torch.Tensor,
+        x: torch.Tensor,
+        x_prev: torch.Tensor | None,
+        z_aug: torch.Tensor,
+        x_out: torch.Tensor | None,
+    ) -> None:
+        """`forward` for one block of n frames (eval mode), time-major and in place.
+
+        Args:
+            w: `step_weights()`.
+            pre: (n, 2G) the pre-activation so far: conditioning projection and bias, plus, if
+                x_prev is None, the dilated conv already applied (audio-only first layer).
+                Overwritten.
+            x: (n, R) the layer's input frames; x_prev: (n, R) the frames `dilation` earlier.
+            z_aug: (n, G+1) output: the gated activation z, then a column of ones (kept), so
+                that z_aug @ w.skip is the skip output with its bias.
+            x_out: (n, R) output: x + the residual 1×1 of z (unused for the last layer).
+        """
+        if x_prev is not None:
+            pre.addmm_(x_prev, w.prev).addmm_(x, w.cur)
+        Gate.step_activate(pre, out=z_aug[:, :-1])
+        if w.residual is not None:
+            torch.addmm(x, z_aug, w.residual, out=x_out)
 
 
 class WavenetStack(nn.Module):
@@ -286,6 +380,13 @@ class Wavenet(nn.Module):
         for stack in self.stacks:
             x, s = stack(x, c)
             skips = skips + s
+        return self.logits_from_skips(skips, eda_prev)
+
+    def logits_from_skips(self, skips: torch.Tensor, eda_prev: torch.Tensor) -> torch.Tensor:
+        """Σ skips (B, S, T*spf) + eda_prev (B, C_out, T) → logits (B, Q, C_out, T).
+
+        Everything after the residual stacks; the incremental path calls it once per step.
+        """
         prev_level = quantize(eda_prev, self.config.quantization_levels)
         return self.downsampler(self.postnet(skips * self.skip_scale), prev_level)  # (B, Q, C_out, T)
 
