@@ -102,9 +102,7 @@ def _finish(
         )
     if not rows:
         why = "".join(f"\n  {x}" for x in left_out[:10])
-        raise DataError(
-            root, f"no {what} recordings found (see the builder's docstring for the layout){why}"
-        )
+        raise DataError(root, f"no {what} recordings found (see the builder's docstring for the layout){why}")
     manifest = write_manifest(rows, Path(out_path) if out_path is not None else root / "manifest.csv")
     with atomic_write(left_out_path(manifest), "w", newline="") as fh:
         writer = csv.writer(fh)
@@ -213,7 +211,8 @@ def build_pmemo2019_manifest(
             left_out.append(LeftOut(f"pmemo-{music_id}", csv_path, f"no audio: {where} not found"))
             continue
         try:
-            header = [str(c).strip() for c in pd.read_csv(csv_path, nrows=0, sep=None, engine="python").columns]
+            head = pd.read_csv(csv_path, nrows=0, sep=None, engine="python")  # sniffs ',' or ';'
+            header = [str(c).strip() for c in head.columns]
         except Exception as exc:
             left_out.append(
                 LeftOut(f"pmemo-{music_id}", csv_path, f"not a readable PMEmo2019 EDA csv ({exc})")
@@ -221,7 +220,9 @@ def build_pmemo2019_manifest(
             continue
         subjects = [c for c in header[1:] if c and not c.lower().startswith("unnamed")]
         if not subjects:
-            left_out.append(LeftOut(f"pmemo-{music_id}", csv_path, "no subject columns after the time column"))
+            left_out.append(
+                LeftOut(f"pmemo-{music_id}", csv_path, "no subject columns after the time column")
+            )
         for subject in subjects:
             rows.append(
                 ManifestRow(
@@ -264,7 +265,8 @@ def _song_links(root: Path) -> tuple[Path | None, dict[str, str]]:
     )
     if id_col is None or link_col is None:
         raise DataError(path, f"needs a song id column and a link column; has {list(df.columns)[:20]}")
-    return path, {_id(i): str(u).strip() for i, u in zip(df[id_col], df[link_col], strict=True) if not pd.isna(i)}
+    pairs = zip(df[id_col], df[link_col], strict=True)
+    return path, {_id(i): str(u).strip() for i, u in pairs if not pd.isna(i)}
 
 
 def _play_durations(root: Path) -> dict[tuple[str, str], float]:
@@ -424,10 +426,11 @@ def build_e4_manifest(
         recording_id = f"e4-{rel}"
         audio = _audio_files(session, recursive=False)
         if len(audio) != 1:
+            names = ", ".join(a.name for a in audio)
             why = (
-                "no audio file in the session folder"
-                if not audio
-                else f"{len(audio)} audio files ({', '.join(a.name for a in audio)}); keep only the one played"
+                f"{len(audio)} audio files ({names}); keep only the one played"
+                if audio
+                else "no audio file in the session folder"
             )
             left_out.append(LeftOut(recording_id, session, why))
             continue

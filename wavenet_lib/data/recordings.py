@@ -63,7 +63,8 @@ class Crop:
             ("EDA", self.eda_before_s, self.eda_after_s),
             ("audio", self.audio_before_s, self.audio_after_s),
         ):
-            cut = [f"{v:.2f} s {side}" for v, side in ((before, "before"), (after, "after")) if v >= min_s and v > 0]
+            sides = ((before, "before"), (after, "after"))
+            cut = [f"{v:.2f} s {side}" for v, side in sides if v >= min_s and v > 0]
             if cut:
                 parts.append(f"{what} " + " + ".join(cut))
         text = "; ".join(parts) or "none"
