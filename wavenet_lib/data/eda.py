@@ -164,7 +164,7 @@ def read_e4_eda(path: str | Path) -> EdaSignal:
     """Empatica E4 `EDA.csv`: no header; row 1 start unix time, row 2 sample rate (Hz), then µS values."""
     path = Path(path)
     _need_file(path)
-    _refuse_decimal_commas(path, 1)
+    _refuse_decimal_commas(path, 3)
     try:
         raw = pd.read_csv(path, header=None, usecols=[0], skip_blank_lines=False).iloc[:, 0]
     except Exception as exc:

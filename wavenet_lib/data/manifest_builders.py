@@ -236,8 +236,9 @@ def build_pmemo2019_manifest(
                     eda_column=subject,
                 )
             )
+    claimed = {path for music_id, path in audio.items() if music_id in with_eda}
     for music_id, path in sorted(audio.items()):
-        if music_id not in with_eda and path.parent == chorus:
+        if music_id.isdigit() and music_id not in with_eda and path not in claimed:
             left_out.append(LeftOut(f"pmemo-{music_id}", path, f"no EDA: EDA/{music_id}_EDA.csv not found"))
     return _finish(rows, left_out, root, out_path, "PMEmo2019", on_bad_recording, warn)
 
