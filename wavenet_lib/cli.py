@@ -5,6 +5,8 @@
     wavenet-eda train CONFIG [--resume] [--run-dir DIR]
     wavenet-eda generate --checkpoint CKPT --audio FILE --out FILE.csv
                          [--samples N] [--seed S] [--temperature T] [--greedy] [--format csv|e4]
+                         [--start-time UNIX_S] [--allow-short-audio]
+    wavenet-eda data CONFIG                 prepare the data, fill the MFCC cache, list what is used
 
 Multi-process training: ``torchrun --nproc_per_node=N -m wavenet_lib train CONFIG``.
 
@@ -154,6 +156,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
     if args.samples < 1:
         raise _UserError(f"--samples must be >= 1, got {args.samples}")
+    start_time = _e4_start_time(args)
     if not args.greedy and not args.temperature > 0:
         raise _UserError(f"--temperature must be > 0, got {args.temperature} (use --greedy for argmax)")
     try:
@@ -167,6 +170,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             greedy=args.greedy,
             device=device,
             progress=not args.no_progress,
+            allow_short=args.allow_short_audio,
         )
     except (FileNotFoundError, CheckpointError, DataError, RuntimeError) as exc:
         raise _UserError(str(exc)) from None
@@ -175,9 +179,58 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             "warning: the checkpoint stores no EDA normalization; writing model units, not µS",
             file=sys.stderr,
         )
-    out = write_e4_csv(result, args.out) if args.format == "e4" else write_eda_csv(result, args.out)
+    out = (
+        write_e4_csv(result, args.out, start_time=start_time)
+        if args.format == "e4"
+        else write_eda_csv(result, args.out)
+    )
     steps = result.values.shape[-1]
     print(f"wrote {args.samples} sample(s) x {steps} steps ({steps / result.sample_rate:.1f} s) to {out}")
+    return EXIT_OK
+
+
+def _e4_start_time(args: argparse.Namespace) -> float:
+    """--start-time (unix s) for --format e4; default: now."""
+    import math
+    import time
+
+    if args.start_time is None:
+        return time.time()
+    if args.format != "e4":
+        raise _UserError("--start-time is written by --format e4 only")
+    if not (math.isfinite(args.start_time) and args.start_time >= 0):
+        raise _UserError(f"--start-time must be a unix time in seconds (>= 0), got {args.start_time}")
+    return float(args.start_time)
+
+
+# --- data ----------------------------------------------------------------------------------------
+def _cmd_data(args: argparse.Namespace) -> int:
+    import warnings
+
+    from wavenet_lib.data.bundle import build_datasets
+    from wavenet_lib.errors import DataError, SkippedRecordingsWarning
+
+    cfg = _load_config(args.config)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SkippedRecordingsWarning)  # listed below, one line each
+            bundle = build_datasets(cfg)
+    except DataError as exc:
+        raise _UserError(str(exc)) from None
+    table = bundle.summary()
+    used, left = table[table.status == "used"], table[table.status != "used"]
+    print(f"manifest: {bundle.manifest_path}")
+    print(f"MFCC cache: {cfg.data.cache_dir}")
+    width = max([len(r) for r in table.recording_id] + [1])
+    for r in used.itertuples():
+        print(f"used      {r.recording_id:<{width}}  {r.split:<5}  {r.duration_s:8.2f} s  crop: {r.crop}")
+    for r in left.itertuples():
+        print(f"left out  {r.recording_id:<{width}}  {' '.join(str(r.reason).split())}")
+    splits = ", ".join(f"{k} {len(v)}" for k, v in bundle.splits.items())
+    print(
+        f"{len(used)} recording(s) used ({splits}; {used.duration_s.sum() / 60:.1f} min), "
+        f"{len(left)} left out"
+    )
     return EXIT_OK
 
 
@@ -221,9 +274,26 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--format", choices=("csv", "e4"), default="csv", help="csv: time + values; e4: Empatica EDA.csv"
     )
+    gen.add_argument(
+        "--start-time",
+        type=float,
+        default=None,
+        help="--format e4: unix time (s) of the first sample written in row 1 (default: now)",
+    )
+    gen.add_argument(
+        "--allow-short-audio",
+        action="store_true",
+        help="generate even when the audio is shorter than the model's receptive field (partial context)",
+    )
     gen.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     gen.add_argument("--no-progress", action="store_true", help="no progress bar")
     gen.set_defaults(func=_cmd_generate)
+
+    data = sub.add_parser(
+        "data", help="prepare a config's data (fills the MFCC cache); list what is used and left out"
+    )
+    data.add_argument("config", help="experiment YAML")
+    data.set_defaults(func=_cmd_data)
     return parser
 
 

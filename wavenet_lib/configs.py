@@ -337,7 +337,11 @@ class DataConfig(BaseModel):
     normalization: Literal["per_recording", "per_dataset"] = "per_recording"
     on_bad_recording: Literal["error", "skip"] = "error"
     duration_tolerance_s: float = Field(
-        default=1.0, ge=0.0, description="Allowed audio/EDA duration mismatch (s)."
+        default=1.0,
+        ge=0.0,
+        description="How far a stated playback span (E4 tags.csv end mark, HKU956 play_duration) "
+        "may exceed the audio (s) before the recording is rejected. Audio and EDA that merely "
+        "differ in length are cropped to their overlap.",
     )
     num_workers: int = Field(default=0, ge=0)
     max_nan_gap_s: float = Field(
@@ -345,6 +349,24 @@ class DataConfig(BaseModel):
     )
     min_eda_range_us: PositiveFloat = Field(
         default=1e-3, description="An EDA trace whose max - min (µS) is below this is rejected as flat."
+    )
+    eda_min_us: float = Field(
+        default=0.01,
+        ge=0.0,
+        allow_inf_nan=False,
+        description="Smallest plausible skin conductance (µS); a lower value in the used span is rejected.",
+    )
+    eda_max_us: float = Field(
+        default=100.0,
+        gt=0.0,
+        allow_inf_nan=False,
+        description="Largest plausible skin conductance (µS); a higher value in the used span is rejected.",
+    )
+    max_eda_jump_us: PositiveFloat | None = Field(
+        default=5.0,
+        allow_inf_nan=False,
+        description="Largest change between two consecutive EDA samples (µS, at the file's rate); a "
+        "larger one is an artifact and the recording is rejected. null: not checked.",
     )
     normalization_margin: float = Field(
         default=0.1, ge=0.0, description="Min-max margin: [lo - m*range, hi + m*range] maps to [-1, 1]."
@@ -361,6 +383,8 @@ class DataConfig(BaseModel):
         errors = []
         if self.source != "synthetic" and self.path is None:
             errors.append(f"path is required when source is {self.source!r}")
+        if self.eda_min_us >= self.eda_max_us:
+            errors.append(f"eda_min_us ({self.eda_min_us:g}) must be < eda_max_us ({self.eda_max_us:g})")
         if self.val_fraction + self.test_fraction >= 1.0:
             errors.append(
                 f"val_fraction + test_fraction = {self.val_fraction + self.test_fraction:g} "

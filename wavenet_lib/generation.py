@@ -93,6 +93,7 @@ def generate_from_audio(
     progress: bool = True,
     start_s: float = 0.0,
     n_steps: int | None = None,
+    allow_short: bool = False,
 ) -> GeneratedEDA:
     """Sample `samples` EDA traces for the audio file, one step at a time.
 
@@ -110,10 +111,13 @@ def generate_from_audio(
         progress: tqdm progress bar over steps.
         start_s: audio time of the first EDA step.
         n_steps: steps to generate (default: the whole audio).
+        allow_short: generate even when the audio is shorter than the model's receptive field
+            (every step then sees only part of the context it was trained with).
 
     Raises:
         FileNotFoundError, CheckpointError: a bad checkpoint path.
-        DataError: the audio is missing, unreadable, or shorter than one EDA step.
+        DataError: the audio is missing, unreadable, shorter than one EDA step, or (unless
+            `allow_short`) shorter than the receptive field.
         ValueError: samples < 1, temperature <= 0.
     """
     from wavenet_lib.data.recordings import audio_features
@@ -130,6 +134,8 @@ def generate_from_audio(
         if config is None:
             raise ValueError("pass `config` (the ExperimentConfig) together with a model")
         model = unwrap_model(model_or_checkpoint).to(device)
+    if not allow_short:
+        _refuse_short_audio(audio_path, config, start_s, n_steps)
     mfcc = audio_features(audio_path, config, n_steps=n_steps, start_s=start_s).to(device)
     batch = mfcc.unsqueeze(0).repeat(samples, 1, 1, 1)
     generator = None
@@ -150,6 +156,26 @@ def generate_from_audio(
         times_s=np.arange(units.shape[-1]) / rate,
         seed=None if greedy else seed,
     )
+
+
+def _refuse_short_audio(
+    audio_path: str | Path, config: ExperimentConfig, start_s: float, n_steps: int | None
+) -> None:
+    """DataError when the audio to generate from is shorter than the model's receptive field."""
+    from wavenet_lib.data.audio import audio_duration
+    from wavenet_lib.errors import DataError
+
+    span = audio_duration(audio_path) - start_s
+    if n_steps is not None:
+        span = min(span, n_steps / config.model.eda_sample_rate)
+    field = config.model.receptive_field_seconds
+    if span < field:
+        raise DataError(
+            audio_path,
+            f"audio is {span:.2f} s long (from {start_s:g} s), shorter than the model's receptive field "
+            f"of {field:.2f} s; generating would give every step a partial context. Pass "
+            "--allow-short-audio (allow_short=True) to generate anyway",
+        )
 
 
 def column_names(samples: int, channels: int, unit: str = "us") -> list[str]:

@@ -154,31 +154,66 @@ def test_generate_writes_a_csv_in_microsiemens(tmp_path, checkpoint, capsys):
 
 
 def test_generate_e4_format(tmp_path, checkpoint):
-    audio = write_audio(tmp_path / "a.wav", 2.0)
+    audio = write_audio(tmp_path / "a.wav", 3.0)
     out = tmp_path / "EDA.csv"
     argv = ["generate", "--checkpoint", str(checkpoint), "--audio", audio, "--out", str(out)]
-    assert main([*argv, "--format", "e4", "--samples", "2", "--greedy", "--no-progress"]) == 0
+    start = ["--start-time", "1600000000.5"]
+    assert main([*argv, "--format", "e4", "--samples", "2", "--greedy", "--no-progress", *start]) == 0
     lines = out.read_text().splitlines()
-    assert lines[0] == "0.000000, 0.000000" and lines[1] == "4.000000, 4.000000"
-    assert len(lines) == 2 + 8
+    assert lines[0] == "1600000000.500000, 1600000000.500000" and lines[1] == "4.000000, 4.000000"
+    assert len(lines) == 2 + 12
     first = [float(v) for v in lines[2].split(",")]
     assert first[0] == first[1]  # greedy: both samples equal
 
 
+def test_generate_e4_start_time_defaults_to_now(tmp_path, checkpoint):
+    import time
+
+    audio = write_audio(tmp_path / "a.wav", 3.0)
+    out = tmp_path / "EDA.csv"
+    before = time.time()
+    argv = ["generate", "--checkpoint", str(checkpoint), "--audio", audio, "--out", str(out)]
+    assert main([*argv, "--format", "e4", "--greedy", "--no-progress"]) == 0
+    start = float(out.read_text().splitlines()[0])
+    assert before - 1 <= start <= time.time() + 1
+
+
+def test_generate_refuses_audio_shorter_than_the_receptive_field(tmp_path, checkpoint, capsys):
+    audio = write_audio(tmp_path / "a.wav", 2.0)  # SPF2: receptive field 17 frames * 200 / 1600 s
+    out = tmp_path / "o.csv"
+    argv = ["generate", "--checkpoint", str(checkpoint), "--audio", audio, "--out", str(out), "--no-progress"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "a.wav: audio is 2.00 s long" in err[0]
+    assert "shorter than the model's receptive field of 2.12 s" in err[0] and "--allow-short-audio" in err[0]
+    assert not out.exists()
+    assert main([*argv, "--allow-short-audio"]) == 0
+    assert len(out.read_text().splitlines()) == 1 + 8
+
+
+def test_start_time_needs_e4_format(tmp_path, checkpoint, capsys):
+    audio = write_audio(tmp_path / "a.wav", 3.0)
+    argv = ["generate", "--checkpoint", str(checkpoint), "--audio", audio, "--out", str(tmp_path / "o.csv")]
+    assert main([*argv, "--start-time", "5", "--no-progress"]) == 2
+    assert "--start-time is written by --format e4 only" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("problem", ["missing_audio", "too_short", "not_a_checkpoint", "missing_checkpoint"])
 def test_generate_user_errors(tmp_path, checkpoint, capsys, problem):
-    audio = write_audio(tmp_path / "a.wav", 2.0)
+    audio = write_audio(tmp_path / "a.wav", 3.0)
     ckpt = str(checkpoint)
+    argv_extra: list[str] = []
     if problem == "missing_audio":
         audio = str(tmp_path / "nope.wav")
     elif problem == "too_short":
         audio = write_audio(tmp_path / "short.wav", 0.1)
+        argv_extra = ["--allow-short-audio"]
     elif problem == "not_a_checkpoint":
         ckpt = write_config(tmp_path / "c.yaml")
     else:
         ckpt = str(tmp_path / "nope.pt")
     argv = ["generate", "--checkpoint", ckpt, "--audio", audio, "--out", str(tmp_path / "o.csv")]
-    assert main([*argv, "--no-progress"]) == 2
+    assert main([*argv, "--no-progress", *argv_extra]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and len(err.splitlines()) == 1
     expected = {

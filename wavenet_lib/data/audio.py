@@ -1,4 +1,10 @@
-"""Audio files in: read (wav, flac, ogg, mp3), match channels, resample, measure duration."""
+"""Audio files in: read (wav, flac, ogg, mp3), match channels, resample, measure duration.
+
+Durations are measured by decoding, not read from the header: a truncated mp3 or flac (a
+partial download) keeps a header that states the full length, and trusting it would pad the
+missing part with silence. A file that decodes shorter than its header states (by more than
+`TRUNCATION_TOLERANCE_S`) is rejected as truncated with a `DataError` giving both lengths.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,18 @@ import soundfile as sf
 from wavenet_lib.errors import DataError
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
+TRUNCATION_TOLERANCE_S = 0.1  # decoded length may fall short of the header's by this much
+
+
+def _reason(exc: BaseException) -> str:
+    """A readable reason for a decoder exception, never an empty string."""
+    if type(exc).__name__ == "NoBackendError":  # audioread's, raised without a message
+        return "no decoder could read it (not an audio file, or a damaged one)"
+    text = str(exc).strip()
+    if text:
+        return text
+    code = getattr(exc, "code", None)
+    return type(exc).__name__ + (f" (libsndfile error code {code})" if code is not None else "")
 
 
 def _read_raw(path: Path) -> tuple[np.ndarray, int]:
@@ -27,7 +45,9 @@ def _read_raw(path: Path) -> tuple[np.ndarray, int]:
                 warnings.simplefilter("ignore")
                 audio, sr = librosa.load(str(path), sr=None, mono=False)
         except Exception as exc:
-            raise DataError(path, f"unreadable audio ({sf_exc}; librosa: {exc})") from exc
+            raise DataError(
+                path, f"unreadable audio (soundfile: {_reason(sf_exc)}; librosa: {_reason(exc)})"
+            ) from exc
         audio = np.atleast_2d(audio).astype(np.float32)
     if audio.shape[-1] == 0:
         raise DataError(path, "audio file is empty (0 samples)")
@@ -36,28 +56,67 @@ def _read_raw(path: Path) -> tuple[np.ndarray, int]:
     return audio, int(sr)
 
 
+_duration_memo: dict[tuple[str, int, int], float] = {}
+
+
+def _decoded_seconds(path: Path) -> float:
+    """Seconds that actually decode (block by block, without holding the audio)."""
+    try:
+        with sf.SoundFile(str(path)) as fh:
+            header = fh.frames / fh.samplerate
+            frames = 0
+            try:
+                while n := len(fh.read(1 << 16, dtype="float32")):  # blocks() would pad to the header
+                    frames += n
+            except Exception as exc:
+                raise DataError(
+                    path,
+                    f"audio is damaged: decoding stops after {frames / fh.samplerate:.2f} s of the "
+                    f"{header:.2f} s its header states ({_reason(exc)}); re-export or re-download it",
+                ) from exc
+            decoded = frames / fh.samplerate
+    except DataError:
+        raise
+    except Exception as sf_exc:  # libsndfile cannot open it: decode with librosa/audioread
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                y, sr = librosa.load(str(path), sr=None, mono=False)
+        except Exception as exc:
+            raise DataError(
+                path, f"unreadable audio (soundfile: {_reason(sf_exc)}; librosa: {_reason(exc)})"
+            ) from exc
+        return y.shape[-1] / sr
+    if decoded < header - TRUNCATION_TOLERANCE_S:
+        raise DataError(
+            path,
+            f"audio is truncated: its header says {header:.2f} s but only {decoded:.2f} s decode "
+            "(a damaged or partly downloaded file); re-export or re-download it",
+        )
+    return decoded
+
+
 def audio_duration(path: str | Path) -> float:
-    """Duration of an audio file in seconds, from its header when possible.
+    """Duration of an audio file in seconds, as decoded (the header is not trusted).
+
+    The result is remembered per (file, size, modification time), so a file is decoded for
+    its length once per process.
 
     Raises:
-        DataError: the file is missing, unreadable or empty.
+        DataError: the file is missing, unreadable, empty, or truncated (decodes shorter than
+            its header states).
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "audio file not found")
-    try:
-        info = sf.info(str(path))
-        duration = info.frames / info.samplerate
-    except Exception:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                duration = float(librosa.get_duration(path=str(path)))
-        except Exception as exc:
-            raise DataError(path, f"unreadable audio ({exc})") from exc
-    if duration <= 0:
-        raise DataError(path, "audio file is empty (0 samples)")
-    return float(duration)
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _duration_memo:
+        duration = _decoded_seconds(path)
+        if duration <= 0:
+            raise DataError(path, "audio file is empty (0 samples)")
+        _duration_memo[key] = float(duration)
+    return _duration_memo[key]
 
 
 def match_channels(audio: np.ndarray, channels: int, path: str | Path | None = None) -> np.ndarray:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 
 from wavenet_lib.configs import ExperimentConfig
 from wavenet_lib.data.manifest import ManifestRow, read_manifest
@@ -93,7 +94,8 @@ def manifest_for(cfg: ExperimentConfig) -> Path:
     }[data.source]
     root = Path(data.path).resolve()
     tag = hashlib.sha1(str(root).encode()).hexdigest()[:10]
-    return builder(root, Path(data.cache_dir) / "manifests" / f"{data.source}-{tag}.csv")
+    out = Path(data.cache_dir) / "manifests" / f"{data.source}-{tag}.csv"
+    return builder(root, out, on_bad_recording=data.on_bad_recording, warn=False)
 
 
 @dataclass
@@ -107,7 +109,8 @@ class DataBundle:
         splits: recording ids per split ("train", "val", "test"), prepared recordings only.
         recordings: recording_id → prepared `Recording`.
         manifest_path: the manifest used.
-        skipped: recording_id → reason, for recordings skipped (`on_bad_recording="skip"`).
+        skipped: recording_id → reason, for recordings skipped (`on_bad_recording="skip"`),
+            including what the dataset's manifest builder left out (songs without audio, ...).
     """
 
     train: WindowDataset
@@ -124,6 +127,42 @@ class DataBundle:
         """The whole recording `recording_id`, normalized like the datasets."""
         return load_recording(self.recordings[recording_id], cfg, self.normalizers[recording_id])
 
+    def summary(self) -> pd.DataFrame:
+        """The prepared data, one row per recording used and per recording left out.
+
+        Columns: recording_id, subject_id, split, status ("used" / "left out"), duration_s (the
+        span used), crop (what was cut to keep the audio/EDA overlap, `Crop.describe`), reason
+        (why it was left out).
+        """
+        split_of = {rid: split for split, ids in self.splits.items() for rid in ids}
+        rows = []
+        for rid, rec in self.recordings.items():
+            rows.append(
+                {
+                    "recording_id": rid,
+                    "subject_id": rec.subject_id,
+                    "split": split_of.get(rid, ""),
+                    "status": "used",
+                    "duration_s": round(rec.duration_s, 3),
+                    "crop": rec.crop.describe(min_s=1.0 / rec.eda_sample_rate),
+                    "reason": "",
+                }
+            )
+        for rid, why in self.skipped.items():
+            rows.append(
+                {
+                    "recording_id": rid,
+                    "subject_id": "",
+                    "split": "",
+                    "status": "left out",
+                    "duration_s": float("nan"),
+                    "crop": "",
+                    "reason": why,
+                }
+            )
+        columns = ["recording_id", "subject_id", "split", "status", "duration_s", "crop", "reason"]
+        return pd.DataFrame(rows, columns=columns)
+
 
 def build_datasets(cfg: ExperimentConfig) -> DataBundle:
     """Manifest → prepared recordings → subject/recording splits → window datasets.
@@ -133,16 +172,22 @@ def build_datasets(cfg: ExperimentConfig) -> DataBundle:
 
     Raises:
         DataError: a bad recording when `data.on_bad_recording == "error"`, or no usable
-            training recording. With "skip", bad recordings are left out with one
-            `SkippedRecordingsWarning` listing each file and why.
+            training recording. With "skip", bad recordings (and what the dataset's manifest
+            builder left out) are left out with one `SkippedRecordingsWarning` listing each file
+            and why.
     """
+    from wavenet_lib.data.manifest_builders import read_left_out
+
     model, data = cfg.model, cfg.data
     manifest_path = manifest_for(cfg)
     rows = read_manifest(manifest_path)
+    skipped: dict[str, str] = {}
+    if data.source in ("pmemo2019", "hku956", "e4"):
+        skipped.update((x.item, str(x)) for x in read_left_out(manifest_path))
+    n_found = len(rows) + len(skipped)
     splits = split_rows(rows, data.split_by, data.val_fraction, data.test_fraction, cfg.seed)
     need = min_recording_steps(model, data)
     recordings: dict[str, Recording] = {}
-    skipped: dict[str, str] = {}
     for row in _progress(rows):
         try:
             recordings[row.recording_id] = prepare_recording(row, model, data, need)
@@ -153,7 +198,7 @@ def build_datasets(cfg: ExperimentConfig) -> DataBundle:
     if skipped:
         listing = "\n".join(f"  {rid}: {why}" for rid, why in skipped.items())
         warnings.warn(
-            f"skipped {len(skipped)} of {len(rows)} recordings (data.on_bad_recording='skip'):\n{listing}",
+            f"skipped {len(skipped)} of {n_found} recordings (data.on_bad_recording='skip'):\n{listing}",
             SkippedRecordingsWarning,
             stacklevel=2,
         )

@@ -1,15 +1,20 @@
 """EDA readers (Empatica E4, PMEmo2019, HKU956, generic CSV), cleaning and resampling.
 
 Every reader returns an `EdaSignal` in µS at the rate the file states (or the one given), and
-raises `DataError` naming the file for anything unusable. `prepare_eda` then checks the rate
-against the manifest, fills short NaN gaps (runs up to `max_gap_s` seconds, linearly inside the
-trace and with the first valid value at its start; trailing NaNs are trimmed, as in wide CSVs
-they only mark where a shorter recording stopped), rejects longer gaps and flat or
-non-positive traces, and resamples anti-aliased to the model's rate.
+raises `DataError` naming the file (and the row, where one row is at fault) for anything
+unusable: a non-numeric cell, a time column that goes backwards or jumps, E4 header rows in a
+headerless HKU956 file, decimal commas in a one-number-per-row file. Files saved with a
+European locale (`;` separator, decimal comma) are read as such. `prepare_eda` then checks the
+rate against the manifest, fills short NaN gaps (runs up to `max_gap_s` seconds, linearly inside
+the trace and with the first valid value at its start; trailing NaNs are trimmed, as in wide
+CSVs they only mark where a shorter recording stopped), rejects longer gaps and flat or
+non-positive traces, and resamples anti-aliased to the model's rate. `check_eda_limits` rejects
+values outside physiological skin conductance and one-sample jumps (artifacts), naming the row.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -30,6 +35,8 @@ __all__ = [
     "read_eda",
     "fill_nan_gaps",
     "check_eda_values",
+    "check_eda_limits",
+    "clean_eda",
     "resample_eda",
     "prepare_eda",
 ]
@@ -48,12 +55,18 @@ class EdaSignal:
         sample_rate: Hz, as the file states it (or as given for formats without one).
         path: the file it came from.
         start_time: unix time (s) of the first sample when the file records it (E4), else None.
+        first_row: the file's line number (1-based) holding `values[0]`, for messages.
     """
 
     values: np.ndarray
     sample_rate: float
     path: Path
     start_time: float | None = None
+    first_row: int = 1
+
+    def row(self, index: int) -> int:
+        """The file line (1-based) of `values[index]`."""
+        return self.first_row + int(index)
 
     @property
     def duration_s(self) -> float:
@@ -65,37 +78,104 @@ def _need_file(path: Path) -> None:
         raise DataError(path, "EDA file not found")
 
 
-def _as_float(values, path: Path, what: str) -> np.ndarray:
-    try:
-        out = pd.to_numeric(pd.Series(values), errors="raise").to_numpy(dtype=np.float64)
-    except (ValueError, TypeError) as exc:
-        raise DataError(path, f"{what} holds non-numeric values ({exc})") from exc
+def _as_float(values, path: Path, what: str, first_row: int | None = None) -> np.ndarray:
+    """Numbers from a column; a non-numeric cell is a DataError naming its row (when known)."""
+    series = pd.Series(values).reset_index(drop=True)
+    numeric = pd.to_numeric(series, errors="coerce")
+    bad = numeric.isna() & series.notna() & (series.astype(str).str.strip() != "")
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        where = f"row {first_row + i} " if first_row is not None else ""
+        raise DataError(path, f"{what} holds non-numeric values: {where}is {str(series[i]).strip()!r}")
+    out = numeric.to_numpy(dtype=np.float64)
     if out.size == 0:
         raise DataError(path, f"{what} is empty")
     return out
 
 
-def _rate_from_times(times: np.ndarray, path: Path) -> float:
-    dt = np.diff(times[np.isfinite(times)])
-    if dt.size == 0 or np.median(dt) <= 0:
-        raise DataError(path, "time column must increase; cannot infer the sample rate")
-    return float(1.0 / np.median(dt))
+def _rate_from_times(times: np.ndarray, path: Path, first_row: int = 2, column: str = "time") -> float:
+    """Rate from a time column (s), which must increase at a regular step.
+
+    Raises:
+        DataError: a time that does not increase (names the row and both times), a jump of more
+            than twice the usual step (a gap in the recording), or fewer than two times.
+    """
+    finite = np.flatnonzero(np.isfinite(times))
+    if finite.size < 2:
+        raise DataError(path, f"time column {column!r} needs at least two times to give the sample rate")
+    t = times[finite]
+    dt = np.diff(t)
+    back = np.flatnonzero(dt <= 0)
+    if back.size:
+        i = int(back[0])
+        raise DataError(
+            path,
+            f"time column {column!r} goes backwards at row {first_row + int(finite[i + 1])}: "
+            f"{t[i + 1]:g} s after {t[i]:g} s (rows must be in time order, without repeats)",
+        )
+    step = float(np.median(dt))
+    jump = np.flatnonzero(dt > 2.0 * step)
+    if jump.size:
+        i = int(jump[0])
+        raise DataError(
+            path,
+            f"time column {column!r} jumps from {t[i]:g} s to {t[i + 1]:g} s at row "
+            f"{first_row + int(finite[i + 1])} (the usual step is {step:g} s): a gap in the recording",
+        )
+    return 1.0 / step
+
+
+_DECIMAL_COMMA = re.compile(r"^\s*-?\d+,\d+\s*$")
+
+
+def _head_lines(path: Path, n: int = 20) -> list[str]:
+    try:
+        with path.open(encoding="utf-8", errors="replace") as fh:
+            return [line.rstrip("\r\n") for _, line in zip(range(n), fh, strict=False)]
+    except OSError as exc:
+        raise DataError(path, f"cannot read ({exc})") from exc
+
+
+def _read_table(path: Path, what: str, **kw) -> pd.DataFrame:
+    """`pd.read_csv`, reading European-locale files (`;` separator, decimal comma) as such."""
+    head = [line for line in _head_lines(path) if line.strip()]
+    if len(head) >= 2 and all(";" in line for line in head):
+        cells = [c.strip() for line in head[1:] for c in line.split(";")]
+        kw = {"sep": ";", **({"decimal": ","} if any(_DECIMAL_COMMA.match(c) for c in cells) else {}), **kw}
+    try:
+        return pd.read_csv(path, **kw)
+    except Exception as exc:
+        raise DataError(path, f"not a readable {what} ({exc})") from exc
+
+
+def _refuse_decimal_commas(path: Path, first_value_line: int) -> None:
+    """One-number-per-row files (E4, HKU956): `4,79` rows are decimal commas, not two columns."""
+    lines = _head_lines(path, first_value_line + 20)[first_value_line - 1 :]
+    lines = [line for line in lines if line.strip()]
+    if lines and all(_DECIMAL_COMMA.match(line) for line in lines):
+        raise DataError(
+            path,
+            f"row {first_value_line} is {lines[0].strip()!r}: decimal commas? This format holds one "
+            "number per row with '.' decimals; re-save the file with '.' as the decimal separator",
+        )
 
 
 def read_e4_eda(path: str | Path) -> EdaSignal:
     """Empatica E4 `EDA.csv`: no header; row 1 start unix time, row 2 sample rate (Hz), then µS values."""
     path = Path(path)
     _need_file(path)
+    _refuse_decimal_commas(path, 3)
     try:
-        raw = pd.read_csv(path, header=None, usecols=[0]).iloc[:, 0]
+        raw = pd.read_csv(path, header=None, usecols=[0], skip_blank_lines=False).iloc[:, 0]
     except Exception as exc:
         raise DataError(path, f"not a readable E4 EDA.csv ({exc})") from exc
     if len(raw) < 3:
         raise DataError(path, "E4 EDA.csv needs a start-time row, a sample-rate row and values")
-    start, rate = _as_float(raw.iloc[:2], path, "E4 header (start time, sample rate)")
-    if not rate > 0:
-        raise DataError(path, f"E4 header sample rate must be > 0, got {rate}")
-    return EdaSignal(_as_float(raw.iloc[2:], path, "EDA values"), float(rate), path, float(start))
+    start, rate = _as_float(raw.iloc[:2], path, "E4 header (start time, sample rate)", 1)
+    if not (np.isfinite(rate) and rate > 0):
+        raise DataError(path, f"row 2 (the E4 sample rate) must be a rate > 0 Hz, got {rate:g}")
+    values = _as_float(raw.iloc[2:], path, "EDA values", 3)
+    return EdaSignal(values, float(rate), path, float(start), first_row=3)
 
 
 def read_pmemo_eda(path: str | Path, subject: str, time_column: str | None = None) -> EdaSignal:
@@ -106,32 +186,47 @@ def read_pmemo_eda(path: str | Path, subject: str, time_column: str | None = Non
     """
     path = Path(path)
     _need_file(path)
-    try:
-        df = pd.read_csv(path)
-    except Exception as exc:
-        raise DataError(path, f"not a readable PMEmo2019 EDA csv ({exc})") from exc
+    df = _read_table(path, "PMEmo2019 EDA csv")
     df.columns = [str(c).strip() for c in df.columns]
     tcol = time_column or _find_time_column(df, path)
     if str(subject) not in df.columns:
         subjects = [c for c in df.columns if c != tcol]
         raise DataError(path, f"no subject column {subject!r}; columns are {subjects[:20]}")
-    times = _as_float(df[tcol], path, f"time column {tcol!r}")
+    times = _as_float(df[tcol], path, f"time column {tcol!r}", 2)
     return EdaSignal(
-        _as_float(df[str(subject)], path, f"column {subject!r}"), _rate_from_times(times, path), path
+        _as_float(df[str(subject)], path, f"column {subject!r}", 2),
+        _rate_from_times(times, path, 2, tcol),
+        path,
+        first_row=2,
     )
 
 
 def read_hku956_eda(path: str | Path, sample_rate: float = 4.0) -> EdaSignal:
-    """HKU956 single-column EDA csv (4 Hz E4 data per song); a non-numeric first row is a header."""
+    """HKU956 single-column EDA csv (4 Hz E4 data per song, no header rows).
+
+    A non-numeric first row (a column name) is skipped. E4 header rows (a unix start time and
+    a sample rate, as at the top of an E4 `EDA.csv`) are refused, naming the rows: read as EDA
+    they would give a trace spanning 4 to 1.6e9 µS.
+    """
     path = Path(path)
     _need_file(path)
+    _refuse_decimal_commas(path, 1)
     try:
         raw = pd.read_csv(path, header=None).iloc[:, -1]
     except Exception as exc:
         raise DataError(path, f"not a readable HKU956 EDA csv ({exc})") from exc
+    first_row = 1
     if len(raw) and pd.isna(pd.to_numeric(pd.Series([raw.iloc[0]]), errors="coerce")).all():
-        raw = raw.iloc[1:]
-    return EdaSignal(_as_float(raw, path, "EDA values"), float(sample_rate), path)
+        raw, first_row = raw.iloc[1:], 2
+    values = _as_float(raw, path, "EDA values", first_row)
+    if len(values) >= 2 and values[0] > 1e8 and 0 < values[1] <= 1000 and values[1] == round(values[1]):
+        raise DataError(
+            path,
+            f"rows {first_row}-{first_row + 1} ({values[0]:.6f}, {values[1]:g}) look like an E4 header "
+            "(start unix time, sample rate); HKU956 EDA files hold only values: remove those rows, or "
+            "list the file with eda_format e4",
+        )
+    return EdaSignal(values, float(sample_rate), path, first_row=first_row)
 
 
 def _find_time_column(df: pd.DataFrame, path: Path) -> str:
@@ -157,10 +252,7 @@ def read_generic_eda(
     """
     path = Path(path)
     _need_file(path)
-    try:
-        df = pd.read_csv(path)
-    except Exception as exc:
-        raise DataError(path, f"not a readable CSV ({exc})") from exc
+    df = _read_table(path, "CSV")
     df.columns = [str(c).strip() for c in df.columns]
     tcol = time_column or next((c for c in df.columns if c.lower() in TIME_COLUMNS), None)
     if column is None:
@@ -174,14 +266,14 @@ def read_generic_eda(
             raise DataError(path, f"several columns {others[:20]}; name the EDA one (manifest eda_column)")
     if column not in df.columns:
         raise DataError(path, f"no column {column!r}; columns are {list(df.columns)[:20]}")
-    values = _as_float(df[column], path, f"column {column!r}")
+    values = _as_float(df[column], path, f"column {column!r}", 2)
     if tcol is not None:
-        rate = _rate_from_times(_as_float(df[tcol], path, f"time column {tcol!r}"), path)
+        rate = _rate_from_times(_as_float(df[tcol], path, f"time column {tcol!r}", 2), path, 2, tcol)
     elif sample_rate is not None:
         rate = float(sample_rate)
     else:
         raise DataError(path, "no time column and no sample rate given")
-    return EdaSignal(values, rate, path)
+    return EdaSignal(values, rate, path, first_row=2)
 
 
 def read_eda(path: str | Path, fmt: str, sample_rate: float, column: str | None = None) -> EdaSignal:
@@ -247,6 +339,60 @@ def check_eda_values(values: np.ndarray, path: str | Path, min_range_us: float =
         )
 
 
+def check_eda_limits(
+    values: np.ndarray,
+    signal: EdaSignal,
+    min_us: float = 0.01,
+    max_us: float = 100.0,
+    max_jump_us: float | None = 5.0,
+    start: int = 0,
+) -> None:
+    """Reject values that are not physiological skin conductance, naming the file row.
+
+    Args:
+        values: float64 (n,) µS at the file's rate, row-aligned with `signal.values` (NaN gaps
+            filled, trailing NaNs trimmed), already cut to the span that will be used.
+        signal: the trace as read (its path and first row name the offending line).
+        min_us, max_us: the plausible range (data.eda_min_us, data.eda_max_us).
+        max_jump_us: largest change between two consecutive samples (data.max_eda_jump_us);
+            a larger one is an artifact (an electrode losing contact). None: not checked.
+        start: index in `signal.values` of `values[0]`.
+
+    Raises:
+        DataError: the first value outside [min_us, max_us] or the first jump above
+            `max_jump_us`, with its row and value.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        return
+    out = np.flatnonzero((values < min_us) | (values > max_us))
+    if out.size:
+        i = int(out[0])
+        v = float(values[i])
+        side = f"below data.eda_min_us = {min_us:g}" if v < min_us else f"above data.eda_max_us = {max_us:g}"
+        hint = (
+            "a sensor without skin contact reads about 0"
+            if v < min_us
+            else "wrong units, or header rows read as values?"
+        )
+        raise DataError(
+            signal.path,
+            f"row {signal.row(start + i)}: EDA {v:.6g} µS is {side} µS (skin conductance lies in about "
+            f"0.01-100 µS; {hint}); {len(out)} value(s) out of range",
+        )
+    if max_jump_us is not None and values.size > 1:
+        jumps = np.abs(np.diff(values))
+        big = np.flatnonzero(jumps > max_jump_us)
+        if big.size:
+            i = int(big[0]) + 1
+            raise DataError(
+                signal.path,
+                f"row {signal.row(start + i)}: EDA jumps from {values[i - 1]:.6g} to {values[i]:.6g} µS "
+                f"in one sample, more than data.max_eda_jump_us = {max_jump_us:g} µS: an artifact "
+                f"(electrode contact lost?); {big.size} such jump(s)",
+            )
+
+
 def resample_eda(values: np.ndarray, from_rate: float, to_rate: float) -> np.ndarray:
     """Anti-aliased rational resampling (scipy `resample_poly`, up/down from exact fractions).
 
@@ -267,6 +413,7 @@ def prepare_eda(
     target_rate: float,
     max_gap_s: float = 1.0,
     min_range_us: float = 1e-3,
+    limits: tuple[float, float, float | None] | None = None,
 ) -> np.ndarray:
     """Check, clean and resample one trace; returns float64 (n,) µS at `target_rate`.
 
@@ -276,9 +423,24 @@ def prepare_eda(
         target_rate: the model's `eda_sample_rate`.
         max_gap_s: longest inner NaN run interpolated.
         min_range_us: flat-trace threshold.
+        limits: (min_us, max_us, max_jump_us) for `check_eda_limits` over the whole trace;
+            None: not checked (`prepare_recording` checks the span it uses instead).
 
     Raises:
-        DataError: rate mismatch, long NaN gaps, flat or non-positive trace.
+        DataError: rate mismatch, long NaN gaps, flat or non-positive trace, values out of limits.
+    """
+    values = clean_eda(signal, expected_rate, max_gap_s)
+    if limits is not None:
+        check_eda_limits(values, signal, *limits)
+    check_eda_values(values, signal.path, min_range_us)
+    return resample_eda(values, expected_rate, target_rate)
+
+
+def clean_eda(signal: EdaSignal, expected_rate: float, max_gap_s: float = 1.0) -> np.ndarray:
+    """Rate check and NaN-gap filling; float64 (n,) µS at the file's rate, row-aligned with the file.
+
+    Raises:
+        DataError: the file's rate and `expected_rate` differ by more than 1 %, or a long NaN gap.
     """
     if abs(signal.sample_rate - expected_rate) > RATE_TOLERANCE * expected_rate:
         raise DataError(
@@ -286,6 +448,4 @@ def prepare_eda(
             f"sample-rate mismatch: the file says {signal.sample_rate:g} Hz, the manifest says "
             f"{expected_rate:g} Hz",
         )
-    values = fill_nan_gaps(signal.values, expected_rate, max_gap_s, signal.path)
-    check_eda_values(values, signal.path, min_range_us)
-    return resample_eda(values, expected_rate, target_rate)
+    return fill_nan_gaps(signal.values, expected_rate, max_gap_s, signal.path)

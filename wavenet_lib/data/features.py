@@ -13,7 +13,10 @@ EDA durations agree).
 
 Features are cached as `.npy` files (memory-mappable) named by a hash of the feature settings
 and of the audio file's bytes, so an edited file or a changed setting never reuses stale
-features and an unchanged one is never recomputed.
+features and an unchanged one is never recomputed. Features are checked before they are cached
+or used: non-finite MFCCs (audio far outside [-1, 1], e.g. a float wav at ±1e30) are a
+`DataError` naming the file, and are never written. A cache file that cannot be read, has the
+wrong shape or holds non-finite values is recomputed (with a warning), not reused.
 """
 
 from __future__ import annotations
@@ -102,6 +105,47 @@ def _file_sha1(path: Path) -> str:
     return _hash_memo[key]
 
 
+def _check_finite(mfcc: np.ndarray, audio: np.ndarray, path: Path) -> None:
+    """DataError naming the file when features are NaN/inf (the audio is far too loud or broken)."""
+    if np.isfinite(mfcc).all():
+        return
+    peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+    raise DataError(
+        path,
+        f"MFCCs are not finite (NaN or infinite): the audio peaks at {peak:.3g}, expected samples in "
+        "about [-1, 1]; rescale or re-export the file",
+    )
+
+
+def _featurize(path: str | Path, cfg: WavenetConfig, n_steps: int, start_s: float) -> np.ndarray:
+    audio = load_audio(path, cfg.audio_sample_rate, cfg.in_channels, start_s)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported by _check_finite
+        mfcc = compute_mfcc(audio, cfg, n_steps)
+    _check_finite(mfcc, audio, Path(path))
+    return mfcc
+
+
+def _load_cached(target: Path, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The cached features, or None (after removing the file) when it is missing or corrupt."""
+    if not target.is_file():
+        return None
+    mfcc, problem = None, None
+    try:
+        mfcc = np.load(target, mmap_mode="r")
+        if mfcc.shape != shape or mfcc.dtype != np.float32:
+            problem = f"shape {mfcc.shape} {mfcc.dtype}, expected {shape} float32"
+        elif not np.isfinite(mfcc).all():
+            problem = "non-finite values"
+    except Exception as exc:  # truncated, not an .npy, unreadable
+        problem = str(exc).strip() or type(exc).__name__
+    if problem is None:
+        return mfcc
+    warnings.warn(f"{target}: corrupt MFCC cache file ({problem}); recomputing it", stacklevel=3)
+    del mfcc
+    target.unlink(missing_ok=True)
+    return None
+
+
 def mfcc_cache_key(path: str | Path, cfg: WavenetConfig, n_steps: int, start_s: float = 0.0) -> str:
     """Hex key naming a cached feature file: sha1 of the audio bytes and of every feature setting."""
     path = Path(path)
@@ -143,17 +187,18 @@ def mfcc_for_recording(
         float32 (in_channels, T*spf, num_mfccs); a read-only memory map when cached.
 
     Raises:
-        DataError: the audio cannot be used (see `load_audio`).
+        DataError: the audio cannot be used (see `load_audio`), or its MFCCs are not finite.
     """
     if cache_dir is None:
-        audio = load_audio(path, cfg.audio_sample_rate, cfg.in_channels, start_s)
-        return compute_mfcc(audio, cfg, n_steps)
+        return _featurize(path, cfg, n_steps, start_s)
     cache_dir = Path(cache_dir)
     target = cache_dir / f"{mfcc_cache_key(path, cfg, n_steps, start_s)}.npy"
-    if not target.is_file():
-        audio = load_audio(path, cfg.audio_sample_rate, cfg.in_channels, start_s)
-        mfcc = compute_mfcc(audio, cfg, n_steps)
-        atomic_call(target, lambda fh: np.save(fh, mfcc))  # concurrent readers never see half a file
+    shape = (cfg.in_channels, int(n_steps) * cfg.spectral_frames_per_eda_step, cfg.num_mfccs)
+    cached = _load_cached(target, shape)
+    if cached is not None:
+        return cached
+    mfcc = _featurize(path, cfg, n_steps, start_s)
+    atomic_call(target, lambda fh: np.save(fh, mfcc))  # concurrent readers never see half a file
     return np.load(target, mmap_mode="r")
 
 

@@ -14,7 +14,13 @@ offset_s           EDA time minus audio time: the audio time (s) at which EDA sa
                    offset_s seconds are dropped). Negative: the EDA started first (its first
                    -offset_s seconds are dropped).
 eda_column         optional: subject column (pmemo2019) or EDA column name (generic)
+play_duration_s    optional: seconds of the audio actually played, from audio time 0 (a
+                   listener who stopped early; HKU956 play_duration, E4 tags.csv end mark).
+                   Audio after it is cropped. Empty: the whole file was played.
 =================  ===========================================================================
+
+A recording uses the span where audio (up to play_duration_s) and EDA overlap; whatever lies
+outside it is cropped (`wavenet_lib.data.recordings.prepare_recording`).
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ REQUIRED_COLUMNS = (
     "eda_sample_rate",
     "offset_s",
 )
-OPTIONAL_COLUMNS = ("eda_column",)
+OPTIONAL_COLUMNS = ("eda_column", "play_duration_s")
 
 
 class ManifestRow(BaseModel):
@@ -54,14 +60,20 @@ class ManifestRow(BaseModel):
     audio_path: Path
     eda_path: Path
     eda_format: Literal["e4", "pmemo2019", "hku956", "generic"]
-    eda_sample_rate: PositiveFloat
-    offset_s: float = 0.0
+    eda_sample_rate: PositiveFloat = Field(allow_inf_nan=False)
+    offset_s: float = Field(default=0.0, allow_inf_nan=False)
     eda_column: str | None = None
+    play_duration_s: PositiveFloat | None = Field(default=None, allow_inf_nan=False)
 
     @field_validator("recording_id", "subject_id", mode="before")
     @classmethod
     def _strip(cls, v: object) -> object:
         return str(v).strip() if v is not None else v
+
+    @field_validator("play_duration_s", mode="before")
+    @classmethod
+    def _empty_is_unplayed(cls, v: object) -> object:
+        return None if v is None or str(v).strip() == "" else v
 
     @field_validator("eda_column", mode="before")
     @classmethod
@@ -141,6 +153,7 @@ def write_manifest(rows: list[ManifestRow], path: str | Path) -> Path:
                     f"{r.eda_sample_rate:g}",
                     f"{r.offset_s:.6g}",
                     r.eda_column or "",
+                    "" if r.play_duration_s is None else f"{r.play_duration_s:.6g}",
                 ]
             )
     return path

@@ -1,4 +1,11 @@
-"""One manifest row → a `Recording`: EDA read, resampled, normalized and quantized; audio checked."""
+"""One manifest row → a `Recording`: EDA read, checked, cropped to the audio, resampled; audio featurized.
+
+Audio and EDA rarely cover the same span: an E4 records before and after the song, a listener
+stops a song early. A recording uses the span where both exist (after `offset_s`, and before
+`play_duration_s` when the manifest gives one); what lies outside it is cropped and reported
+as a `Crop`. Only an overlap shorter than the model needs, no overlap at all, or a stated
+playback span longer than the audio is an error.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +18,7 @@ import torch
 
 from wavenet_lib.configs import DataConfig, ExperimentConfig, WavenetConfig
 from wavenet_lib.data.audio import audio_duration
-from wavenet_lib.data.eda import prepare_eda, read_eda
+from wavenet_lib.data.eda import check_eda_limits, check_eda_values, clean_eda, read_eda, resample_eda
 from wavenet_lib.data.features import mfcc_for_recording, mfcc_statistics, standardize_mfcc
 from wavenet_lib.data.manifest import ManifestRow
 from wavenet_lib.data.normalization import MinMaxNormalizer
@@ -29,6 +36,43 @@ def min_recording_steps(model: WavenetConfig, data: DataConfig | None = None) ->
     return max(need, window_steps(model, data.target_steps)) if data is not None else need
 
 
+@dataclass(frozen=True)
+class Crop:
+    """What `prepare_recording` cut away to keep the overlap of audio and EDA (seconds).
+
+    Attributes:
+        eda_before_s, eda_after_s: EDA recorded before the audio started / after it ended.
+        audio_before_s, audio_after_s: audio before the EDA started / after the EDA (or the
+            playback) ended.
+        played_s: the manifest's play_duration_s (None when the whole file was played).
+    """
+
+    eda_before_s: float = 0.0
+    eda_after_s: float = 0.0
+    audio_before_s: float = 0.0
+    audio_after_s: float = 0.0
+    played_s: float | None = None
+
+    def describe(self, min_s: float = 0.0) -> str:
+        """One phrase, e.g. `EDA 10.00 s before + 20.00 s after; audio 75.00 s after`; `none`.
+
+        Parts shorter than `min_s` (e.g. the rounding to whole EDA steps) are left out.
+        """
+        parts = []
+        for what, before, after in (
+            ("EDA", self.eda_before_s, self.eda_after_s),
+            ("audio", self.audio_before_s, self.audio_after_s),
+        ):
+            sides = ((before, "before"), (after, "after"))
+            cut = [f"{v:.2f} s {side}" for v, side in sides if v >= min_s and v > 0]
+            if cut:
+                parts.append(f"{what} " + " + ".join(cut))
+        text = "; ".join(parts) or "none"
+        if self.played_s is not None:
+            text += f" (played {self.played_s:.2f} s)"
+        return text
+
+
 @dataclass
 class Recording:
     """One prepared recording: EDA in memory, MFCCs in the on-disk cache.
@@ -39,6 +83,8 @@ class Recording:
         mfcc_path: cached features, float32 (in_channels, T*spf, num_mfccs) `.npy`.
         mfcc_mean, mfcc_std: float32 (in_channels, num_mfccs) per-recording statistics (CMVN).
         audio_start_s: audio time of EDA step 0.
+        crop: what was cut away to keep the overlap of audio and EDA.
+        eda_sample_rate: the model's EDA rate (Hz), for `duration_s`.
     """
 
     row: ManifestRow
@@ -47,6 +93,8 @@ class Recording:
     mfcc_mean: np.ndarray
     mfcc_std: np.ndarray
     audio_start_s: float = 0.0
+    crop: Crop = Crop()
+    eda_sample_rate: float = 4.0
 
     @property
     def recording_id(self) -> str:
@@ -60,12 +108,18 @@ class Recording:
     def n_steps(self) -> int:
         return self.eda_us.shape[-1]
 
+    @property
+    def duration_s(self) -> float:
+        """Seconds used (n_steps at the model's EDA rate)."""
+        return self.n_steps / self.eda_sample_rate
+
     def mfcc(self) -> np.ndarray:
         """Read-only memory map of the features, (in_channels, T*spf, num_mfccs)."""
         return np.load(self.mfcc_path, mmap_mode="r")
 
 
-def _read_eda_channels(row: ManifestRow, model: WavenetConfig, data: DataConfig) -> np.ndarray:
+def _read_eda_channels(row: ManifestRow, model: WavenetConfig, data: DataConfig) -> list:
+    """Each EDA column as read (`EdaSignal`) and cleaned at the file's rate: [(signal, values)]."""
     columns: list[str | None] = row.eda_column.split("+") if row.eda_column else [None]
     if len(columns) != model.out_channels:
         raise DataError(
@@ -73,56 +127,92 @@ def _read_eda_channels(row: ManifestRow, model: WavenetConfig, data: DataConfig)
             f"model.out_channels = {model.out_channels} but the manifest gives {len(columns)} EDA "
             f"column(s) ({row.eda_column!r}); list several as 'a+b' in eda_column",
         )
-    traces = []
+    out = []
     for column in columns:
         signal = read_eda(row.eda_path, row.eda_format, row.eda_sample_rate, column)
-        traces.append(
-            prepare_eda(
-                signal, row.eda_sample_rate, model.eda_sample_rate, data.max_nan_gap_s, data.min_eda_range_us
-            )
-        )
-    n = min(len(t) for t in traces)
-    return np.stack([t[:n] for t in traces])
+        out.append((signal, clean_eda(signal, row.eda_sample_rate, data.max_nan_gap_s)))
+    return out
 
 
 def prepare_recording(
     row: ManifestRow, model: WavenetConfig, data: DataConfig, min_steps: int | None = None
 ) -> Recording:
-    """Read, check, align and featurize one manifest row (features go to `data.cache_dir`).
+    """Read, check, crop to the audio/EDA overlap and featurize one manifest row.
 
-    Alignment: EDA sample 0 is at audio time `offset_s`. EDA before audio time 0 is dropped;
-    audio before the first kept EDA step is dropped. The remaining audio and EDA durations must
-    agree within `data.duration_tolerance_s`; the shorter one sets T.
+    Alignment: EDA sample 0 is at audio time `offset_s`. The recording keeps the overlap of
+    the EDA, `[offset_s, offset_s + EDA duration)`, and of the audio that was played,
+    `[0, min(audio duration, play_duration_s))`, rounded inwards to whole EDA steps at the
+    model's rate; the rest is cropped (`Recording.crop`). The EDA values of the kept span must
+    lie within `data.eda_min_us .. data.eda_max_us` without one-sample jumps above
+    `data.max_eda_jump_us`. Features go to `data.cache_dir`.
 
     Raises:
         DataError: any problem with the files (see `wavenet_lib.data.eda`, `wavenet_lib.data.audio`),
-            durations that disagree, or fewer than `min_steps` steps (default: receptive field + 1).
+            a play_duration_s longer than the audio by more than `data.duration_tolerance_s`,
+            audio and EDA that do not overlap, an overlap of fewer than `min_steps` steps
+            (default: receptive field + 1), or EDA values out of the limits (names the row).
     """
-    eda = _read_eda_channels(row, model, data)  # (C_out, n) at the model rate
-    rate = model.eda_sample_rate
-    skip = max(0, math.ceil(-row.offset_s * rate - 1e-9))
-    audio_start = skip / rate + row.offset_s
-    audio_len = audio_duration(row.audio_path) - audio_start
-    eda_len = (eda.shape[-1] - skip) / rate
-    if abs(audio_len - eda_len) > data.duration_tolerance_s:
+    channels = _read_eda_channels(row, model, data)
+    file_rate = row.eda_sample_rate
+    n_file = min(len(values) for _, values in channels)
+    eda_dur = n_file / file_rate
+    audio_dur = audio_duration(row.audio_path)
+    played = audio_dur
+    if row.play_duration_s is not None:
+        if row.play_duration_s > audio_dur + data.duration_tolerance_s:
+            raise DataError(
+                row.audio_path,
+                f"the playback of {row.recording_id} lasted {row.play_duration_s:.2f} s "
+                f"(play_duration_s) but the audio is only {audio_dur:.2f} s long; allowed excess is "
+                f"data.duration_tolerance_s = {data.duration_tolerance_s} s (wrong audio file?)",
+            )
+        played = min(audio_dur, row.play_duration_s)
+    offset = row.offset_s
+    start, end = max(0.0, offset), min(played, offset + eda_dur)
+    if end <= start:
         raise DataError(
             row.eda_path,
-            f"durations disagree: audio {row.audio_path.name} gives {audio_len:.2f} s and the EDA "
-            f"{eda_len:.2f} s (after offset_s = {row.offset_s}); allowed difference is "
-            f"data.duration_tolerance_s = {data.duration_tolerance_s} s",
+            f"audio and EDA do not overlap: with offset_s = {offset:g} the EDA covers audio time "
+            f"{offset:.2f} to {offset + eda_dur:.2f} s and the audio played 0 to {played:.2f} s "
+            f"({row.audio_path.name})",
         )
-    n_steps = min(eda.shape[-1] - skip, int(math.floor(audio_len * rate + 1e-9)))
+    rate = model.eda_sample_rate
+    skip = max(0, math.ceil((start - offset) * rate - 1e-9))
+    audio_start = offset + skip / rate
+    n_steps = max(0, int(math.floor((end - audio_start) * rate + 1e-9)))
     need = min_recording_steps(model) if min_steps is None else min_steps
     if n_steps < need:
         raise DataError(
             row.eda_path,
-            f"recording has {n_steps} EDA steps ({n_steps / rate:.2f} s); at least {need} are needed "
-            f"(receptive field {model.receptive_field_eda_steps} steps + 1, and one window of "
-            f"first_full_step + data.target_steps)",
+            f"recording has {n_steps} EDA steps ({n_steps / rate:.2f} s) where audio and EDA overlap; "
+            f"at least {need} are needed (receptive field {model.receptive_field_eda_steps} steps + 1, "
+            f"and one window of first_full_step + data.target_steps); EDA {eda_dur:.2f} s, audio "
+            f"{played:.2f} s, offset_s = {offset:g}",
         )
+    used_end = audio_start + n_steps / rate
+    i0 = max(0, int(math.floor((audio_start - offset) * file_rate + 1e-9)))
+    i1 = min(n_file, int(math.ceil((used_end - offset) * file_rate - 1e-9)))
+    traces = []
+    for signal, values in channels:
+        used = values[i0:i1]
+        check_eda_limits(used, signal, data.eda_min_us, data.eda_max_us, data.max_eda_jump_us, start=i0)
+        check_eda_values(used, signal.path, data.min_eda_range_us)
+        traces.append(resample_eda(values[:n_file], file_rate, rate))
+    eda = np.stack([t[: min(len(t) for t in traces)] for t in traces])
+    n_steps = min(n_steps, eda.shape[-1] - skip)
+    used_end = audio_start + n_steps / rate
+    crop = Crop(
+        eda_before_s=skip / rate,
+        eda_after_s=max(0.0, eda_dur - (skip + n_steps) / rate),
+        audio_before_s=audio_start,
+        audio_after_s=max(0.0, audio_dur - used_end),
+        played_s=row.play_duration_s,
+    )
     mfcc = mfcc_for_recording(row.audio_path, model, n_steps, audio_start, data.cache_dir)
     mean, std = mfcc_statistics(mfcc)
-    return Recording(row, eda[:, skip : skip + n_steps], Path(mfcc.filename), mean, std, audio_start)
+    return Recording(
+        row, eda[:, skip : skip + n_steps], Path(mfcc.filename), mean, std, audio_start, crop, rate
+    )
 
 
 @dataclass

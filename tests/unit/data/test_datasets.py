@@ -176,13 +176,20 @@ def test_recording_shorter_than_receptive_field_is_a_data_error(tmp_path):
         prepare_recording(read_manifest(cfg.data.path)[0], cfg.model, cfg.data)
 
 
-def test_duration_mismatch_is_a_data_error(tmp_path):
+def test_audio_longer_than_eda_is_cropped_to_the_overlap(tmp_path):
     row = pair(tmp_path, "a", seconds=20.0)
     write_wav(tmp_path / "a.wav", noise(25.0))
     cfg = manifest_cfg(tmp_path, [row], duration_tolerance_s=1.0)
-    with pytest.raises(
-        DataError, match="a.csv: durations disagree: audio a.wav gives 25.00 s and the EDA 20.00 s"
-    ):
+    rec = prepare_recording(read_manifest(cfg.data.path)[0], cfg.model, cfg.data)
+    assert rec.n_steps == 80 and rec.audio_start_s == 0.0
+    assert rec.crop.audio_after_s == pytest.approx(5.0) and rec.crop.eda_after_s == 0.0
+    assert rec.crop.describe() == "audio 5.00 s after"
+
+
+def test_audio_outside_the_eda_is_a_data_error(tmp_path):
+    row = pair(tmp_path, "a", seconds=20.0, offset_s=-30.0)  # EDA ended 10 s before the audio began
+    cfg = manifest_cfg(tmp_path, [row])
+    with pytest.raises(DataError, match=r"a.csv: audio and EDA do not overlap: with offset_s = -30"):
         prepare_recording(read_manifest(cfg.data.path)[0], cfg.model, cfg.data)
 
 

@@ -102,12 +102,12 @@ def test_e4_builder_uses_header_rate_and_tags_offset(tmp_path, model):
         values = eda_trace(22.0 if tag else 20.0)
         (folder / "EDA.csv").write_text("1600000000.0\n4.0\n" + "".join(f"{v:.4f}\n" for v in values))
         if tag:
-            (folder / "tags.csv").write_text("1600000002.0\n1600000010.0\n")
+            (folder / "tags.csv").write_text("1600000002.0\n1600000022.0\n")  # start, end of playback
         write_wav(folder / "stimulus.flac", noise(20.0))
     rows = read_manifest(build_e4_manifest(root))
-    assert [(r.recording_id, r.subject_id, r.offset_s) for r in rows] == [
-        ("e4-s01-day1", "s01", -2.0),
-        ("e4-s02-day1", "s02", 0.0),
+    assert [(r.recording_id, r.subject_id, r.offset_s, r.play_duration_s) for r in rows] == [
+        ("e4-s01-day1", "s01", -2.0, 20.0),
+        ("e4-s02-day1", "s02", 0.0, None),
     ]
     rec = prepare_recording(rows[0], model, tiny_experiment(tmp_path).data)
     assert rec.n_steps == 80 and rec.audio_start_s == 0.0
