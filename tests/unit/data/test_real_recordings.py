@@ -157,6 +157,14 @@ def test_european_csv_is_read_with_its_separator_and_decimal_comma(tmp_path):
     assert 4.0 < sig.values.min() and sig.values.max() < 7.0
 
 
+def test_decimal_commas_in_a_one_column_csv_with_header_are_named(tmp_path):
+    (tmp_path / "eda.csv").write_text("eda_us\n4,79\n4,81\n")  # pandas would read 79 and 81 µS
+    with pytest.raises(
+        DataError, match=r"eda.csv: row 2 \('4,79'\) has more fields than the header .*decimal commas"
+    ):
+        read_generic_eda(tmp_path / "eda.csv", sample_rate=4.0)
+
+
 def test_decimal_commas_in_a_one_number_per_row_file_are_named(tmp_path):
     path = tmp_path / "EDA.csv"
     path.write_text("1600000000\n4\n4,79\n4,81\n4,80\n")
