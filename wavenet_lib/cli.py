@@ -219,8 +219,8 @@ def _cmd_data(args: argparse.Namespace) -> int:
         raise _UserError(str(exc)) from None
     table = bundle.summary()
     used, left = table[table.status == "used"], table[table.status != "used"]
-    print(f"manifest: {bundle.manifest_path}")
-    print(f"MFCC cache: {cfg.data.cache_dir}")
+    print(f"manifest: {bundle.manifest_path.resolve()}")
+    print(f"MFCC cache: {Path(cfg.data.cache_dir).resolve()}")
     width = max([len(r) for r in table.recording_id] + [1])
     for r in used.itertuples():
         print(f"used      {r.recording_id:<{width}}  {r.split:<5}  {r.duration_s:8.2f} s  crop: {r.crop}")

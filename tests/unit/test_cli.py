@@ -264,3 +264,49 @@ def test_train_then_resume_then_generate_from_the_command_line(tmp_path, capsys)
     argv = ["generate", "--checkpoint", str(run_dir / "best.pt"), "--audio", str(wav), "--out", str(out)]
     assert main([*argv, "--no-progress"]) == 0
     assert len(out.read_text().splitlines()) == 1 + 20 * 4
+
+
+# --- data ------------------------------------------------------------------------------------------
+def test_data_lists_recordings_used_and_left_out(tmp_path, capsys):
+    from tests.unit.data.test_real_recordings import e4_session
+
+    root = tmp_path / "e4"
+    for i in range(3):
+        e4_session(root / f"s0{i}" / "day1", song_s=12.0, before_s=2.0, after_s=20.0, seed=i)
+    (root / "s00" / "day1" / "song.mp3").unlink()
+    data = {
+        "source": "e4",
+        "path": str(root),
+        "cache_dir": str(tmp_path / "cache"),
+        "target_steps": 4,
+        "split_by": "recording",
+        "val_fraction": 0.0,
+        "test_fraction": 0.0,
+        "on_bad_recording": "skip",
+    }
+    path = write_config(tmp_path / "c.yaml", data=data)
+    assert main(["data", path]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    used = [line.split() for line in lines if line.startswith("used ")]
+    assert [u[1:5] for u in used] == [
+        ["e4-s01-day1", "train", "12.00", "s"],
+        ["e4-s02-day1", "train", "12.00", "s"],
+    ]
+    assert all(" ".join(u[5:]) == "crop: EDA 2.00 s before + 20.00 s after (played 12.00 s)" for u in used)
+    left = [line for line in lines if line.startswith("left out")]
+    assert (
+        len(left) == 1
+        and "e4-s00-day1" in left[0]
+        and "s00/day1: no audio file in the session folder" in left[0]
+    )
+    assert lines[-1].startswith("2 recording(s) used (train 2, val 0, test 0; 0.4 min), 1 left out")
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 2  # the MFCC cache is filled
+
+    path = write_config(tmp_path / "c.yaml", data={**data, "on_bad_recording": "error"})
+    assert main(["data", path]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (
+        len(err) == 1
+        and err[0].startswith("error: ")
+        and "s00/day1: no audio file in the session folder" in err[0]
+    )

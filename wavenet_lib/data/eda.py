@@ -142,6 +142,15 @@ def _read_table(path: Path, what: str, **kw) -> pd.DataFrame:
     if len(head) >= 2 and all(";" in line for line in head):
         cells = [c.strip() for line in head[1:] for c in line.split(";")]
         kw = {"sep": ";", **({"decimal": ","} if any(_DECIMAL_COMMA.match(c) for c in cells) else {}), **kw}
+    sep = kw.get("sep", ",")
+    extra = len(head) >= 2 and head[1].count(sep) > head[0].count(sep)
+    if extra and not head[1].rstrip().endswith(sep):  # pandas would make an index of the first field
+        hint = (
+            "decimal commas? Use '.' decimals, or ';' between columns" if sep == "," else "a stray separator?"
+        )
+        raise DataError(
+            path, f"row 2 ({head[1].strip()!r}) has more fields than the header ({head[0].strip()!r}): {hint}"
+        )
     try:
         return pd.read_csv(path, **kw)
     except Exception as exc:

@@ -101,8 +101,13 @@ def _finish(
             f"{first.reason} ({first.item}){more}; set data.on_bad_recording: skip to leave them out",
         )
     if not rows:
-        why = "".join(f"\n  {x}" for x in left_out[:10])
-        raise DataError(root, f"no {what} recordings found (see the builder's docstring for the layout){why}")
+        why = "; ".join(f"{x.item}: {x.reason}" for x in left_out[:3])
+        why += f"; {len(left_out) - 3} more" if len(left_out) > 3 else ""
+        raise DataError(
+            root,
+            f"no {what} recordings found (see the builder's docstring for the layout)"
+            + (f"; left out: {why}" if why else ""),
+        )
     manifest = write_manifest(rows, Path(out_path) if out_path is not None else root / "manifest.csv")
     with atomic_write(left_out_path(manifest), "w", newline="") as fh:
         writer = csv.writer(fh)

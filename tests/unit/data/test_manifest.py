@@ -12,7 +12,7 @@ from wavenet_lib.data.manifest_builders import (
     build_pmemo2019_manifest,
 )
 from wavenet_lib.data.recordings import prepare_recording
-from wavenet_lib.errors import DataError
+from wavenet_lib.errors import DataError, SkippedRecordingsWarning
 
 from .conftest import eda_trace, noise, pair, tiny_experiment, write_manifest_csv, write_wav
 
@@ -66,7 +66,8 @@ def test_pmemo2019_builder(tmp_path, model):
         (root / "EDA").mkdir(parents=True, exist_ok=True)
         (root / "EDA" / f"{music_id}_EDA.csv").write_text("\n".join(lines) + "\n")
     write_wav(root / "chorus" / "9.mp3", noise(1.0), format="WAV")  # no EDA: left out
-    rows = read_manifest(build_pmemo2019_manifest(root))
+    with pytest.warns(SkippedRecordingsWarning, match=r"9.mp3: no EDA: EDA/9_EDA.csv not found"):
+        rows = read_manifest(build_pmemo2019_manifest(root))
     assert sorted(r.recording_id for r in rows) == [
         "pmemo-1-100177",
         "pmemo-1-200378",
@@ -86,7 +87,9 @@ def test_hku956_builder(tmp_path, model):
         (folder / "1_1087470.csv").write_text("".join(f"{v:.4f}\n" for v in eda_trace(20.0)))
         (folder / "2_555.csv").write_text("0.1\n0.2\n")  # its audio is missing: left out
     write_wav(root / "2. original_song_audio" / "1087470.wav", noise(20.0))
-    rows = read_manifest(build_hku956_manifest(root, tmp_path / "hku.csv"))
+    with pytest.warns(SkippedRecordingsWarning, match="2_555.csv: no audio for song 555") as caught:
+        rows = read_manifest(build_hku956_manifest(root, tmp_path / "hku.csv"))
+    assert len(caught) == 1 and "left out 2 HKU956 item(s)" in str(caught[0].message)  # both participants
     assert [(r.recording_id, r.subject_id) for r in rows] == [
         ("hku956-hku1904-1_1087470", "hku1904"),
         ("hku956-hku1905-1_1087470", "hku1905"),
