@@ -311,3 +311,31 @@ def test_configs_reject_non_finite_floats_everywhere():
     for model in (ExperimentConfig, *(f.annotation for f in ExperimentConfig.model_fields.values())):
         if isinstance(model, type) and hasattr(model, "model_config"):
             assert model.model_config.get("allow_inf_nan") is False, model.__name__
+
+
+def test_a_full_disk_during_training_is_one_line(tmp_path, capsys, monkeypatch):
+    import wavenet_lib.train.loop as loop
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "run" / ".last.pt.x.tmp"))
+
+    monkeypatch.setattr(loop, "train_experiment", full)
+    path = write_config(tmp_path / "c.yaml")
+    assert main(["train", path, "--run-dir", str(tmp_path / "run"), "--no-progress"]) == 1
+    line = one_error_line(capsys)
+    assert line == (
+        f"error: cannot write the run's files in {tmp_path / 'run'}: "
+        f"{tmp_path / 'run' / '.last.pt.x.tmp'}: No space left on device"
+    )
+
+
+def test_training_a_config_too_large_for_the_machine_is_one_line(tmp_path, capsys, monkeypatch):
+    import wavenet_lib.train.loop as loop
+
+    monkeypatch.setattr(loop, "available_memory", lambda device: 1024)  # 1 KiB
+    monkeypatch.setattr("wavenet_lib.data.bundle.build_datasets", lambda cfg: pytest.fail("data first"))
+    path = tiny_train_config(tmp_path)
+    assert main(["train", path, "--run-dir", str(tmp_path / "run"), "--no-progress"]) == 2
+    line = one_error_line(capsys)
+    assert line.startswith("error: training cli-tiny needs about ") and "lower " in line
+    assert not (tmp_path / "run" / "last.pt").exists()

@@ -287,6 +287,7 @@ def train_experiment(
     run_dir = Path(run_dir) if run_dir is not None else Path("runs") / cfg.name
     env = init_distributed(select_device(cfg.train.device).type)
     try:
+        _check_memory(cfg, env, select_device(cfg.train.device, env.local_rank))  # before the data
         if not env.is_main:
             barrier(env)
         else:
