@@ -224,7 +224,7 @@ def test_resume_on_changed_data_warns(tmp_path):
     before = {"digest": "aaa", "recordings": 8, "eda_range_us": [5.8, 7.5], "windows": 16}
     run(cfg, tmp_path, stop_after=2, data_fingerprint=before)
     after = {**before, "digest": "bbb", "eda_range_us": [27.5, 32.6]}
-    with pytest.warns(UserWarning, match=r"different data .*eda range us 5\.8-7\.5 -> 27\.5-32\.6"):
+    with pytest.warns(UserWarning, match=r"different data .*EDA range \(µS\) 5\.8-7\.5 -> 27\.5-32\.6"):
         run(cfg, tmp_path, resume=True, data_fingerprint=after)
     saved = torch.load(tmp_path / "last.pt", weights_only=True)["train_state"]["data_fingerprint"]
     assert saved["digest"] == "bbb"
@@ -257,3 +257,14 @@ def test_memory_message_names_the_fields_that_dominate():
         check_fits(long, 1024, "training", "here")
     one, two = (training_memory(tiny_experiment(batch_size=b)) for b in (1000, 2000))
     assert two.activations == 2 * one.activations and two.fixed == one.fixed
+
+
+def test_shared_cache_temp_files_are_removed_only_when_old(tmp_path):
+    from wavenet_lib.atomic_write import remove_temp_files
+
+    old, fresh = tmp_path / ".a.npy.x1.tmp", tmp_path / ".b.npy.x2.tmp"
+    for p in (old, fresh):
+        p.write_bytes(b"partial")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    assert remove_temp_files(tmp_path, older_than_s=3600) == [old]
+    assert fresh.exists() and not old.exists()
