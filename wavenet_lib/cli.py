@@ -2,7 +2,7 @@
 
     wavenet-eda config show CONFIG          derived architecture of an experiment config
     wavenet-eda config validate CONFIG      OK, or one line per invalid field
-    wavenet-eda train CONFIG [--resume] [--run-dir DIR]
+    wavenet-eda train CONFIG [--resume | --overwrite] [--run-dir DIR]
     wavenet-eda generate --checkpoint CKPT --audio FILE --out FILE.csv
                          [--samples N] [--seed S] [--temperature T] [--greedy] [--format csv|e4]
                          [--start-time UNIX_S] [--allow-short-audio]
@@ -10,14 +10,17 @@
 
 Multi-process training: ``torchrun --nproc_per_node=N -m wavenet_lib train CONFIG``.
 
-User errors (missing file, invalid config, unusable audio, a file that is not our checkpoint)
-print ``error: ...`` to stderr and exit with status 2, without a traceback. A training run
-that diverges (NaN loss) exits with status 1.
+User errors (missing file, invalid config, unusable audio, a file that is not our checkpoint,
+a busy or already trained run folder, an unwritable output) print ``error: ...`` to stderr and
+exit with status 2, without a traceback. A training run that diverges (NaN loss) or cannot
+write its files exits with status 1; one stopped by Ctrl-C / SIGTERM saves last.pt, prints how
+to resume and exits with 130 / 143.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -105,9 +108,21 @@ def describe_config(cfg) -> list[str]:
         ),
         ("quantization levels", f"{m.quantization_levels}"),
         ("parameters", f"{n_params:,} ({n_params})"),
+        ("training memory", _memory_line(cfg)),
     ]
     width = max(len(k) for k, _ in rows)
     return [f"{k:<{width}}  {v}" for k, v in rows]
+
+
+def _memory_line(cfg) -> str:
+    """Estimated training memory of one process (see wavenet_lib.models.memory)."""
+    from wavenet_lib.models.memory import training_memory
+
+    est, mib = training_memory(cfg), 1024**2
+    return (
+        f"about {est.total / mib:,.0f} MiB per process (parameters + AdamW {est.fixed / mib:,.0f} MiB, "
+        f"activations {est.activations / mib:,.0f} MiB at batch_size {cfg.train.batch_size})"
+    )
 
 
 def _cmd_config_show(args: argparse.Namespace) -> int:
@@ -124,17 +139,31 @@ def _cmd_config_validate(args: argparse.Namespace) -> int:
 # --- train ---------------------------------------------------------------------------------------
 def _cmd_train(args: argparse.Namespace) -> int:
     from wavenet_lib.errors import DataError
+    from wavenet_lib.models.memory import ConfigTooLargeError
     from wavenet_lib.train.checkpoints import CheckpointError
-    from wavenet_lib.train.loop import NonFiniteLossError, train_experiment
+    from wavenet_lib.train.loop import (
+        NonFiniteLossError,
+        RunFolderError,
+        TrainingInterrupted,
+        train_experiment,
+    )
 
     cfg = _load_config(args.config)
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / cfg.name
     try:
-        result = train_experiment(cfg, run_dir, resume=args.resume, progress=not args.no_progress)
-    except (FileNotFoundError, CheckpointError, DataError) as exc:
+        result = train_experiment(
+            cfg, run_dir, resume=args.resume, progress=not args.no_progress, overwrite=args.overwrite
+        )
+    except (FileNotFoundError, CheckpointError, DataError, RunFolderError, ConfigTooLargeError) as exc:
         raise _UserError(str(exc)) from None
+    except TrainingInterrupted as exc:
+        print(f"error: {str(exc).replace('CONFIG', args.config)}", file=sys.stderr)
+        return exc.exit_status
     except NonFiniteLossError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as exc:  # a full disk, a folder that became unwritable
+        print(f"error: cannot write the run's files in {run_dir}: {_os_reason(exc)}", file=sys.stderr)
         return EXIT_FAILED
     if int(os.environ.get("RANK", "0")) == 0:
         best = "n/a" if result.best_val_loss is None else f"{result.best_val_loss:.4f} nats/step"
@@ -147,18 +176,30 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _os_reason(exc: OSError) -> str:
+    """`[Errno 28] No space left on device: 'x'` → `x: No space left on device`."""
+    if exc.strerror and exc.filename:
+        return f"{exc.filename}: {exc.strerror}"
+    return exc.strerror or str(exc)
+
+
 # --- generate ------------------------------------------------------------------------------------
 def _cmd_generate(args: argparse.Namespace) -> int:
+    from wavenet_lib.atomic_write import check_writable
     from wavenet_lib.errors import DataError
-    from wavenet_lib.generation import generate_from_audio, write_e4_csv, write_eda_csv
+    from wavenet_lib.generation import check_sampling, generate_from_audio, write_e4_csv, write_eda_csv
     from wavenet_lib.train.checkpoints import CheckpointError
     from wavenet_lib.train.loop import select_device
 
-    if args.samples < 1:
-        raise _UserError(f"--samples must be >= 1, got {args.samples}")
+    try:
+        check_sampling(args.samples, args.temperature, args.greedy)
+    except ValueError as exc:
+        raise _UserError(f"--{exc}") from None
     start_time = _e4_start_time(args)
-    if not args.greedy and not args.temperature > 0:
-        raise _UserError(f"--temperature must be > 0, got {args.temperature} (use --greedy for argmax)")
+    try:
+        check_writable(args.out)  # before minutes of generation, not after
+    except OSError as exc:
+        raise _UserError(f"--out: {exc}") from None
     try:
         device = select_device(args.device)
         result = generate_from_audio(
@@ -179,11 +220,15 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             "warning: the checkpoint stores no EDA normalization; writing model units, not µS",
             file=sys.stderr,
         )
-    out = (
-        write_e4_csv(result, args.out, start_time=start_time)
-        if args.format == "e4"
-        else write_eda_csv(result, args.out)
-    )
+    try:
+        out = (
+            write_e4_csv(result, args.out, start_time=start_time)
+            if args.format == "e4"
+            else write_eda_csv(result, args.out)
+        )
+    except OSError as exc:  # e.g. the disk filled up while writing; the old file is untouched
+        print(f"error: cannot write {args.out}: {_os_reason(exc)}", file=sys.stderr)
+        return EXIT_FAILED
     steps = result.values.shape[-1]
     print(f"wrote {args.samples} sample(s) x {steps} steps ({steps / result.sample_rate:.1f} s) to {out}")
     return EXIT_OK
@@ -235,6 +280,28 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
 
 # --- parser --------------------------------------------------------------------------------------
+def _finite_float(text: str) -> float:
+    """argparse type: a finite float (inf and nan are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def _seed(text: str) -> int:
+    """argparse type: an integer seed in [0, 2^32)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 2^32 - 1, got {text}")
+    return value
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, status 2 (argparse's usual status)
         self.print_usage(sys.stderr)
@@ -258,7 +325,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train a model (use torchrun for several processes)")
     train.add_argument("config", help="experiment YAML")
-    train.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
+    how = train.add_mutually_exclusive_group()
+    how.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
+    how.add_argument(
+        "--overwrite", action="store_true", help="replace the trained run in RUN_DIR (default: refuse)"
+    )
     train.add_argument("--run-dir", help="output folder (default: runs/<experiment name>)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=_cmd_train)
@@ -268,8 +339,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--audio", required=True, help="audio file (wav, flac, ogg, mp3)")
     gen.add_argument("--out", required=True, help="output CSV")
     gen.add_argument("--samples", type=int, default=1, help="independent samples (one column each)")
-    gen.add_argument("--seed", type=int, default=0, help="sampling seed")
-    gen.add_argument("--temperature", type=float, default=1.0, help="softmax temperature")
+    gen.add_argument("--seed", type=_seed, default=0, help="sampling seed (0 <= seed < 2^32)")
+    gen.add_argument(
+        "--temperature", type=_finite_float, default=1.0, help="softmax temperature (>= 0.001; or --greedy)"
+    )
     gen.add_argument("--greedy", action="store_true", help="most likely level each step")
     gen.add_argument(
         "--format", choices=("csv", "e4"), default="csv", help="csv: time + values; e4: Empatica EDA.csv"

@@ -13,6 +13,7 @@ so generated µS are on the scale of a typical training recording.
 from __future__ import annotations
 
 import csv
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,9 @@ from wavenet_lib.configs import ExperimentConfig
 from wavenet_lib.data.normalization import MinMaxNormalizer
 
 __all__ = [
+    "MIN_TEMPERATURE",
+    "MAX_SAMPLES_PER_BATCH",
+    "check_sampling",
     "GeneratedEDA",
     "eda_to_microsiemens",
     "generate_from_audio",
@@ -32,6 +36,32 @@ __all__ = [
     "write_eda_csv",
     "write_e4_csv",
 ]
+
+
+# Below this the softmax of logits / temperature overflows float32 for ordinary logits, and the
+# draw is already the most likely level: use greedy decoding instead.
+MIN_TEMPERATURE = 1e-3
+# Samples generated together; more are drawn in consecutive batches of this size, so memory
+# stays bounded whatever `samples` is (the random stream continues from batch to batch).
+MAX_SAMPLES_PER_BATCH = 256
+
+
+def check_sampling(samples: int, temperature: float, greedy: bool) -> None:
+    """The one check of the sampling arguments (library and command line).
+
+    Raises:
+        ValueError: samples < 1, or (unless greedy) a temperature that is not a finite number
+            >= MIN_TEMPERATURE.
+    """
+    if samples < 1:
+        raise ValueError(f"samples must be >= 1, got {samples}")
+    if greedy:
+        return
+    if not math.isfinite(temperature) or temperature < MIN_TEMPERATURE:
+        raise ValueError(
+            f"temperature must be a finite number >= {MIN_TEMPERATURE:g}, got {temperature:g}; "
+            "use greedy decoding (--greedy) for the most likely level at every step"
+        )
 
 
 @dataclass
@@ -101,9 +131,9 @@ def generate_from_audio(
         model_or_checkpoint: a checkpoint path (model, config and normalization come from it) or
             a Wavenet (then pass `config`, and `normalizer` for µS).
         audio_path: wav/flac/ogg/mp3; MFCCs are computed and standardized as for training.
-        samples: independent traces to draw (one batch).
+        samples: independent traces to draw (in batches of at most MAX_SAMPLES_PER_BATCH).
         seed: seeds the sampling generator (reproducible draws).
-        temperature: softmax temperature (> 0).
+        temperature: softmax temperature (finite, >= MIN_TEMPERATURE).
         greedy: take the most likely level each step (then all samples are equal).
         config: the experiment config when a model is passed.
         normalizer: the EDA normalization when a model is passed.
@@ -116,17 +146,15 @@ def generate_from_audio(
 
     Raises:
         FileNotFoundError, CheckpointError: a bad checkpoint path.
-        DataError: the audio is missing, unreadable, shorter than one EDA step, or (unless
-            `allow_short`) shorter than the receptive field.
-        ValueError: samples < 1, temperature <= 0.
+        DataError: the audio is missing, unreadable, shorter than one EDA step, gives
+            non-finite features, or (unless `allow_short`) is shorter than the receptive field.
+        ValueError: see `check_sampling`.
     """
     from wavenet_lib.data.recordings import audio_features
+    from wavenet_lib.errors import DataError
     from wavenet_lib.train.checkpoints import load_model, unwrap_model
 
-    if samples < 1:
-        raise ValueError(f"samples must be >= 1, got {samples}")
-    if not greedy and not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
+    check_sampling(samples, temperature, greedy)
     if isinstance(model_or_checkpoint, (str, Path)):
         model, config, stored = load_model(model_or_checkpoint, map_location=device)
         normalizer = normalizer if normalizer is not None else stored
@@ -137,14 +165,20 @@ def generate_from_audio(
     if not allow_short:
         _refuse_short_audio(audio_path, config, start_s, n_steps)
     mfcc = audio_features(audio_path, config, n_steps=n_steps, start_s=start_s).to(device)
-    batch = mfcc.unsqueeze(0).repeat(samples, 1, 1, 1)
+    if not bool(torch.isfinite(mfcc).all()):
+        raise DataError(audio_path, "its features hold NaN or infinite values (clipped or corrupt audio?)")
     generator = None
     if seed is not None and not greedy:
-        generator = torch.Generator(device=batch.device).manual_seed(int(seed))
-    eda = model.generate(
-        batch, temperature=temperature, greedy=greedy, generator=generator, progress=progress
-    )
-    units = eda.float().cpu().numpy()
+        generator = torch.Generator(device=mfcc.device).manual_seed(int(seed))
+    chunks = []
+    for start in range(0, samples, MAX_SAMPLES_PER_BATCH):
+        n = min(MAX_SAMPLES_PER_BATCH, samples - start)
+        batch = mfcc.unsqueeze(0).expand(n, *mfcc.shape)
+        eda = model.generate(
+            batch, temperature=temperature, greedy=greedy, generator=generator, progress=progress
+        )
+        chunks.append(eda.float().cpu().numpy())
+    units = np.concatenate(chunks)
     eda_us = (
         None if normalizer is None else np.asarray(eda_to_microsiemens(units.astype(np.float64), normalizer))
     )

@@ -58,8 +58,12 @@ def run_experiment(
     notebook_dir: Path | None = None,
     kernel_name: str | None = None,
     log=print,
+    overwrite: bool = False,
 ) -> Path:
     """Run the notebooks for one config; return its run directory.
+
+    A run folder that already holds a trained run makes notebook 02 fail (nothing is
+    overwritten) unless `overwrite` is True.
 
     Raises:
         RunFailure: the config is invalid, or a notebook cell failed.
@@ -86,7 +90,7 @@ def run_experiment(
             pm.execute_notebook(
                 str(source),
                 str(output),
-                parameters={"config_path": str(config_path), "run_dir": str(run_dir)},
+                parameters={"config_path": str(config_path), "run_dir": str(run_dir), "overwrite": overwrite},
                 cwd=str(notebook_dir),
                 kernel_name=kernel_name,
                 progress_bar=False,
@@ -108,12 +112,15 @@ def main(argv: list[str] | None = None) -> int:
         "--keep-going", action="store_true", help="continue with the next config after a failure"
     )
     parser.add_argument("--kernel", default=None, help="Jupyter kernel name (default: the notebook's)")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="retrain runs whose folder already holds a trained run"
+    )
     args = parser.parse_args(argv)
 
     failures: list[RunFailure] = []
     for config in args.configs:
         try:
-            run_dir = run_experiment(config, args.runs_dir, kernel_name=args.kernel)
+            run_dir = run_experiment(config, args.runs_dir, kernel_name=args.kernel, overwrite=args.overwrite)
             print(f"[{run_dir.name}] results in {run_dir}")
         except RunFailure as failure:
             failures.append(failure)

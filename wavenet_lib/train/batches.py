@@ -7,8 +7,8 @@ pure function of (seed, e, b): a resumed run picks up exactly where the checkpoi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Generator, Sized
+from typing import Any, cast
 
 import torch
 from torch.utils.data import Dataset, DistributedSampler
@@ -42,17 +42,20 @@ class TrainingBatches:
             )
         self.dataset, self.seed, self.env = dataset, seed, env
         self.local_batch = batch_size // env.world_size
-        self.sampler = DistributedSampler(
+        self.windows = len(cast(Sized, dataset))
+        self.sampler: DistributedSampler = DistributedSampler(
             dataset, num_replicas=env.world_size, rank=env.rank, shuffle=True, seed=seed, drop_last=True
         )
         self.per_epoch = len(self.sampler) // self.local_batch
         if self.per_epoch == 0:
             raise ValueError(
-                f"the training set has {len(dataset)} windows, fewer than one batch "
+                f"the training set has {self.windows} windows, fewer than one batch "
                 f"(train.batch_size={batch_size}); lower batch_size or add data"
             )
 
-    def from_step(self, step: int, num_workers: int, device: torch.device) -> Iterator[dict[str, Any]]:
+    def from_step(
+        self, step: int, num_workers: int, device: torch.device
+    ) -> Generator[dict[str, Any], None, None]:
         """Batches for steps `step + 1, step + 2, ...`, without end (a new epoch when one runs out)."""
         while True:
             epoch, offset = divmod(step, self.per_epoch)

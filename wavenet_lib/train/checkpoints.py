@@ -74,7 +74,7 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
 # --- RNG state as weights_only-loadable values -------------------------------------------------
 def capture_rng_state() -> dict[str, Any]:
     """This process's RNG states as tensors and plain values (loadable with weights_only=True)."""
-    np_state = np.random.get_state()
+    np_state: Any = np.random.get_state()
     py_version, py_internal, py_gauss = random.getstate()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),

@@ -15,6 +15,7 @@ import signal
 import threading
 from pathlib import Path
 from types import FrameType, TracebackType
+from typing import Any
 
 import torch
 
@@ -52,7 +53,7 @@ class StopSignals:
     def __init__(self, env: DistEnv) -> None:
         self.env = env
         self.signum: int | None = None
-        self._previous: dict[int, object] = {}
+        self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.signum = signum
@@ -69,7 +70,7 @@ class StopSignals:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         for s, handler in self._previous.items():
-            signal.signal(s, handler)  # type: ignore[arg-type]
+            signal.signal(s, handler)
         self._previous.clear()
 
     def poll(self, checkpoint_due: bool, device: torch.device) -> tuple[int | None, bool]:

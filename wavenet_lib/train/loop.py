@@ -37,10 +37,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sized
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -118,6 +119,27 @@ def _check_memory(cfg: ExperimentConfig, env: DistEnv, device: torch.device) -> 
     check_fits(training_memory(cfg, env.world_size), available_memory(device), f"training {cfg.name}", where)
 
 
+def _validator(
+    cfg: ExperimentConfig, model: nn.Module, val_data: Dataset | None, device: torch.device, env: DistEnv
+) -> Callable[[], float] | None:
+    """`validation_loss` on the config's first `val_batches` batches, or None without validation data."""
+    if val_data is None or len(cast(Sized, val_data)) == 0:
+        return None
+    tc = cfg.train
+    return partial(
+        validation_loss,
+        model,
+        val_data,
+        cfg.model.first_full_step,
+        tc.batch_size,
+        max_batches=tc.val_batches,
+        device=device,
+        bf16=tc.bf16,
+        env=env,
+        num_workers=cfg.data.num_workers,
+    )
+
+
 def _wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
     return nn.parallel.DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None
@@ -193,15 +215,23 @@ def train(
             model = _build_model(cfg, device, env.rank)
             optimizer, scheduler = build_optimizer(model, tc)
             ckpt = Checkpointer(run_dir, cfg, model, optimizer, scheduler, normalizer, env)
-            fresh = TrainState.new(env.world_size, len(train_data), data_fingerprint)
+            fresh = TrainState.new(env.world_size, batches.windows, data_fingerprint)
             state = ckpt.restore(device, data_fingerprint) if resume else fresh
             ckpt.write_config()
             history = MetricsLog(run_dir / METRICS_FILE, env.is_main, state.step if resume else None)
             ddp_model = _wrap_ddp(model, device) if env.distributed else model
-            has_val = val_data is not None and len(val_data) > 0
             ffs, every_s = cfg.model.first_full_step, 60.0 * tc.checkpoint_every_minutes
-            step_kw = dict(first_full_step=ffs, grad_clip=tc.grad_clip, bf16=tc.bf16, env=env)
-            val_kw = dict(device=device, bf16=tc.bf16, env=env, num_workers=cfg.data.num_workers)
+            step = partial(
+                train_step,
+                ddp_model,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                first_full_step=ffs,
+                grad_clip=tc.grad_clip,
+                bf16=tc.bf16,
+                env=env,
+            )
+            validate = _validator(cfg, model, val_data, device, env)
             ckpt.restore_rng()  # last, so nothing above consumes the restored streams
             bar = tqdm(
                 total=tc.max_steps, initial=state.step, desc=cfg.name, disable=not progress or env.rank
@@ -210,17 +240,13 @@ def train(
             stream = batches.from_step(state.step, cfg.data.num_workers, device)
             with bar, contextlib.closing(stream), _naming_last_checkpoint(ckpt):
                 while state.step < tc.max_steps and not state.stopped_early:
-                    out = train_step(
-                        ddp_model, next(stream), optimizer, scheduler, step=state.step, **step_kw
-                    )
+                    out = step(next(stream), step=state.step)
                     state.record_step(out.loss)
                     bar.update(1)
                     bar.set_postfix(loss=f"{out.loss:.3f}", lr=f"{out.lr:.2e}", refresh=False)
                     val_loss = None
-                    if has_val and (state.step % tc.val_every == 0 or state.step == tc.max_steps):
-                        val_loss = validation_loss(
-                            model, val_data, ffs, tc.batch_size, tc.val_batches, **val_kw
-                        )
+                    if validate and (state.step % tc.val_every == 0 or state.step == tc.max_steps):
+                        val_loss = validate()
                         if not math.isfinite(val_loss):
                             raise NonFiniteLossError(state.step, "the validation loss", val_loss)
                         bar.set_postfix(loss=f"{out.loss:.3f}", val=f"{val_loss:.3f}", lr=f"{out.lr:.2e}")
@@ -240,7 +266,7 @@ def train(
                         break
                 if ckpt.saved_step != state.step:  # e.g. a fresh run with max_steps already reached
                     ckpt.save(ckpt.last, state)
-                if not has_val:
+                if validate is None:
                     ckpt.save(ckpt.best, state)  # without validation, "best" is the latest state
         if state.stopped_early:
             logger.info("early stopping at step %d (best val loss %.4f)", state.step, state.best_val_loss)
@@ -287,6 +313,7 @@ def train_experiment(
     run_dir = Path(run_dir) if run_dir is not None else Path("runs") / cfg.name
     env = init_distributed(select_device(cfg.train.device).type)
     try:
+        _check_memory(cfg, env, select_device(cfg.train.device, env.local_rank))  # before the data
         if not env.is_main:
             barrier(env)
         else:

@@ -253,9 +253,10 @@ def _warn_config_changes(saved: Mapping[str, Any], cfg: ExperimentConfig, path: 
 def _warn_data_changes(saved: Mapping[str, Any] | None, now: Mapping[str, Any] | None, path: Path) -> None:
     if not saved or not now or saved.get("digest") == now.get("digest"):
         return
+    labels = {"recordings": "training recordings", "eda_range_us": "EDA range (µS)", "windows": "windows"}
     details = [
-        f"{key.replace('_', ' ')} {_show(saved.get(key))} -> {_show(now.get(key))}"
-        for key in ("recordings", "eda_range_us", "windows")
+        f"{label} {_show(saved.get(key))} -> {_show(now.get(key))}"
+        for key, label in labels.items()
         if saved.get(key) != now.get(key)
     ]
     warnings.warn(

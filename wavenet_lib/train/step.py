@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sized
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -101,7 +101,7 @@ def batch_to_device(batch: Mapping[str, Any], device: torch.device) -> tuple[tor
 
 
 def window_loader(
-    dataset: Dataset, batches: Sequence[Sequence[int]], num_workers: int, seed: int, device: torch.device
+    dataset: Dataset, batches: list[list[int]], num_workers: int, seed: int, device: torch.device
 ) -> DataLoader:
     """A DataLoader over the given index batches; its own generator leaves the global RNG alone."""
     return DataLoader(
@@ -183,7 +183,8 @@ def validation_loss(
     env = env or DistEnv()
     device = torch.device(device)
     model = unwrap_model(model)
-    n = len(dataset) if max_batches is None else min(len(dataset), max_batches * batch_size)
+    size = len(cast(Sized, dataset))
+    n = size if max_batches is None else min(size, max_batches * batch_size)
     mine = list(range(n))[env.rank :: env.world_size]
     local_b = max(1, batch_size // env.world_size)
     batches = [mine[i : i + local_b] for i in range(0, len(mine), local_b)]

@@ -125,3 +125,36 @@ def ddp_worker(rank: int, world_size: int, port: int, run_dir: str, out_dir: str
     cfg = tiny_experiment(**train_kw)
     result = train(cfg, *datasets(cfg), run_dir, progress=False)
     torch.save(result.model.state_dict(), Path(out_dir) / f"rank{rank}.pt")
+
+
+def ddp_interrupt_worker(rank: int, world_size: int, port: int, run_dir: str, out_dir: str, at: int) -> None:
+    """A gloo DDP run in which only rank 1 gets SIGTERM (at its `at`-th window fetch); each
+    rank records the step at which it stopped."""
+    import signal
+
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world_size),
+    )
+    torch.set_num_threads(1)
+    faulthandler.dump_traceback_later(90, exit=True)
+    from wavenet_lib.train.interrupts import TrainingInterrupted
+    from wavenet_lib.train.loop import train
+
+    class SignalOnRank1(WindowDataset):
+        def __getitem__(self, i: int) -> dict[str, Any]:
+            item = super().__getitem__(i)
+            if rank == 1 and self.calls == at:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return item
+
+    cfg = tiny_experiment(max_steps=50, checkpoint_every=100, val_every=100)
+    try:
+        train(cfg, SignalOnRank1(cfg, 16, seed=1), None, run_dir, progress=False)
+        stopped = "finished"
+    except TrainingInterrupted as exc:
+        stopped = str(exc.step)
+    (Path(out_dir) / f"rank{rank}.txt").write_text(stopped)

@@ -70,3 +70,17 @@ def test_batch_must_split_evenly_over_processes(tmp_path, monkeypatch):
     cfg = tiny_experiment()
     with pytest.raises(ValueError, match=r"batch_size \(4\).*\(3\)"):
         train(cfg, *datasets(cfg), tmp_path, progress=False)
+
+
+@pytest.mark.slow
+def test_a_signal_on_one_rank_stops_every_rank_at_the_same_step(tmp_path):
+    from tests.unit.training.helpers import ddp_interrupt_worker
+
+    run_dir, out = tmp_path / "ddp", tmp_path / "out"
+    out.mkdir()
+    # 2 windows per rank per step: rank 1's 5th fetch is in step 3.
+    mp.spawn(ddp_interrupt_worker, args=(2, free_port(), str(run_dir), str(out), 5), nprocs=2, join=True)
+    stopped = [(out / f"rank{r}.txt").read_text() for r in range(2)]
+    assert stopped == ["3", "3"]
+    assert torch.load(run_dir / "last.pt", weights_only=True)["step"] == 3
+    assert not (run_dir / ".lock").exists()
