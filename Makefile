@@ -5,6 +5,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= configs/quickstart.yaml
 RUNS ?= runs
+# `make run` is the demo job: it retrains runs/quickstart each time (RUN_FLAGS= keeps a trained run)
+RUN_FLAGS ?= --overwrite
 
 .PHONY: install run test lint
 
@@ -18,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 run: install
-	$(BIN)/python -m wavenet_lib.pipeline $(CONFIG) --runs-dir $(RUNS)
+	$(BIN)/python -m wavenet_lib.pipeline $(CONFIG) --runs-dir $(RUNS) $(RUN_FLAGS)
 
 lint: install
 	$(BIN)/ruff check .
