@@ -17,6 +17,7 @@ from wavenet_lib.evaluate.realism import (
     step_change_percentiles,
     window_features,
 )
+from wavenet_lib.evaluate.scrs import detect_scrs
 
 TAU_RISE, TAU_DECAY = 0.75, 2.5
 # Bi-exponential exp(-s/TAU_DECAY) - exp(-s/TAU_RISE): onset → peak delay and peak → half amplitude.
@@ -167,3 +168,14 @@ def test_realism_by_recording_structure():
     )
     with pytest.raises(ValueError, match="rec2"):
         realism_by_recording(real, {"generated": {r: generated[r] for r in ("rec0", "rec1")}}, 4)
+
+
+def test_half_recovery_is_not_cut_short_by_a_small_wiggle_on_the_decay():
+    rate, onsets = 50, [5, 25, 45, 65, 85]
+    t = np.arange(110 * rate) / rate
+    clean = eda_trace(rate, onsets, [0.6] * 5, 110.0)
+    wiggly = clean + sum(0.03 * np.exp(-0.5 * ((t - o - PEAK_DELAY_S - 1.0) / 0.05) ** 2) for o in onsets)
+    scrs = detect_scrs(wiggly, rate)
+    assert len(scrs) == 5  # the 0.03 µS wiggles are below the 0.05 µS threshold
+    # Every SCR recovers to half amplitude (a search that stopped at the wiggle would give NaN).
+    np.testing.assert_allclose(scrs["recovery_time_s"], HALF_RECOVERY_S, atol=0.35)
