@@ -65,6 +65,10 @@ REALISM_METRICS = (
     "two_sample_auc",
 )
 
+# The two-sample classifier's smallest leaf; a fold whose training windows hold fewer than twice
+# this of either source is not scored (a classifier that cannot split would read as AUC 0.5).
+MIN_WINDOWS_PER_LEAF = 5
+
 # Spectral band edges (Hz) of the window features; bands above Nyquist are NaN.
 BAND_EDGES_HZ = (0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2)
 _TINY = 1e-12
@@ -288,10 +292,12 @@ def window_features(
 class TwoSampleTest:
     """Result of `classifier_two_sample_test`.
 
-    auc: ROC AUC of "real" vs "other" on held-out recordings, mean over the folds; auc_by_recording:
-    the AUC among each recording's own windows (out-of-fold scores; NaN where a recording has
-    windows of one source only); n_real / n_other: windows of each source; n_folds: folds used
-    (0 when fewer than two recordings have windows: auc is then NaN).
+    auc: ROC AUC of "real" vs "other" on held-out recordings, mean over the scored folds (NaN
+    when none could be scored: fewer than two recordings, or too few windows to train on, see
+    `MIN_WINDOWS_PER_LEAF`); auc_by_recording: the AUC among each recording's own windows
+    (out-of-fold scores; NaN where a recording has windows of one source only or was not
+    scored); n_real / n_other: windows of each source; n_folds: GroupKFold folds (0 when fewer
+    than two recordings have windows).
     """
 
     auc: float
@@ -364,10 +370,14 @@ def two_sample_test_on_features(
     scores = np.full(len(y), np.nan)
     fold_aucs = []
     for train, test in GroupKFold(n_splits=folds).split(x, y, g):
-        if len(set(y[train].tolist())) < 2:
-            continue
+        if min((y[train] == 1).sum(), (y[train] == 0).sum()) < 2 * MIN_WINDOWS_PER_LEAF:
+            continue  # too few windows to split on: the classifier would be a constant
         clf = HistGradientBoostingClassifier(
-            max_iter=150, learning_rate=0.05, max_leaf_nodes=8, min_samples_leaf=5, random_state=seed
+            max_iter=150,
+            learning_rate=0.05,
+            max_leaf_nodes=8,
+            min_samples_leaf=MIN_WINDOWS_PER_LEAF,
+            random_state=seed,
         )
         clf.fit(x[train], y[train])
         scores[test] = clf.predict_proba(x[test])[:, 1]

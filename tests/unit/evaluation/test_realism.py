@@ -150,6 +150,11 @@ def test_two_sample_auc_high_for_obviously_different(name, transform):
     # One recording only: no grouped cross-validation is possible, the AUC is NaN.
     single = classifier_two_sample_test({"rec0": real["rec0"]}, {"rec0": other["rec0"]}, 4)
     assert single.n_folds == 0 and math.isnan(single.auc)
+    # Too few windows to train on (60 s: 3 windows a trace): NaN, not a constant classifier's 0.5.
+    few = classifier_two_sample_test(
+        {r: real[r][:240] for r in ("rec0", "rec1")}, {r: other[r][:, :240] for r in ("rec0", "rec1")}, 4
+    )
+    assert few.n_folds == 2 and math.isnan(few.auc)
 
 
 def test_realism_by_recording_structure():
