@@ -70,7 +70,7 @@ class RecordingAssessment:
     loudness_rate: float  # frames per second
     teacher_forced: dict[str, dict[str, float]]  # model / audio_blind / persistence
     free_running: dict[str, dict[str, float]]  # generated / audio_blind vs real, mean over samples
-    scr: pd.DataFrame  # one row per trace: source, sample, scr_statistics columns
+    scr: pd.DataFrame  # one row per trace: source, sample, scr_statistics columns (after the prime)
     event_locked: dict[str, EventLockedResponse] = field(default_factory=dict)
     prime_steps: int = 0  # leading steps copied from the real trace, left out of every metric
 
@@ -156,6 +156,8 @@ def sample_eda_us(
     prime = eda[None, :, :prime_steps].expand(samples, -1, -1)
     features = mfcc if audio else silent_mfcc_like(mfcc)
     out = model.generate(features, prime=prime, generator=generator, progress=progress, **generate_kwargs)
+    if isinstance(out, tuple):  # return_logits=True among generate_kwargs
+        out = out[0]
     return _to_us(rec, out[:, 0])
 
 
@@ -207,9 +209,12 @@ def assess_recording(
         .to_dict()
         for name, traces in (("generated", gen_us), ("audio_blind", blind_us))
     }
-    scr_rows = [{"source": "real", "sample": 0, **scr_statistics(real_us, rate)}]
+    # Per-trace SCR statistics for the distribution plots, on the same steps as the report.
+    scr_rows = [{"source": "real", "sample": 0, **scr_statistics(real_us[scored], rate)}]
     for name, traces in (("generated", gen_us), ("audio_blind", blind_us)):
-        scr_rows += [{"source": name, "sample": i, **scr_statistics(s, rate)} for i, s in enumerate(traces)]
+        scr_rows += [
+            {"source": name, "sample": i, **scr_statistics(s[scored], rate)} for i, s in enumerate(traces)
+        ]
     locked_events = events[events >= prime_steps / rate]
     locked = {
         name: event_locked_response(traces, rate, locked_events)
