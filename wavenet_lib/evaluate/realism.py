@@ -69,6 +69,10 @@ REALISM_METRICS = (
 # this of either source is not scored (a classifier that cannot split would read as AUC 0.5).
 MIN_WINDOWS_PER_LEAF = 5
 
+# The resolution (µS) at which the two-sample classifier sees the traces (see `window_features`):
+# well below the 0.05 µS SCR threshold, about one quantization step of a few µS range in 256 levels.
+DEFAULT_RESOLUTION_US = 0.01
+
 # Spectral band edges (Hz) of the window features; bands above Nyquist are NaN.
 BAND_EDGES_HZ = (0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2)
 _TINY = 1e-12
@@ -228,6 +232,7 @@ def window_features(
     window_s: float = 30.0,
     hop_s: float = 15.0,
     scrs: pd.DataFrame | None = None,
+    resolution_us: float = DEFAULT_RESOLUTION_US,
 ) -> pd.DataFrame:
     """Level-free features of the windows of one trace, for the two-sample classifier.
 
@@ -238,7 +243,10 @@ def window_features(
     range; relative log band powers of d (Welch, `BAND_EDGES_HZ`); and the SCRs (from one
     detection over the whole trace) whose peak lies in the window: count per minute, mean
     amplitude, rise and half-recovery (NaN without SCRs). `scrs`: the trace's `detect_scrs`
-    table if already computed.
+    table if already computed. The step statistics are computed on the trace plus Gaussian
+    dither of std `resolution_us` (µS), the same for every source: realism is judged at that
+    resolution, so a 256-level quantization of the output (steps of ~0.01 µS) is not by itself
+    what tells the sources apart. SCRs are detected on the trace itself.
 
     Returns:
         DataFrame (n_windows, n_features).
@@ -249,9 +257,12 @@ def window_features(
     spans = _windows(x.size, size, hop)
     if scrs is None and spans:
         scrs = detect_scrs(x, sampling_rate)
+    # The same dither for every trace of a length: neutral between sources, it hides structure
+    # finer than `resolution_us` (such as the model's quantization levels) from the step statistics.
+    dithered = x + np.random.default_rng(0).normal(0.0, resolution_us, x.size) if resolution_us > 0 else x
     rows = []
     for span in spans:
-        w = x[span]
+        w = dithered[span]
         d = np.diff(w)
         sd = float(d.std()) + _TINY
         z = d / sd

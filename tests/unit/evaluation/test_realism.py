@@ -126,9 +126,18 @@ def recordings(seeds, transform=lambda x, rng: x) -> dict[str, np.ndarray]:
     return out
 
 
-def test_two_sample_auc_near_half_for_real_vs_real():
+def quantized(x: np.ndarray, levels: int = 256) -> np.ndarray:
+    """x on `levels` evenly spaced values between its min and max (as the model's output is)."""
+    lo, hi = x.min(), x.max()
+    return lo + np.round((x - lo) / (hi - lo) * (levels - 1)) / (levels - 1) * (hi - lo)
+
+
+@pytest.mark.parametrize("quantize", [False, True])
+def test_two_sample_auc_near_half_for_real_vs_real(quantize):
     real = {k: v[0] for k, v in recordings(range(12)).items()}
     other = {k: v[1] for k, v in recordings(range(12)).items()}  # same process, other draws
+    if quantize:  # 256 levels over a ~2 µS range: ~0.01 µS steps, finer than the classifier looks
+        other = {k: quantized(v) for k, v in other.items()}
     test = classifier_two_sample_test(real, other, 4)
     assert test.n_folds == 5 and test.n_real == 12 * 9 and test.n_other == 12 * 9
     assert 0.35 <= test.auc <= 0.65
