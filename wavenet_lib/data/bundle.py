@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -85,13 +86,16 @@ def manifest_for(cfg: ExperimentConfig) -> Path:
             min_event_gap_s=s.min_event_gap_s,
             spontaneous_per_min=s.spontaneous_per_min,
         )
+    if data.path is None:  # the config validator requires a path for every real source
+        raise DataError(Path("."), f"data.path is required for data.source: {data.source}")
     if data.source == "manifest":
         return Path(data.path)
-    builder = {
+    builders: dict[str, Callable[..., Path]] = {
         "pmemo2019": dataset_builders.build_pmemo2019_manifest,
         "hku956": dataset_builders.build_hku956_manifest,
         "e4": dataset_builders.build_e4_manifest,
-    }[data.source]
+    }
+    builder = builders[data.source]
     root = Path(data.path).resolve()
     tag = hashlib.sha1(str(root).encode()).hexdigest()[:10]
     out = Path(data.cache_dir) / "manifests" / f"{data.source}-{tag}.csv"
@@ -217,7 +221,7 @@ def build_datasets(cfg: ExperimentConfig) -> DataBundle:
             for rid, rec in recordings.items()
         }
 
-    def make(split: str, mode: str) -> WindowDataset:
+    def make(split: str, mode: Literal["random", "strided"]) -> WindowDataset:
         return WindowDataset(
             [recordings[r] for r in splits[split]],
             model,

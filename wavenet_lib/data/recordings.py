@@ -120,7 +120,7 @@ class Recording:
 
 def _read_eda_channels(row: ManifestRow, model: WavenetConfig, data: DataConfig) -> list:
     """Each EDA column as read (`EdaSignal`) and cleaned at the file's rate: [(signal, values)]."""
-    columns: list[str | None] = row.eda_column.split("+") if row.eda_column else [None]
+    columns: list[str | None] = list(row.eda_column.split("+")) if row.eda_column else [None]
     if len(columns) != model.out_channels:
         raise DataError(
             row.eda_path,
@@ -210,9 +210,8 @@ def prepare_recording(
     )
     mfcc = mfcc_for_recording(row.audio_path, model, n_steps, audio_start, data.cache_dir)
     mean, std = mfcc_statistics(mfcc)
-    return Recording(
-        row, eda[:, skip : skip + n_steps], Path(mfcc.filename), mean, std, audio_start, crop, rate
-    )
+    mfcc_path = Path(mfcc.filename)  # type: ignore[attr-defined]  # a memory map of the cache file
+    return Recording(row, eda[:, skip : skip + n_steps], mfcc_path, mean, std, audio_start, crop, rate)
 
 
 @dataclass

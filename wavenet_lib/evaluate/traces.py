@@ -40,7 +40,7 @@ def free_running_metrics(
     import librosa  # imported here: slow to import, and only this function needs it
 
     kwargs = {"global_constraints": True, "band_rad": band_rad} if band_rad is not None else {}
-    cost, path = librosa.sequence.dtw(X=a[None, :], Y=b[None, :], metric="euclidean", **kwargs)
+    cost, path = librosa.sequence.dtw(X=a[None, :], Y=b[None, :], metric="euclidean", **kwargs)  # type: ignore[call-overload]
     return {
         "rmse_us": rmse,
         "pearson_r": r,

@@ -8,6 +8,8 @@ Values outside [-1, 1] are clipped first.
 
 from __future__ import annotations
 
+from typing import Any, overload
+
 import numpy as np
 import torch
 
@@ -21,6 +23,10 @@ def bin_width(levels: int) -> float:
     return 2.0 / (levels - 1)
 
 
+@overload
+def quantize(x: torch.Tensor, levels: int) -> torch.Tensor: ...
+@overload
+def quantize(x: np.ndarray, levels: int) -> np.ndarray: ...
 def quantize(x: torch.Tensor | np.ndarray, levels: int) -> torch.Tensor | np.ndarray:
     """Normalized EDA in [-1, 1] → class indices in [0, levels) (int64)."""
     scale = (levels - 1) / 2.0
@@ -29,7 +35,11 @@ def quantize(x: torch.Tensor | np.ndarray, levels: int) -> torch.Tensor | np.nda
     return np.rint((np.clip(x, -1.0, 1.0) + 1.0) * scale).astype(np.int64)
 
 
-def dequantize(idx: torch.Tensor | np.ndarray, levels: int, dtype=None) -> torch.Tensor | np.ndarray:
+@overload
+def dequantize(idx: torch.Tensor, levels: int, dtype: Any = None) -> torch.Tensor: ...
+@overload
+def dequantize(idx: np.ndarray, levels: int, dtype: Any = None) -> np.ndarray: ...
+def dequantize(idx: torch.Tensor | np.ndarray, levels: int, dtype: Any = None) -> torch.Tensor | np.ndarray:
     """Class indices → bin centres in normalized units (float32 unless `dtype` given)."""
     width = bin_width(levels)
     if isinstance(idx, torch.Tensor):

@@ -47,6 +47,7 @@ def measure_receptive_field(model: Wavenet, batch: int = 4, seed: int = 0) -> Me
     eda_prev = torch.rand(batch, cfg.out_channels, steps, generator=g, dtype=torch.float64) * 2 - 1
     mfcc.requires_grad_(True)
     probe(mfcc, eda_prev)[..., step].square().sum().backward()
+    assert mfcc.grad is not None
     per_frame = mfcc.grad.abs().sum(dim=(0, 1, 3))
     touched = torch.nonzero(per_frame).flatten()
     return MeasuredReceptiveField(step, int(touched.min()), int(touched.max()), per_frame.detach())
