@@ -33,9 +33,9 @@ and saturates; `h` counts the earlier evoked SCRs, each fading with a 60 s time 
 "The electrodermal system", *Handbook of Psychophysiology*, 2017; Benedek & Kaernbach, 2010,
 for the bi-exponential SCR):
 
-- SCR shape: a sudomotor burst (Gaussian, 0.25 s wide) through the bi-exponential skin
-  response `exp(-t/tau_decay) - exp(-t/tau_rise)`; per subject tau_rise 0.5-0.9 s and
-  tau_decay 2.5-4.5 s, i.e. rise time (onset to peak) ~1.3-2 s and half-recovery ~2-4 s.
+- SCR shape: a sudomotor burst (Gaussian, 0.2 s sd) through the bi-exponential skin
+  response `exp(-t/tau_decay) - exp(-t/tau_rise)`; per subject tau_rise 0.4-0.75 s and
+  tau_decay 2.4-4.0 s, i.e. rise time (onset to peak) ~1.4-2.0 s and half-recovery ~2.1-3.6 s.
 - Evoked amplitudes ~0.1-1 µS (per-subject `gain` 0.4-1.2 µS).
 - Spontaneous (non-specific) SCRs: Poisson at a per-subject 1-3 per minute (configurable),
   amplitude lognormal around 0.08 µS, independent of the audio.
@@ -77,8 +77,10 @@ FRAME_HOP_S = 0.025
 FRAME_WINDOW_S = 0.064
 N_MELS = 40
 HABITUATION_RECOVERY_S = 60.0
-SCR_ONSET_SMOOTH_S = 0.25
+SCR_ONSET_SMOOTH_S = 0.2
 E4_RESOLUTION_US = 0.0009
+TAU_RISE_S = (0.4, 0.75)  # per-subject ranges of the SCR time constants
+TAU_DECAY_S = (2.4, 4.0)
 
 
 @dataclass(frozen=True)
@@ -133,8 +135,8 @@ def draw_subject(rng: np.random.Generator, index: int, cfg: SyntheticDataConfig)
         gain_us=float(rng.uniform(0.4, 1.2)),
         threshold_factor=float(rng.uniform(0.85, 1.15)),
         latency_mean_s=float(rng.uniform(lo + 0.2 * (hi - lo), hi - 0.2 * (hi - lo))),
-        tau_rise_s=float(rng.uniform(0.5, 0.9)),
-        tau_decay_s=float(rng.uniform(2.5, 4.5)),
+        tau_rise_s=float(rng.uniform(TAU_RISE_S[0], TAU_RISE_S[1])),
+        tau_decay_s=float(rng.uniform(TAU_DECAY_S[0], TAU_DECAY_S[1])),
         habituation=float(rng.uniform(0.1, 0.35)),
         spontaneous_per_min=float(rng.uniform(*cfg.spontaneous_per_min)),
         scl_us=float(rng.uniform(3.0, 14.0)),
@@ -227,8 +229,8 @@ def _raw_shape(t: np.ndarray, tau_rise: float, tau_decay: float, smooth_s: float
     if smooth_s <= 0:
         tp = np.clip(t, 0.0, None)
         return np.where(t > 0, np.exp(-tp / tau_decay) - np.exp(-tp / tau_rise), 0.0)
-    # exp(-t/tau) (t > 0) convolved with a Gaussian burst centred 2 sd after onset
-    loc = 2.0 * smooth_s
+    # exp(-t/tau) (t > 0) convolved with a Gaussian burst centred 3 sd after onset
+    loc = 3.0 * smooth_s
     decay = tau_decay * exponnorm.pdf(t, tau_decay / smooth_s, loc=loc, scale=smooth_s)
     rise = tau_rise * exponnorm.pdf(t, tau_rise / smooth_s, loc=loc, scale=smooth_s)
     return np.where(t > 0, decay - rise, 0.0)
@@ -240,7 +242,7 @@ def scr_shape(
     """SCR of unit peak, `t` seconds after its onset (0 for t <= 0); same shape as `t`.
 
     The bi-exponential `exp(-t/tau_decay) - exp(-t/tau_rise)`; with `smooth_s > 0` the
-    sudomotor burst is a Gaussian of that width (centred 2 widths after onset) instead of an
+    sudomotor burst is a Gaussian of that width (centred 3 widths after onset) instead of an
     impulse, which rounds the onset as in recorded SCRs.
     """
     t = np.asarray(t, dtype=np.float64)
