@@ -65,6 +65,8 @@ __all__ = [
     "RULES",
     "Subject",
     "draw_subject",
+    "latency_range",
+    "rule_threshold",
     "mel_frames",
     "listener_feature",
     "feature_events",
