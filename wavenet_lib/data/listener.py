@@ -16,18 +16,20 @@ is known exactly and can be checked from the written files alone.
   feature is the RMS over bands of their difference. New instruments, sections, pieces.
 
 **Rule**: a feature event is a peak of the feature above the subject's threshold (the rule's
-threshold times a per-subject factor), at least `min_event_gap_s` after the previous one
+threshold, 6 dB for loudness_rise and 5.4 dB for spectral_novelty, times a per-subject factor
+0.85-1.15), at least `min_event_gap_s` after the previous one
 (`scipy.signal.find_peaks` with `height` and `distance`). Its strength is the feature value at
 the peak. Each event evokes an SCR with probability `evoked_probability`; no SCR is evoked
 without an event. The SCR starts `latency` after the event: loudness rises act fast
 (1.0-2.5 s, the latency of orienting SCRs), timbral novelty slower (2.5-4.0 s, as for
-stimuli that must be appraised); each subject has a mean latency in the range, each event
-jitters around it.
+stimuli that must be appraised); each subject has a mean latency in the middle 60 % of the
+range, each event adds Gaussian jitter (sd 20 % of the range), clipped to the range.
 
 **Amplitude** of an evoked SCR (µS): `gain * (0.3 + 0.7 * (1 - exp(-(strength - threshold) /
 scale))) * exp(-habituation * h) * lognormal(0, 0.15)`: grows with the strength of the event
-and saturates; `h` counts the earlier evoked SCRs, each fading with a 60 s time constant
-(habituation to repeated stimuli, recovering with rest: Dawson et al., 2017, sec. 3.2).
+and saturates (scale 10 dB for loudness_rise, 2 dB for spectral_novelty); `h` counts the
+earlier evoked SCRs, each fading with a 60 s time constant (habituation to repeated stimuli,
+recovering with rest); per-subject `habituation` 0.1-0.35.
 
 **Physiology** (Boucsein, *Electrodermal Activity*, 2nd ed., 2012; Dawson, Schell & Filion,
 "The electrodermal system", *Handbook of Psychophysiology*, 2017; Benedek & Kaernbach, 2010,
@@ -35,13 +37,13 @@ for the bi-exponential SCR):
 
 - SCR shape: a sudomotor burst (Gaussian, 0.2 s sd) through the bi-exponential skin
   response `exp(-t/tau_decay) - exp(-t/tau_rise)`; per subject tau_rise 0.4-0.75 s and
-  tau_decay 2.4-4.0 s, i.e. rise time (onset to peak) ~1.4-2.0 s and half-recovery ~2.1-3.6 s.
+  tau_decay 2.4-4.0 s, i.e. rise time (onset to peak) ~1.3-1.9 s and half-recovery ~2.1-3.6 s.
 - Evoked amplitudes ~0.1-1 µS (per-subject `gain` 0.4-1.2 µS).
 - Spontaneous (non-specific) SCRs: Poisson at a per-subject 1-3 per minute (configurable),
   amplitude lognormal around 0.08 µS, independent of the audio.
-- Tonic level (SCL): per subject 3-14 µS, per session ±15 %, a slow linear trend (mostly
-  downward, as during rest) and a smooth random drift (white noise through two 20 s EMAs,
-  0.2-0.6 µS sd); kept within 2-20 µS.
+- Tonic level (SCL): per subject 3-14 µS, per session ±15 %, a slow linear trend (-12 % to
+  +4 % of the level over the session: mostly downward, as during rest) and a smooth random
+  drift (white noise through two 20 s EMAs, 0.2-0.6 µS sd); kept within 2-20 µS.
 - Sensor: white noise of 2-6 nS sd, then quantized to 0.9 nS steps (the resolution of an
   Empatica E4).
 
