@@ -70,6 +70,7 @@ __all__ = [
     "latency_range",
     "rule_threshold",
     "mel_frames",
+    "causal_ema",
     "listener_feature",
     "feature_events",
     "scr_shape",
@@ -160,8 +161,9 @@ def rule_threshold(cfg: SyntheticDataConfig, subject: Subject) -> float:
 
 
 # --- audio features ---------------------------------------------------------------------------
-def _ema(x: np.ndarray, tau_s: float, rate: float) -> np.ndarray:
-    """Causal exponential moving average along the last axis, started at the first value."""
+def causal_ema(x: np.ndarray, tau_s: float, rate: float) -> np.ndarray:
+    """Causal exponential moving average (time constant `tau_s`) along the last axis, started at the
+    first value; `rate` is samples per second. Same shape as `x`."""
     a = np.exp(-1.0 / (tau_s * rate))
     first = x[..., :1]
     return lfilter([1.0 - a], [1.0, -a], x - first, axis=-1) + first
@@ -203,9 +205,9 @@ def listener_feature(name: str, audio: np.ndarray, sample_rate: int) -> tuple[np
     mel_db, times, rate = mel_frames(audio, sample_rate)
     if name == "loudness_rise":
         loud = 10.0 * np.log10(np.maximum(np.mean(10.0 ** (mel_db / 10.0), axis=0), 1e-10))
-        return _ema(loud, 0.2, rate) - _ema(loud, 3.0, rate), times
+        return causal_ema(loud, 0.2, rate) - causal_ema(loud, 3.0, rate), times
     shape = mel_db - mel_db.mean(axis=0, keepdims=True)
-    diff = _ema(shape, 0.5, rate) - _ema(shape, 5.0, rate)
+    diff = causal_ema(shape, 0.5, rate) - causal_ema(shape, 5.0, rate)
     return np.sqrt(np.mean(diff**2, axis=0)), times
 
 
@@ -261,7 +263,7 @@ def tonic_level(rng: np.random.Generator, n_steps: int, rate: float, subject: Su
     trend = base * rng.uniform(-0.12, 0.04) * t / max(duration, 1.0)
     warm = int(60 * rate)  # start the drift filters in their stationary regime
     noise = rng.standard_normal(n_steps + warm)
-    drift = _ema(_ema(noise, 20.0, rate), 20.0, rate)[warm:]
+    drift = causal_ema(causal_ema(noise, 20.0, rate), 20.0, rate)[warm:]
     drift = drift / (np.std(drift) + 1e-12) * rng.uniform(0.2, 0.6)
     return np.clip(base + trend + drift, 2.0, 20.0)
 
