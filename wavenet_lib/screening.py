@@ -15,7 +15,9 @@ from the audio rather than from different draws. Each trace is measured in µS:
 - the mean rise of EDA over the file: the trace's mean minus its first value (µS);
 - whether it holds at least one SCR;
 - the response score: the summed amplitude of its SCRs per minute (µS/min), which grows with
-  both the number and the size of the responses. Files are ranked by it (`rank_by`).
+  both the number and the size of the responses.
+
+Files are ranked by expected SCRs per minute (or any statistic, `rank_by`).
 
 Each statistic is reported as the mean over samples with its standard error (`*_se`; for the
 fraction with an SCR, the binomial standard error). The mean SCR amplitude averages the samples
@@ -72,12 +74,14 @@ class ScreeningResult:
             scr_amplitude_us, eda_rise_us, frac_with_scr (0/1), response_us_per_min.
         skipped: (path, reason) for every file that could not be screened.
         generated: file (as in `ranking.file`) → its generated samples.
+        config: the experiment config of the model used.
     """
 
     ranking: pd.DataFrame
     per_sample: pd.DataFrame
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     generated: dict[str, GeneratedEDA] = field(default_factory=dict)
+    config: ExperimentConfig | None = None
 
 
 def find_audio_files(inputs: Sequence[str | Path]) -> list[Path]:
@@ -166,7 +170,7 @@ def screen_stimuli(
     prime: np.ndarray | str | Path | None = None,
     prime_rate: float | None = None,
     temperature: float = 1.0,
-    rank_by: str = "response_us_per_min",
+    rank_by: str = "scr_per_min",
     amplitude_min_us: float = 0.05,
     device: str | torch.device = "cpu",
     progress: bool = True,
@@ -229,7 +233,7 @@ def screen_stimuli(
                 prime=prime,
             )
         except DataError as exc:
-            skipped.append((path, exc.problem))
+            skipped.append((path, exc.problem.replace(" ()", "")))  # some decoders give empty messages
             continue
         except (RuntimeError, OSError) as exc:  # decoder failures that escape the readers
             skipped.append((path, " ".join(str(exc).split())[:300]))
@@ -255,7 +259,7 @@ def screen_stimuli(
         if per_sample
         else pd.DataFrame(columns=["file", "sample", "n_scr", *STATISTICS])
     )
-    return ScreeningResult(ranking.reset_index(drop=True), sample_table, skipped, generated)
+    return ScreeningResult(ranking.reset_index(drop=True), sample_table, skipped, generated, config)
 
 
 def write_ranking(result: ScreeningResult, path: str | Path) -> Path:
