@@ -146,7 +146,10 @@ def attribute_audio(
     x = x.detach().float()
     if x.dim() != 3:
         raise ValueError(f"mfcc must be (in_channels, frames, num_mfccs), got {tuple(x.shape)}")
-    _, steps = model._check_inputs(x[None], None)
+    spf = model.spf
+    if x.shape[1] % spf:
+        raise ValueError(f"mfcc has {x.shape[1]} frames, not a whole number of EDA steps of {spf} frames")
+    steps = x.shape[1] // spf
     device = next(model.parameters()).device
     x = x.to(device)
     base = silent_mfcc_like(x) if baseline is None else torch.as_tensor(baseline, dtype=torch.float32)
@@ -189,7 +192,6 @@ def attribute_audio(
     finally:
         model.train(was_training)
     per_frame = attr[0].sum(dim=(0, 2)).detach().cpu().double().numpy()  # (F,)
-    spf = model.spf
     return AudioAttribution(
         frame_attribution=per_frame,
         step_attribution=per_frame.reshape(steps, spf).sum(axis=1),

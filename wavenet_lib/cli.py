@@ -172,7 +172,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             prime=args.prime,
             prime_rate=args.prime_rate,
         )
-    except (FileNotFoundError, CheckpointError, DataError, RuntimeError) as exc:
+    except (FileNotFoundError, CheckpointError, DataError, RuntimeError, ValueError) as exc:
         raise _UserError(str(exc)) from None
     if result.eda_us is None:
         print(

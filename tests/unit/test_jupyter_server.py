@@ -103,7 +103,9 @@ def _notebook_cells(tmp_path: Path) -> list[str]:
             continue
         mock = cell.get("metadata", {}).get("nbmake", {}).get("mock")
         if mock:
-            values = {k: str((NOTEBOOK.parent / v).resolve()) if k.endswith("_path") else v for k, v in mock.items()}
+            values = {
+                k: str((NOTEBOOK.parent / v).resolve()) if k.endswith("_path") else v for k, v in mock.items()
+            }
             values["run_dir"] = str(tmp_path / "run")
             cells.append("\n".join(f"{k} = {v!r}" for k, v in values.items()))
         else:
@@ -133,9 +135,12 @@ def test_a_headless_jupyter_server_lists_the_kernel_and_runs_a_repo_notebook(tmp
         assert nb_kernel in specs["kernelspecs"], f"kernel {nb_kernel!r} not in {list(specs['kernelspecs'])}"
         assert requests.get(f"{url}/lab", headers=headers, timeout=30).ok  # JupyterLab itself is served
 
-        kernel = requests.post(f"{url}/api/kernels", json={"name": nb_kernel}, headers=headers, timeout=60).json()
+        kernel = requests.post(
+            f"{url}/api/kernels", json={"name": nb_kernel}, headers=headers, timeout=60
+        ).json()
         ws = websocket.create_connection(
-            f"ws://127.0.0.1:{port}/api/kernels/{kernel['id']}/channels?token={token}", timeout=START_TIMEOUT_S
+            f"ws://127.0.0.1:{port}/api/kernels/{kernel['id']}/channels?token={token}",
+            timeout=START_TIMEOUT_S,
         )
         try:
             # The kernel is this environment's interpreter, and it imports this repo.
