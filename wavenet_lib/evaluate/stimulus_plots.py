@@ -126,6 +126,7 @@ def plot_stimulus_attribution(
     )
     librosa.display.specshow(mel, sr=sr, hop_length=m.mfcc_hop_size, x_axis="time", y_axis="mel", ax=axes[1])
     axes[1].set_ylabel("mel (Hz)")
+    axes[1].set_xlabel("")
     a = attribution.step_attribution
     t = attribution.step_times_s
     axes[2].bar(

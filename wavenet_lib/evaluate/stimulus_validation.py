@@ -194,7 +194,9 @@ def validate_stimuli(
     """Screen and attribute held-out recordings and score both against their true events.
 
     Screening runs on the recordings of `screen_splits` (never trained on; more files make a
-    steadier rank correlation), attribution on `attribution_split`, each recording's real EDA
+    steadier rank correlation), attribution on `attribution_split`, scored at EDA-step
+    resolution (the sum of each step's frames: the EDA's own time base, and per-frame values
+    carry gradient noise that partly cancels within a step), each recording's real EDA
     held fixed as the history (`attribute_audio`, silent baseline).
 
     Returns:
@@ -233,8 +235,8 @@ def validate_stimuli(
         )
         attributions[rid] = att
         if events is not None:
-            attr_values.append(att.frame_attribution)
-            attr_times.append(prepared.audio_start_s + att.frame_times_s + 0.5 / att.frame_rate)
+            attr_values.append(att.step_attribution)
+            attr_times.append(prepared.audio_start_s + att.step_times_s + 0.5 / att.eda_sample_rate)
             attr_onsets.append(events["onset_s"].to_numpy(float))
     mass = onset_mass_fraction(attr_values, attr_times, attr_onsets, window_s)
     corr = screening_correlation(screening.ranking, rank_by)
@@ -242,6 +244,7 @@ def validate_stimuli(
         "attribution_method": "integrated_gradients",
         "attribution_baseline": "silent_mfcc",
         "attribution_split": attribution_split,
+        "attribution_resolution": "eda_step",
         "attribution_onset_window_s": window_s,
         "attribution_onset_mass_fraction": mass["mass_fraction"],
         "attribution_onset_abs_mass_fraction": mass["abs_mass_fraction"],
