@@ -80,6 +80,7 @@ def test_the_ordered_notebooks_exist():
         "01_receptive_field.ipynb",
         "02_training.ipynb",
         "03_evaluation.ipynb",
+        "04_stimuli.ipynb",
     ]
 
 
