@@ -19,11 +19,9 @@ import time
 import uuid
 from pathlib import Path
 
-import pytest
-
-pytest.importorskip("jupyterlab")
-requests = pytest.importorskip("requests")
-websocket = pytest.importorskip("websocket")
+import jupyterlab  # noqa: F401  (part of the install: a missing one fails here, not skips)
+import requests
+import websocket
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "notebooks" / "01_receptive_field.ipynb"
