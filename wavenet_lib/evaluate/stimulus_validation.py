@@ -258,6 +258,10 @@ def validate_stimuli(
         "screening_spearman_p": corr["p_value"],
         "screening_n_files": corr["n_files"],
     }
+    for wider in (1.0, 2.0):  # context: how far from the onsets the rest of the mass lies
+        around = onset_mass_fraction(attr_values, attr_times, attr_onsets, wider)
+        section[f"attribution_mass_fraction_within_{wider:g}s"] = around["mass_fraction"]
+        section[f"attribution_window_coverage_within_{wider:g}s"] = around["window_coverage"]
     for other in ("scr_per_min", "response_us_per_min", "eda_rise_us"):
         if other != rank_by:
             section[f"screening_spearman_rho_{other}"] = screening_correlation(screening.ranking, other)[
