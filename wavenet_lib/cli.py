@@ -7,6 +7,9 @@
                          [--samples N] [--seed S] [--temperature T] [--greedy] [--format csv|e4]
                          [--start-time UNIX_S] [--allow-short-audio]
     wavenet-eda data CONFIG                 prepare the data, fill the MFCC cache, list what is used
+                         [--prime EDA.csv [--prime-rate HZ]]
+    wavenet-eda screen --checkpoint CKPT --audio DIR_OR_FILES... --out ranking.csv
+                       [--samples N] [--seed S] [--plots DIR] [--prime EDA.csv [--prime-rate HZ]]
 
 Multi-process training: ``torchrun --nproc_per_node=N -m wavenet_lib train CONFIG``.
 
@@ -212,8 +215,10 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             device=device,
             progress=not args.no_progress,
             allow_short=args.allow_short_audio,
+            prime=args.prime,
+            prime_rate=args.prime_rate,
         )
-    except (FileNotFoundError, CheckpointError, DataError, RuntimeError) as exc:
+    except (FileNotFoundError, CheckpointError, DataError, RuntimeError, ValueError) as exc:
         raise _UserError(str(exc)) from None
     if result.eda_us is None:
         print(
@@ -277,6 +282,68 @@ def _cmd_data(args: argparse.Namespace) -> int:
         f"{len(left)} left out"
     )
     return EXIT_OK
+
+
+# --- screen --------------------------------------------------------------------------------------
+def _cmd_screen(args: argparse.Namespace) -> int:
+    from wavenet_lib.atomic_write import check_writable
+    from wavenet_lib.errors import DataError
+    from wavenet_lib.generation import check_sampling
+    from wavenet_lib.screening import screen_stimuli, write_ranking
+    from wavenet_lib.train.checkpoints import CheckpointError
+    from wavenet_lib.train.loop import select_device
+
+    try:
+        check_sampling(args.samples, args.temperature, greedy=False)
+    except ValueError as exc:
+        raise _UserError(f"--{exc}") from None
+    try:
+        check_writable(args.out)  # before minutes of screening, not after
+    except OSError as exc:
+        raise _UserError(f"--out: {exc}") from None
+    try:
+        device = select_device(args.device)
+        result = screen_stimuli(
+            args.checkpoint,
+            args.audio,
+            samples=args.samples,
+            seed=args.seed,
+            prime=args.prime,
+            prime_rate=args.prime_rate,
+            temperature=args.temperature,
+            device=device,
+            progress=not args.no_progress,
+        )
+    except (FileNotFoundError, CheckpointError, DataError, ValueError) as exc:
+        raise _UserError(str(exc)) from None
+    for path, reason in result.skipped:
+        print(f"warning: skipped {path}: {reason}", file=sys.stderr)
+    if result.ranking.empty:
+        raise _UserError(f"none of the {len(result.skipped)} audio file(s) could be screened (see warnings)")
+    out = write_ranking(result, args.out)
+    if args.plots:
+        _screen_plots(result, Path(args.plots))
+    best = result.ranking.iloc[0]
+    print(
+        f"screened {len(result.ranking)} file(s) x {args.samples} sample(s) "
+        f"({len(result.skipped)} skipped); ranking in {out}; top: {best['file']} "
+        f"({best['scr_per_min']:.2f} SCR/min)"
+    )
+    return EXIT_OK
+
+
+def _screen_plots(result, folder: Path) -> None:
+    from wavenet_lib.evaluate.stimulus_plots import plot_screened_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for row in result.ranking.itertuples():
+        generated = result.generated[row.file]
+        fig = plot_screened_file(
+            generated.values[:, 0], generated.sample_rate, row.file, result.config,
+            title=f"#{row.rank} {Path(row.file).name}: {row.scr_per_min:.2f} SCR/min",
+        )  # fmt: skip
+        fig.savefig(folder / f"{row.rank:03d}_{Path(row.file).stem}.png", dpi=100, bbox_inches="tight")
+    print(f"wrote {len(result.ranking)} figure(s) to {folder}")
 
 
 # --- parser --------------------------------------------------------------------------------------
@@ -360,6 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     gen.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_prime_arguments(gen)
     gen.set_defaults(func=_cmd_generate)
 
     data = sub.add_parser(
@@ -367,7 +435,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     data.add_argument("config", help="experiment YAML")
     data.set_defaults(func=_cmd_data)
+    screen = sub.add_parser("screen", help="rank audio files by the EDA responses they evoke")
+    screen.add_argument("--checkpoint", required=True, help="a checkpoint (e.g. runs/NAME/best.pt)")
+    screen.add_argument("--audio", required=True, nargs="+", help="audio files and/or folders of them")
+    screen.add_argument("--out", required=True, help="ranking CSV (one row per file, best first)")
+    screen.add_argument("--samples", type=int, default=16, help="generated samples per file")
+    screen.add_argument("--seed", type=_seed, default=0, help="sampling seed (the same for every file)")
+    screen.add_argument("--temperature", type=_finite_float, default=1.0, help="softmax temperature")
+    screen.add_argument("--plots", help="folder for one figure per file (quantile bands over loudness)")
+    screen.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
+    screen.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_prime_arguments(screen)
+    screen.set_defaults(func=_cmd_screen)
     return parser
+
+
+def _add_prime_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--prime",
+        help="the listener's EDA before the stimulus (E4 EDA.csv, or CSV with a time column; any "
+        "rate): samples start from its level and recent history",
+    )
+    parser.add_argument(
+        "--prime-rate", type=_finite_float, help="the prime's rate (Hz) when it has no time column"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

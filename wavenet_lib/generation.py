@@ -8,6 +8,14 @@ The model works in normalized units on [-1, 1]; `eda_to_microsiemens` maps them 
 normalization stored in the checkpoint (a `MinMaxNormalizer`). With per-recording
 normalization, the stored one is the typical training recording's range (median low and high),
 so generated µS are on the scale of a typical training recording.
+
+Start level: without a prime, every sample starts from model unit 0, the middle of that
+typical range ((lo + hi) / 2 µS of the stored normalization), with no history. With a prime
+(`prime=`, the listener's own EDA before the stimulus; an array in µS at the model's rate or a
+file read by `wavenet_lib.data.prime.read_prime`), its last receptive field of steps is fed to
+the model as teacher-forced history over silent audio before the stimulus starts, so samples
+continue from that person's level and recent trend; the µS scale is set as in
+`wavenet_lib.data.prime.prime_normalizer`.
 """
 
 from __future__ import annotations
@@ -124,6 +132,8 @@ def generate_from_audio(
     start_s: float = 0.0,
     n_steps: int | None = None,
     allow_short: bool = False,
+    prime: np.ndarray | str | Path | None = None,
+    prime_rate: float | None = None,
 ) -> GeneratedEDA:
     """Sample `samples` EDA traces for the audio file, one step at a time.
 
@@ -143,6 +153,11 @@ def generate_from_audio(
         n_steps: steps to generate (default: the whole audio).
         allow_short: generate even when the audio is shorter than the model's receptive field
             (every step then sees only part of the context it was trained with).
+        prime: the listener's EDA before the stimulus: (P,) or (out_channels, P) µS at the
+            model's EDA rate, or a file (E4 `EDA.csv` or CSV, any rate, resampled). Needs the
+            normalization (stored in checkpoints). Default None: start at model unit 0.
+        prime_rate: the prime file's rate when it has no time column (checked against the
+            rate a file states).
 
     Raises:
         FileNotFoundError, CheckpointError: a bad checkpoint path.
@@ -167,6 +182,9 @@ def generate_from_audio(
     mfcc = audio_features(audio_path, config, n_steps=n_steps, start_s=start_s).to(device)
     if not bool(torch.isfinite(mfcc).all()):
         raise DataError(audio_path, "its features hold NaN or infinite values (clipped or corrupt audio?)")
+    prime_units = None
+    if prime is not None:
+        mfcc, prime_units, normalizer = _with_prime(model, config, mfcc, prime, prime_rate, normalizer)
     generator = None
     if seed is not None and not greedy:
         generator = torch.Generator(device=mfcc.device).manual_seed(int(seed))
@@ -175,8 +193,15 @@ def generate_from_audio(
         n = min(MAX_SAMPLES_PER_BATCH, samples - start)
         batch = mfcc.unsqueeze(0).expand(n, *mfcc.shape)
         eda = model.generate(
-            batch, temperature=temperature, greedy=greedy, generator=generator, progress=progress
+            batch,
+            prime=None if prime_units is None else prime_units.expand(n, -1, -1),
+            temperature=temperature,
+            greedy=greedy,
+            generator=generator,
+            progress=progress,
         )
+        if prime_units is not None:
+            eda = eda[..., prime_units.shape[-1] :]  # keep the stimulus only
         chunks.append(eda.float().cpu().numpy())
     units = np.concatenate(chunks)
     eda_us = (
@@ -210,6 +235,39 @@ def _refuse_short_audio(
             f"of {field:.2f} s; generating would give every step a partial context. Pass "
             "--allow-short-audio (allow_short=True) to generate anyway",
         )
+
+
+def _with_prime(
+    model: nn.Module,
+    config: ExperimentConfig,
+    mfcc: torch.Tensor,
+    prime: np.ndarray | str | Path,
+    prime_rate: float | None,
+    normalizer: MinMaxNormalizer | None,
+) -> tuple[torch.Tensor, torch.Tensor, MinMaxNormalizer]:
+    """Silent frames + the audio's MFCCs, the prime in units (1, C_out, P), and the primed normalization."""
+    from wavenet_lib.data.prime import check_prime, prime_normalizer, read_prime
+
+    m = config.model
+    if normalizer is None:
+        raise ValueError("a prime in µS needs the EDA normalization; this model/checkpoint has none")
+    if isinstance(prime, (str, Path)):
+        prime_us = read_prime(prime, m.eda_sample_rate, sample_rate=prime_rate)
+    else:
+        prime_us = np.asarray(prime, dtype=np.float64)
+        check_prime(prime_us, float(m.eda_sample_rate))
+    prime_us = np.atleast_2d(prime_us)
+    if prime_us.shape[0] not in (1, m.out_channels):
+        raise ValueError(f"prime must be (P,) or ({m.out_channels}, P) µS, got {prime_us.shape}")
+    prime_us = np.broadcast_to(prime_us, (m.out_channels, prime_us.shape[-1]))
+    prime_us = prime_us[:, -m.receptive_field_eda_steps :]  # older history cannot reach the model
+    primed = prime_normalizer(prime_us, normalizer, config.data.normalization == "per_recording")
+    units = primed.normalize(prime_us)
+    p = units.shape[-1]
+    silence = mfcc.amin(dim=-2, keepdim=True).expand(-1, p * model.spf, -1)  # as silent_mfcc_like
+    mfcc = torch.cat([silence, mfcc], dim=-2)
+    prime_units = torch.as_tensor(np.ascontiguousarray(units), dtype=torch.float32, device=mfcc.device)
+    return mfcc, prime_units[None], primed
 
 
 def column_names(samples: int, channels: int, unit: str = "us") -> list[str]:

@@ -2,7 +2,7 @@
 
     python -m wavenet_lib.pipeline configs/quickstart.yaml [more.yaml ...] [--runs-dir runs]
 
-For each config, notebooks 01 → 02 → 03 run in order into `<runs-dir>/<experiment name>/`,
+For each config, notebooks 01 → 02 → 03 → 04 run in order into `<runs-dir>/<experiment name>/`,
 each receiving `config_path` and `run_dir` as papermill parameters; the executed notebooks sit
 beside the checkpoint, figures and `metrics.json` the notebooks write there. A failing cell
 stops that config with a message naming the notebook, the cell and the error, leaves the
@@ -104,7 +104,7 @@ def run_experiment(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m wavenet_lib.pipeline",
-        description="Run notebooks 01 → 02 → 03 with papermill for each experiment config.",
+        description="Run notebooks 01 → 04 with papermill for each experiment config.",
     )
     parser.add_argument("configs", nargs="+", type=Path, help="experiment YAML files")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run folders go")

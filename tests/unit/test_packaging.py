@@ -75,11 +75,12 @@ def test_ci_runs_the_readme_test_command():
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
-def test_the_three_ordered_notebooks_exist():
+def test_the_ordered_notebooks_exist():
     assert [p.name for p in NOTEBOOKS] == [
         "01_receptive_field.ipynb",
         "02_training.ipynb",
         "03_evaluation.ipynb",
+        "04_stimuli.ipynb",
     ]
 
 

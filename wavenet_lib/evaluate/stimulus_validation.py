@@ -1,0 +1,270 @@
+"""Screening and attribution checked where the truth is known (datasets that ship their events).
+
+A recording whose audio `<stem>.wav` has a `<stem>_events.csv` beside it (the synthetic dataset
+writes one) gives the true loud onsets (`onset_s`, audio time) and a strength per event: the
+`strength` column when present, else `loudness`, else `amplitude_us`. Two checks:
+
+- **attribution near onsets**: the share of the attribution mass (positive part: the moments
+  that raise the predicted EDA) that falls within `window_s` of a true onset, next to the share
+  of the time those windows cover (what a uniform attribution would score);
+- **screening vs the truth**: Spearman's ρ between the screening statistic of each recording and
+  the number × mean strength of its true events (the summed strength).
+
+`add_metrics_section` adds the numbers under one top-level key of an existing `metrics.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from wavenet_lib.atomic_write import atomic_write_text
+
+__all__ = [
+    "STRENGTH_COLUMNS",
+    "events_file",
+    "true_events",
+    "onset_windows",
+    "onset_mass_fraction",
+    "screening_correlation",
+    "add_metrics_section",
+]
+
+STRENGTH_COLUMNS = ("strength", "loudness", "amplitude_us")
+
+
+def events_file(audio_path: str | Path) -> Path:
+    """`<stem>_events.csv` beside the audio file (may not exist)."""
+    audio_path = Path(audio_path)
+    return audio_path.with_name(f"{audio_path.stem}_events.csv")
+
+
+def true_events(audio_path: str | Path) -> pd.DataFrame | None:
+    """The known events of an audio file: columns onset_s (audio time, s) and strength.
+
+    Strength is the first of `STRENGTH_COLUMNS` present. Returns None when no events file exists.
+
+    Raises:
+        ValueError: the events file has no `onset_s` column or no strength column.
+    """
+    path = events_file(audio_path)
+    if not path.is_file():
+        return None
+    table = pd.read_csv(path)
+    if "onset_s" not in table.columns:
+        raise ValueError(f"{path}: no onset_s column; columns are {list(table.columns)}")
+    column = next((c for c in STRENGTH_COLUMNS if c in table.columns), None)
+    if column is None:
+        raise ValueError(
+            f"{path}: no strength column (one of {STRENGTH_COLUMNS}); columns are {list(table.columns)}"
+        )
+    return pd.DataFrame(
+        {"onset_s": table["onset_s"].to_numpy(float), "strength": table[column].to_numpy(float)}
+    )
+
+
+def onset_windows(times_s: np.ndarray, onsets_s: np.ndarray, window_s: float = 0.5) -> np.ndarray:
+    """Boolean mask (len(times_s),): times within `window_s` of any onset (both sides)."""
+    times = np.asarray(times_s, dtype=float)
+    onsets = np.asarray(onsets_s, dtype=float)
+    if onsets.size == 0:
+        return np.zeros(times.shape, dtype=bool)
+    return (np.abs(times[:, None] - onsets[None, :]) <= window_s).any(axis=1)
+
+
+def onset_mass_fraction(
+    attributions: Sequence[np.ndarray],
+    times_s: Sequence[np.ndarray],
+    onsets_s: Sequence[np.ndarray],
+    window_s: float = 0.5,
+) -> dict[str, float]:
+    """Share of positive attribution mass near true onsets, pooled over recordings.
+
+    Args:
+        attributions: per recording, (F,) attribution per frame (or step).
+        times_s: per recording, (F,) the centre time of each frame in the same clock as the onsets.
+        onsets_s: per recording, the true onset times.
+        window_s: half-width of the window around each onset.
+
+    Returns:
+        {"mass_fraction": positive mass within the windows / all positive mass,
+         "abs_mass_fraction": the same for |attribution|,
+         "window_coverage": fraction of frames inside the windows,
+         "n_recordings", "n_onsets"}.
+    """
+    pos_in = pos_all = abs_in = abs_all = 0.0
+    covered = total = 0
+    n_onsets = 0
+    for a, t, o in zip(attributions, times_s, onsets_s, strict=True):
+        a = np.asarray(a, dtype=float)
+        near = onset_windows(t, o, window_s)
+        pos = np.clip(a, 0.0, None)
+        pos_in, pos_all = pos_in + pos[near].sum(), pos_all + pos.sum()
+        abs_in, abs_all = abs_in + np.abs(a[near]).sum(), abs_all + np.abs(a).sum()
+        covered, total = covered + int(near.sum()), total + near.size
+        n_onsets += len(o)
+    return {
+        "mass_fraction": pos_in / pos_all if pos_all > 0 else float("nan"),
+        "abs_mass_fraction": abs_in / abs_all if abs_all > 0 else float("nan"),
+        "window_coverage": covered / total if total else float("nan"),
+        "n_recordings": float(len(attributions)),
+        "n_onsets": float(n_onsets),
+    }
+
+
+def screening_correlation(ranking: pd.DataFrame, statistic: str = "scr_per_min") -> dict[str, float]:
+    """Spearman's ρ between a screening statistic and the files' true summed event strength.
+
+    Args:
+        ranking: `ScreeningResult.ranking` (needs `file` and `statistic`); files without an
+            events file are left out.
+        statistic: the ranking column to correlate.
+
+    Returns:
+        {"spearman_rho", "p_value", "n_files"}.
+    """
+    from scipy.stats import spearmanr
+
+    score, truth = [], []
+    for file, value in zip(ranking["file"], ranking[statistic], strict=True):
+        events = true_events(file)
+        if events is None or not np.isfinite(value):
+            continue
+        score.append(float(value))
+        truth.append(float(events["strength"].sum()))  # number × mean strength
+    if len(score) < 3 or np.ptp(score) == 0 or np.ptp(truth) == 0:
+        return {"spearman_rho": float("nan"), "p_value": float("nan"), "n_files": float(len(score))}
+    rho, p = spearmanr(score, truth)
+    return {"spearman_rho": float(rho), "p_value": float(p), "n_files": float(len(score))}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value
+
+
+def add_metrics_section(path: str | Path, key: str, section: Mapping[str, Any]) -> Path:
+    """Add (or replace) one top-level key of a metrics JSON file, keeping every other key.
+
+    The file is created when missing; non-finite numbers are written as null; the write is
+    atomic, so a reader never sees a half-written file.
+
+    Raises:
+        ValueError: the existing file is not a JSON object.
+    """
+    path = Path(path)
+    metrics: dict[str, Any] = {}
+    if path.is_file():
+        metrics = json.loads(path.read_text())
+        if not isinstance(metrics, dict):
+            raise ValueError(f"{path}: expected a JSON object, found {type(metrics).__name__}")
+    metrics[key] = _jsonable(section)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write_text(path, json.dumps(metrics, indent=2, sort_keys=False) + "\n")
+
+
+def validate_stimuli(
+    model,
+    experiment,
+    bundle,
+    samples: int = 16,
+    seed: int = 0,
+    screen_splits: Sequence[str] = ("val", "test"),
+    attribution_split: str = "test",
+    window_s: float = 0.5,
+    rank_by: str = "scr_per_min",
+    normalizer: Mapping[str, Any] | None = None,
+    progress: bool = True,
+) -> tuple[dict[str, Any], Any, dict[str, Any]]:
+    """Screen and attribute held-out recordings and score both against their true events.
+
+    Screening runs on the recordings of `screen_splits` (never trained on; more files make a
+    steadier rank correlation), attribution on `attribution_split`, scored at EDA-step
+    resolution (the sum of each step's frames: the EDA's own time base, and per-frame values
+    carry gradient noise that partly cancels within a step), each recording's real EDA
+    held fixed as the history (`attribute_audio`, silent baseline).
+
+    Returns:
+        (section for metrics.json, the ScreeningResult, recording_id → AudioAttribution).
+    """
+    from tqdm.auto import tqdm
+
+    from wavenet_lib.attribution import attribute_audio
+    from wavenet_lib.screening import screen_stimuli
+
+    ids = [r for split in screen_splits for r in bundle.splits[split]]
+    files = [bundle.recordings[r].row.audio_path for r in ids]
+    if normalizer is None and bundle.normalizer is not None:
+        normalizer = bundle.normalizer.to_dict()
+    if normalizer is None:  # per-recording normalization: the typical held-out range
+        lows = [bundle.normalizers[r].lo for r in ids]
+        highs = [bundle.normalizers[r].hi for r in ids]
+        margin = bundle.normalizers[ids[0]].margin
+        normalizer = {
+            "kind": "minmax",
+            "lo": float(np.median(lows)),
+            "hi": float(np.median(highs)),
+            "margin": margin,
+        }
+    screening = screen_stimuli(
+        model, files, samples=samples, seed=seed, config=experiment, normalizer=normalizer,
+        rank_by=rank_by, progress=progress,
+    )  # fmt: skip
+    attributions, attr_values, attr_times, attr_onsets = {}, [], [], []
+    for rid in tqdm(bundle.splits[attribution_split], desc="attributing", unit="rec", disable=not progress):
+        rec = bundle.load(rid, experiment)
+        prepared = bundle.recordings[rid]
+        events = true_events(prepared.row.audio_path)
+        att = attribute_audio(
+            model, rec.mfcc, rec.eda, normalizer=bundle.normalizers[rid].to_dict(), seed=seed
+        )
+        attributions[rid] = att
+        if events is not None:
+            attr_values.append(att.step_attribution)
+            attr_times.append(prepared.audio_start_s + att.step_times_s + 0.5 / att.eda_sample_rate)
+            attr_onsets.append(events["onset_s"].to_numpy(float))
+    mass = onset_mass_fraction(attr_values, attr_times, attr_onsets, window_s)
+    corr = screening_correlation(screening.ranking, rank_by)
+    section = {
+        "attribution_method": "integrated_gradients",
+        "attribution_baseline": "silent_mfcc",
+        "attribution_split": attribution_split,
+        "attribution_resolution": "eda_step",
+        "attribution_onset_window_s": window_s,
+        "attribution_onset_mass_fraction": mass["mass_fraction"],
+        "attribution_onset_abs_mass_fraction": mass["abs_mass_fraction"],
+        "attribution_onset_window_coverage": mass["window_coverage"],
+        "attribution_n_recordings": mass["n_recordings"],
+        "attribution_n_onsets": mass["n_onsets"],
+        "screening_splits": list(screen_splits),
+        "screening_samples": samples,
+        "screening_statistic": rank_by,
+        "screening_spearman_rho": corr["spearman_rho"],
+        "screening_spearman_p": corr["p_value"],
+        "screening_n_files": corr["n_files"],
+    }
+    for wider in (1.0, 2.0):  # context: how far from the onsets the rest of the mass lies
+        around = onset_mass_fraction(attr_values, attr_times, attr_onsets, wider)
+        section[f"attribution_mass_fraction_within_{wider:g}s"] = around["mass_fraction"]
+        section[f"attribution_window_coverage_within_{wider:g}s"] = around["window_coverage"]
+    for other in ("scr_per_min", "response_us_per_min", "eda_rise_us"):
+        if other != rank_by:
+            section[f"screening_spearman_rho_{other}"] = screening_correlation(screening.ranking, other)[
+                "spearman_rho"
+            ]
+    return section, screening, attributions

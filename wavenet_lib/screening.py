@@ -1,0 +1,271 @@
+"""Stimulus screening: which candidate sounds will evoke the strongest skin-conductance responses?
+
+    result = screen_stimuli("runs/quickstart/best.pt", ["stimuli/"], samples=16, seed=0)
+    result.ranking            # one row per file, best first (see RANKING_COLUMNS)
+    result.skipped            # [(path, reason)] for files that could not be read
+    write_ranking(result, "ranking.csv")
+
+For every audio file the model generates `samples` EDA traces in one batch (the samples of a
+file share the batch; files go one after the other, with a progress bar over files). Every
+file uses the same sampling seed: common random numbers, so differences between files come
+from the audio rather than from different draws. Each trace is measured in µS:
+
+- SCRs per minute and their mean amplitude, detected by `wavenet_lib.evaluate.scrs.detect_scrs`
+  (neurokit2 with an absolute amplitude threshold, `amplitude_min_us`);
+- the mean rise of EDA over the file: the trace's mean minus its first value (µS);
+- whether it holds at least one SCR;
+- the response score: the summed amplitude of its SCRs per minute (µS/min), which grows with
+  both the number and the size of the responses.
+
+Files are ranked by expected SCRs per minute (or any statistic, `rank_by`).
+
+Each statistic is reported as the mean over samples with its standard error (`*_se`; for the
+fraction with an SCR, the binomial standard error). The mean SCR amplitude averages the samples
+that have SCRs (NaN when none has). Files that cannot be read (missing, not audio, too short)
+are listed in `skipped` with the reason and left out of the ranking.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from wavenet_lib.atomic_write import atomic_write
+from wavenet_lib.configs import ExperimentConfig
+from wavenet_lib.data.audio import AUDIO_EXTENSIONS
+from wavenet_lib.errors import DataError
+from wavenet_lib.evaluate.scrs import detect_scrs
+from wavenet_lib.generation import GeneratedEDA, generate_from_audio
+
+__all__ = [
+    "RANKING_COLUMNS",
+    "ScreeningResult",
+    "find_audio_files",
+    "sample_statistics",
+    "summarize_samples",
+    "screen_stimuli",
+    "write_ranking",
+]
+
+STATISTICS = ("scr_per_min", "scr_amplitude_us", "eda_rise_us", "frac_with_scr", "response_us_per_min")
+RANKING_COLUMNS = [
+    "rank",
+    "file",
+    "duration_s",
+    "samples",
+    *[c for s in STATISTICS for c in (s, f"{s}_se")],
+]
+
+
+@dataclass
+class ScreeningResult:
+    """The outcome of screening a set of audio files.
+
+    Attributes:
+        ranking: one row per readable file, best first, columns `RANKING_COLUMNS`.
+        per_sample: one row per file and sample: file, sample, n_scr, scr_per_min,
+            scr_amplitude_us, eda_rise_us, frac_with_scr (0/1), response_us_per_min.
+        skipped: (path, reason) for every file that could not be screened.
+        generated: file (as in `ranking.file`) → its generated samples.
+        config: the experiment config of the model used.
+    """
+
+    ranking: pd.DataFrame
+    per_sample: pd.DataFrame
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    generated: dict[str, GeneratedEDA] = field(default_factory=dict)
+    config: ExperimentConfig | None = None
+
+
+def find_audio_files(inputs: Sequence[str | Path]) -> list[Path]:
+    """Audio files named directly or found (recursively, sorted) in folders.
+
+    A file named directly is kept whatever its extension (if it is not audio, screening lists
+    it as skipped); folders contribute their .wav, .flac, .ogg and .mp3 files.
+
+    Raises:
+        DataError: a path that does not exist, a folder without audio files, or no inputs.
+    """
+    if not inputs:
+        raise DataError(None, "no audio files or folders given")
+    files: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            found = sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+            if not found:
+                raise DataError(item, f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) in this folder")
+            files += found
+        elif item.exists():
+            files.append(item)
+        else:
+            raise DataError(item, "no such file or folder")
+    return list(dict.fromkeys(files))  # in order, without duplicates
+
+
+def sample_statistics(eda_us: np.ndarray, sample_rate: float, amplitude_min_us: float = 0.05) -> pd.DataFrame:
+    """Per-trace statistics of generated EDA.
+
+    Args:
+        eda_us: (S, T) traces in µS.
+        sample_rate: EDA steps per second.
+        amplitude_min_us: SCR amplitude threshold (µS).
+
+    Returns:
+        One row per trace: n_scr, scr_per_min, scr_amplitude_us (NaN without SCRs), eda_rise_us,
+        frac_with_scr (0 or 1), response_us_per_min.
+    """
+    traces = np.atleast_2d(np.asarray(eda_us, dtype=np.float64))
+    minutes = traces.shape[-1] / sample_rate / 60.0
+    rows = []
+    for trace in traces:
+        scrs = detect_scrs(trace, sample_rate, amplitude_min_us=amplitude_min_us)
+        amps = scrs["amplitude_us"].to_numpy(float)
+        rows.append(
+            {
+                "n_scr": float(len(amps)),
+                "scr_per_min": len(amps) / minutes,
+                "scr_amplitude_us": float(amps.mean()) if amps.size else float("nan"),
+                "eda_rise_us": float(trace.mean() - trace[0]),
+                "frac_with_scr": float(amps.size > 0),
+                "response_us_per_min": float(amps.sum()) / minutes,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def summarize_samples(per_sample: pd.DataFrame) -> dict[str, float]:
+    """Mean and standard error over samples of each statistic in `STATISTICS`.
+
+    Standard errors are std(ddof=1)/sqrt(n) over the samples that have a value (NaN with fewer
+    than two); for `frac_with_scr` the binomial sqrt(p(1-p)/n).
+    """
+    out: dict[str, float] = {}
+    for name in STATISTICS:
+        values = per_sample[name].dropna().to_numpy(float)
+        n = values.size
+        mean = float(values.mean()) if n else float("nan")
+        if name == "frac_with_scr":
+            se = float(np.sqrt(mean * (1 - mean) / n)) if n else float("nan")
+        else:
+            se = float(values.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+        out[name], out[f"{name}_se"] = mean, se
+    return out
+
+
+def screen_stimuli(
+    model_or_checkpoint: nn.Module | str | Path,
+    audio: Sequence[str | Path],
+    samples: int = 16,
+    seed: int = 0,
+    *,
+    config: ExperimentConfig | None = None,
+    normalizer: Mapping[str, Any] | None = None,
+    prime: np.ndarray | str | Path | None = None,
+    prime_rate: float | None = None,
+    temperature: float = 1.0,
+    rank_by: str = "scr_per_min",
+    amplitude_min_us: float = 0.05,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> ScreeningResult:
+    """Generate `samples` EDA traces for every audio file and rank the files by their responses.
+
+    Args:
+        model_or_checkpoint: a checkpoint path, or a Wavenet with `config` and `normalizer`.
+        audio: audio files and/or folders (see `find_audio_files`).
+        samples: traces per file (one batch per file).
+        seed: the sampling seed, the same for every file (common random numbers).
+        config, normalizer: with a model instead of a checkpoint.
+        prime: the listener's EDA before the stimuli, as for `generate_from_audio` (read once).
+        prime_rate: the prime file's rate when it has no time column.
+        temperature: softmax temperature.
+        rank_by: the statistic to rank by, descending (one of `STATISTICS`).
+        amplitude_min_us: SCR amplitude threshold (µS).
+        device: where to run the model.
+        progress: tqdm progress bar over files.
+
+    Raises:
+        DataError: no files, a folder without audio, a bad prime.
+        ValueError: samples < 1, no EDA normalization (µS are needed), unknown `rank_by`.
+    """
+    from tqdm.auto import tqdm
+
+    from wavenet_lib.data.prime import read_prime
+    from wavenet_lib.train.checkpoints import load_model, unwrap_model
+
+    if samples < 1:
+        raise ValueError(f"samples must be >= 1, got {samples}")
+    if rank_by not in STATISTICS:
+        raise ValueError(f"rank_by must be one of {STATISTICS}, got {rank_by!r}")
+    files = find_audio_files(audio)
+    if isinstance(model_or_checkpoint, (str, Path)):
+        model, config, stored = load_model(model_or_checkpoint, map_location=device)
+        normalizer = normalizer if normalizer is not None else stored
+    else:
+        if config is None:
+            raise ValueError("pass `config` (the ExperimentConfig) together with a model")
+        model = unwrap_model(model_or_checkpoint).to(device)
+    if normalizer is None:
+        raise ValueError("screening measures SCRs in µS and needs the EDA normalization; the model has none")
+    if isinstance(prime, (str, Path)):
+        prime = read_prime(prime, config.model.eda_sample_rate, sample_rate=prime_rate)
+
+    rows, per_sample, skipped, generated = [], [], [], {}
+    for path in tqdm(files, desc="screening", unit="file", disable=not progress):
+        try:
+            result = generate_from_audio(
+                model,
+                path,
+                samples=samples,
+                seed=seed,
+                temperature=temperature,
+                config=config,
+                normalizer=normalizer,
+                device=device,
+                progress=False,
+                prime=prime,
+            )
+        except DataError as exc:
+            skipped.append((path, exc.problem.replace(" ()", "")))  # some decoders give empty messages
+            continue
+        except (RuntimeError, OSError) as exc:  # decoder failures that escape the readers
+            skipped.append((path, " ".join(str(exc).split())[:300]))
+            continue
+        name = str(path)
+        traces = result.values[:, 0]  # EDA signal 0, (S, T) µS
+        stats = sample_statistics(traces, result.sample_rate, amplitude_min_us)
+        per_sample.append(stats.assign(file=name, sample=np.arange(len(stats))))
+        rows.append(
+            {
+                "file": name,
+                "duration_s": traces.shape[-1] / result.sample_rate,
+                "samples": samples,
+                **summarize_samples(stats),
+            }
+        )
+        generated[name] = result
+    ranking = pd.DataFrame(rows, columns=[c for c in RANKING_COLUMNS if c != "rank"])
+    ranking = ranking.sort_values(rank_by, ascending=False, na_position="last", kind="stable")
+    ranking.insert(0, "rank", np.arange(1, len(ranking) + 1))
+    sample_table = (
+        pd.concat(per_sample, ignore_index=True)[["file", "sample", *stats.columns]]
+        if per_sample
+        else pd.DataFrame(columns=["file", "sample", "n_scr", *STATISTICS])
+    )
+    return ScreeningResult(ranking.reset_index(drop=True), sample_table, skipped, generated, config)
+
+
+def write_ranking(result: ScreeningResult, path: str | Path) -> Path:
+    """The ranking as CSV (atomic write); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path, "w", newline="") as fh:
+        result.ranking.to_csv(fh, index=False, float_format="%.6g")
+    return path
