@@ -37,13 +37,12 @@ to, which on real data includes whatever in the audio merely co-occurs with resp
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 
+from wavenet_lib.data.normalization import MinMaxNormalizer
 from wavenet_lib.evaluate.scoring import silent_mfcc_like
 from wavenet_lib.models.quantization import dequantize, quantize
 from wavenet_lib.models.wavenet import Wavenet
@@ -115,7 +114,7 @@ def attribute_audio(
     *,
     baseline: torch.Tensor | np.ndarray | None = None,
     target_steps: slice | None = None,
-    normalizer: Mapping[str, Any] | None = None,
+    normalizer: MinMaxNormalizer | None = None,
     n_steps: int = 32,
     internal_batch_size: int = 8,
     seed: int = 0,
@@ -130,7 +129,7 @@ def attribute_audio(
             `seed` (so the history is the model's own response to this audio).
         baseline: (C_in, T*spf, M) reference input; default `silent_mfcc_like(mfcc)`.
         target_steps: the EDA steps whose predictions are summed (default: all).
-        normalizer: `MinMaxNormalizer.to_dict()`; when given, attributions are in µS.
+        normalizer: the EDA normalization; when given, attributions are in µS.
         n_steps: IG integration points (Gauss-Legendre).
         internal_batch_size: integration points per forward pass (bounds memory).
         seed: sampling seed when the history is generated.
@@ -167,10 +166,7 @@ def attribute_audio(
     target = slice(None) if target_steps is None else target_steps
     scale = 1.0
     if normalizer is not None:
-        from wavenet_lib.data.normalization import MinMaxNormalizer
-
-        norm = MinMaxNormalizer.from_dict(dict(normalizer))
-        scale = (norm.high - norm.low) / 2.0  # µS per model unit (the map is linear)
+        scale = (normalizer.high - normalizer.low) / 2.0  # µS per model unit (the map is linear)
 
     def forward(batch: torch.Tensor) -> torch.Tensor:  # (B, C_in, F, M) → (B,)
         prev = eda_prev[None].expand(batch.shape[0], -1, -1)

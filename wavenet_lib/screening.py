@@ -27,10 +27,9 @@ are listed in `skipped` with the reason and left out of the ranking.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -40,6 +39,7 @@ from torch import nn
 from wavenet_lib.atomic_write import atomic_write
 from wavenet_lib.configs import ExperimentConfig
 from wavenet_lib.data.audio import AUDIO_EXTENSIONS
+from wavenet_lib.data.normalization import MinMaxNormalizer
 from wavenet_lib.errors import DataError
 from wavenet_lib.evaluate.scrs import detect_scrs
 from wavenet_lib.generation import GeneratedEDA, generate_from_audio
@@ -166,7 +166,7 @@ def screen_stimuli(
     seed: int = 0,
     *,
     config: ExperimentConfig | None = None,
-    normalizer: Mapping[str, Any] | None = None,
+    normalizer: MinMaxNormalizer | None = None,
     prime: np.ndarray | str | Path | None = None,
     prime_rate: float | None = None,
     temperature: float = 1.0,

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from wavenet_lib.atomic_write import atomic_write_text
+from wavenet_lib.data.normalization import MinMaxNormalizer
 
 __all__ = [
     "STRENGTH_COLUMNS",
@@ -188,7 +189,7 @@ def validate_stimuli(
     attribution_split: str = "test",
     window_s: float = 0.5,
     rank_by: str = "scr_per_min",
-    normalizer: Mapping[str, Any] | None = None,
+    normalizer: MinMaxNormalizer | None = None,
     progress: bool = True,
 ) -> tuple[dict[str, Any], Any, dict[str, Any]]:
     """Screen and attribute held-out recordings and score both against their true events.
@@ -210,17 +211,12 @@ def validate_stimuli(
     ids = [r for split in screen_splits for r in bundle.splits[split]]
     files = [bundle.recordings[r].row.audio_path for r in ids]
     if normalizer is None and bundle.normalizer is not None:
-        normalizer = bundle.normalizer.to_dict()
+        normalizer = bundle.normalizer
     if normalizer is None:  # per-recording normalization: the typical held-out range
         lows = [bundle.normalizers[r].lo for r in ids]
         highs = [bundle.normalizers[r].hi for r in ids]
         margin = bundle.normalizers[ids[0]].margin
-        normalizer = {
-            "kind": "minmax",
-            "lo": float(np.median(lows)),
-            "hi": float(np.median(highs)),
-            "margin": margin,
-        }
+        normalizer = MinMaxNormalizer(float(np.median(lows)), float(np.median(highs)), margin)
     screening = screen_stimuli(
         model, files, samples=samples, seed=seed, config=experiment, normalizer=normalizer,
         rank_by=rank_by, progress=progress,
@@ -230,9 +226,7 @@ def validate_stimuli(
         rec = bundle.load(rid, experiment)
         prepared = bundle.recordings[rid]
         events = true_events(prepared.row.audio_path)
-        att = attribute_audio(
-            model, rec.mfcc, rec.eda, normalizer=bundle.normalizers[rid].to_dict(), seed=seed
-        )
+        att = attribute_audio(model, rec.mfcc, rec.eda, normalizer=bundle.normalizers[rid], seed=seed)
         attributions[rid] = att
         if events is not None:
             attr_values.append(att.step_attribution)
