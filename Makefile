@@ -1,5 +1,6 @@
 # make run   — install (if needed) and run the pipeline on configs/quickstart.yaml
 # make test  — install (if needed) and run lint + the test suite (unit tests and notebooks)
+# make lab   — install (if needed) and open JupyterLab on notebooks/
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -8,7 +9,7 @@ RUNS ?= runs
 # `make run` is the demo job: it retrains runs/quickstart each time (RUN_FLAGS= keeps a trained run)
 RUN_FLAGS ?= --overwrite
 
-.PHONY: install run test lint
+.PHONY: install run test lint lab
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,3 +29,6 @@ lint: install
 
 test: lint
 	$(BIN)/python -m pytest --nbmake tests notebooks
+
+lab: install
+	$(BIN)/jupyter lab notebooks/

@@ -23,7 +23,12 @@ from pydantic import ValidationError
 from wavenet_lib.configs import load_config
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
-NOTEBOOKS = ("01_receptive_field.ipynb", "02_training.ipynb", "03_evaluation.ipynb")
+NOTEBOOKS = (
+    "01_receptive_field.ipynb",
+    "02_training.ipynb",
+    "03_evaluation.ipynb",
+    "04_stimuli.ipynb",
+)
 
 __all__ = ["NOTEBOOKS", "RunFailure", "run_experiment", "main"]
 
