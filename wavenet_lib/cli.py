@@ -28,6 +28,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 __all__ = ["main", "build_parser", "describe_config"]
 
@@ -370,7 +371,7 @@ def _seed(text: str) -> int:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, status 2 (argparse's usual status)
+    def error(self, message: str) -> NoReturn:  # one line, status 2 (argparse's usual status)
         self.print_usage(sys.stderr)
         print(f"error: {message}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)

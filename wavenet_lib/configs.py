@@ -344,8 +344,9 @@ class SyntheticDataConfig(BaseModel):
             if pair is not None and pair[0] > pair[1]:
                 errors.append(f"{name} must be (low, high) with low <= high, got {tuple(pair)}")
         for name in ("spontaneous_per_min", "pause_s"):
-            if ranges[name][0] < 0:
-                errors.append(f"{name} must be non-negative, got {tuple(ranges[name])}")
+            low_high = ranges[name]
+            if low_high is not None and low_high[0] < 0:
+                errors.append(f"{name} must be non-negative, got {tuple(low_high)}")
         if self.gain_db[1] > 12.0:
             errors.append(f"gain_db must stay <= 12 dB (the audio would clip), got {tuple(self.gain_db)}")
         if errors:
@@ -532,7 +533,7 @@ def load_config(path: str | Path) -> ExperimentConfig:
     experiment = ExperimentConfig.model_validate(data)
     base = path.resolve().parent
     data_cfg = experiment.data
-    moved = {
+    moved: dict[str, Any] = {
         name: base / value
         for name in ("path", "data_dir", "cache_dir")
         if name in data_cfg.model_fields_set  # defaults stay relative to the working directory

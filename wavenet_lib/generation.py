@@ -24,6 +24,7 @@ import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
@@ -32,6 +33,9 @@ from torch import nn
 from wavenet_lib.atomic_write import atomic_write
 from wavenet_lib.configs import ExperimentConfig
 from wavenet_lib.data.normalization import MinMaxNormalizer
+
+if TYPE_CHECKING:
+    from wavenet_lib.models.wavenet import Wavenet
 
 __all__ = [
     "MIN_TEMPERATURE",
@@ -170,13 +174,15 @@ def generate_from_audio(
     from wavenet_lib.train.checkpoints import load_model, unwrap_model
 
     check_sampling(samples, temperature, greedy)
+    model: Wavenet
     if isinstance(model_or_checkpoint, (str, Path)):
-        model, config, stored = load_model(model_or_checkpoint, map_location=device)
+        loaded, config, stored = load_model(model_or_checkpoint, map_location=device)
+        model = cast("Wavenet", loaded)
         normalizer = normalizer if normalizer is not None else stored
     else:
         if config is None:
             raise ValueError("pass `config` (the ExperimentConfig) together with a model")
-        model = unwrap_model(model_or_checkpoint).to(device)
+        model = cast("Wavenet", unwrap_model(model_or_checkpoint).to(device))
     if not allow_short:
         _refuse_short_audio(audio_path, config, start_s, n_steps)
     mfcc = audio_features(audio_path, config, n_steps=n_steps, start_s=start_s).to(device)
@@ -192,13 +198,16 @@ def generate_from_audio(
     for start in range(0, samples, MAX_SAMPLES_PER_BATCH):
         n = min(MAX_SAMPLES_PER_BATCH, samples - start)
         batch = mfcc.unsqueeze(0).expand(n, *mfcc.shape)
-        eda = model.generate(
-            batch,
-            prime=None if prime_units is None else prime_units.expand(n, -1, -1),
-            temperature=temperature,
-            greedy=greedy,
-            generator=generator,
-            progress=progress,
+        eda = cast(
+            torch.Tensor,
+            model.generate(
+                batch,
+                prime=None if prime_units is None else prime_units.expand(n, -1, -1),
+                temperature=temperature,
+                greedy=greedy,
+                generator=generator,
+                progress=progress,
+            ),
         )
         if prime_units is not None:
             eda = eda[..., prime_units.shape[-1] :]  # keep the stimulus only
@@ -264,7 +273,8 @@ def _with_prime(
     primed = prime_normalizer(prime_us, normalizer, config.data.normalization == "per_recording")
     units = primed.normalize(prime_us)
     p = units.shape[-1]
-    silence = mfcc.amin(dim=-2, keepdim=True).expand(-1, p * model.spf, -1)  # as silent_mfcc_like
+    spf = int(m.spectral_frames_per_eda_step)
+    silence = mfcc.amin(dim=-2, keepdim=True).expand(-1, p * spf, -1)  # as silent_mfcc_like
     mfcc = torch.cat([silence, mfcc], dim=-2)
     prime_units = torch.as_tensor(np.ascontiguousarray(units), dtype=torch.float32, device=mfcc.device)
     return mfcc, prime_units[None], primed

@@ -151,7 +151,10 @@ def draw_subject(rng: np.random.Generator, index: int, cfg: SyntheticDataConfig)
 
 def latency_range(cfg: SyntheticDataConfig) -> tuple[float, float]:
     """The config's latency range, or its rule's default."""
-    return tuple(cfg.latency_s) if cfg.latency_s is not None else RULES[cfg.listener].latency_s
+    if cfg.latency_s is not None:
+        low, high = cfg.latency_s
+        return (float(low), float(high))
+    return RULES[cfg.listener].latency_s
 
 
 def rule_threshold(cfg: SyntheticDataConfig, subject: Subject) -> float:
