@@ -16,7 +16,8 @@ conditioning, `ResidualLayer.step_weights` / `ResidualLayer.step` each layer (ti
 folded as `Gate.step_activate` defines), and `Wavenet.logits_from_skips` everything after the
 skip sum. This module only lays out buffers and batches what is linear across layers: the
 conditioning projections of all layers are one batched matmul per step, and the skip 1×1s of
-all layers are one GEMM over every layer's activations side by side.
+all layers are one GEMM over every layer's activations side by side. A compiled kernel of the
+layer loop (`models/fused_step.py`) replaces `_layers` when it is available.
 
 The weights are read from the model at construction, so a `Stepper` built after
 `load_state_dict` never sees stale parameters; `Wavenet.generate` builds a new one per call.
@@ -29,6 +30,9 @@ from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+
+from wavenet_lib.models.fused_step import fused_layers_for
+from wavenet_lib.models.quantization import quantize
 
 if TYPE_CHECKING:
     from wavenet_lib.models.wavenet import Wavenet
@@ -101,6 +105,9 @@ class Stepper:
         self.z_aug = [self.z[:, i * (g + 1) : (i + 1) * (g + 1)] for i in range(num_layers)]
         self.skip_w = torch.cat([wi.skip for wi in w])  # (L*(G+1), S)
         self.history = [None] + [_History(layer.dilation, n, b, x0.shape[2], x0) for layer in layers[1:]]
+        # A step's conditioning by previous level, when it depends on nothing else (one signal).
+        self.c_table = model.upsampler.step_table()  # (Q, n, cond) or None
+        self.fused = fused_layers_for(self, mfcc)  # the same layers compiled, when available
 
     def _layers(self, t: int, c: torch.Tensor) -> torch.Tensor:
         """Conditioning rows c (n*B, cond) of step t → Σ skips (n*B, S), through every layer."""
@@ -117,6 +124,14 @@ class Stepper:
     def step(self, t: int, eda_prev_t: torch.Tensor) -> torch.Tensor:
         """Logits (B, Q, C_out) of step t given the EDA value before it, eda_prev_t (B, C_out)."""
         n, b = self.n, self.batch
-        c = self.model.upsampler.step(eda_prev_t)  # (n*B, cond)
-        skips = self._layers(t, c).view(n, b, -1).permute(1, 2, 0)  # (B, S, n)
+        if self.c_table is None:
+            c = self.model.upsampler.step(eda_prev_t)  # (n*B, cond)
+            rows = self.fused(t, c) if self.fused else self._layers(t, c)
+        else:
+            level = quantize(eda_prev_t[:, 0], self.c_table.shape[0])  # (B,)
+            if self.fused:
+                rows = self.fused(t, None, level)
+            else:
+                rows = self._layers(t, self.c_table[level].transpose(0, 1).reshape(n * b, -1))
+        skips = rows.view(n, b, -1).permute(1, 2, 0)  # (B, S, n)
         return self.model.logits_from_skips(skips, eda_prev_t[:, :, None])[..., 0]
