@@ -3,42 +3,24 @@
 Tolerance, stated once: every coefficient within 2e-4 * (1 + |librosa's value|). The
 differences are float32 rounding (FFT, summation order of the DCT); the largest are in c0 of
 silent frames, about -1131 (the -100 dB floor over 128 bands), where float32's step is 1.2e-4.
-A model trained on the old features gives the same logits on the new ones (atol 1e-3).
+A model trained on the old features gives the same logits on the new ones (atol 1e-3). The
+reference is the previous implementation, kept in benchmarks/mfcc.py, which times both.
 """
 
 from __future__ import annotations
 
-import librosa
 import numpy as np
 import pytest
 import torch
 
+from benchmarks.mfcc import librosa_mfcc
 from wavenet_lib.configs import WavenetConfig
-from wavenet_lib.data.features import compute_mfcc, n_mels_for, standardize_mfcc
+from wavenet_lib.data.features import compute_mfcc, standardize_mfcc
 from wavenet_lib.models.wavenet import Wavenet
 
 from .conftest import tiny_model
 
 RTOL = 2e-4
-
-
-def librosa_mfcc(audio: np.ndarray, cfg: WavenetConfig, n_steps: int) -> np.ndarray:
-    """The previous implementation, verbatim: librosa melspectrogram → power_to_db → mfcc."""
-    hop, window = cfg.mfcc_hop_size, cfg.mfcc_window_size
-    frames = n_steps * cfg.spectral_frames_per_eda_step
-    needed = frames * hop
-    audio = np.asarray(audio, dtype=np.float32)[:, :needed]
-    y = np.pad(audio, ((0, 0), (window - hop, needed - audio.shape[-1])))
-    mel = librosa.feature.melspectrogram(
-        y=y,
-        sr=cfg.audio_sample_rate,
-        n_fft=window,
-        hop_length=hop,
-        center=False,
-        n_mels=n_mels_for(cfg.audio_sample_rate, window, cfg.num_mfccs),
-    )
-    mfcc = librosa.feature.mfcc(S=librosa.power_to_db(mel, top_db=None), n_mfcc=cfg.num_mfccs)
-    return np.ascontiguousarray(np.swapaxes(mfcc, -1, -2), dtype=np.float32)
 
 
 def mixed_audio(cfg: WavenetConfig, seconds: float, channels: int) -> np.ndarray:
