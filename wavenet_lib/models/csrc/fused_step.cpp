@@ -61,12 +61,13 @@ struct Seg {  // A (rows, K) with row stride lda, times B (K, N) row-major
     int k;
 };
 
-// out[r, :N] = init_rows[r, :N] (if any) + bias[:N] (if any) + sum over segs of A[r] @ B, r < nr.
+// out[r, j0:j1] = init_rows[r] (if any) + bias (if any) + sum over segs of A[r] @ B, for r < R;
+// B has n_cols columns.
 template <int R>
-void tile(int n_cols, const Seg* segs, int nseg, const float* init_rows, int64_t ldi, const float* bias,
-          float* out, int64_t ldo) {
-    int j = 0;
-    for (; j + NV * V <= n_cols; j += NV * V) {
+void tile(int j0, int j1, int n_cols, const Seg* segs, int nseg, const float* init_rows, int64_t ldi,
+          const float* bias, float* out, int64_t ldo) {
+    int j = j0;
+    for (; j + NV * V <= j1; j += NV * V) {
         vf acc[R][NV];
         for (int r = 0; r < R; ++r)
             for (int v = 0; v < NV; ++v) {
@@ -88,7 +89,7 @@ void tile(int n_cols, const Seg* segs, int nseg, const float* init_rows, int64_t
         for (int r = 0; r < R; ++r)
             for (int v = 0; v < NV; ++v) store(out + r * ldo + j + v * V, acc[r][v]);
     }
-    for (; j + V <= n_cols; j += V) {
+    for (; j + V <= j1; j += V) {
         vf acc[R];
         for (int r = 0; r < R; ++r) {
             vf a = bias ? load(bias + j) : vf{};
@@ -104,7 +105,7 @@ void tile(int n_cols, const Seg* segs, int nseg, const float* init_rows, int64_t
         }
         for (int r = 0; r < R; ++r) store(out + r * ldo + j, acc[r]);
     }
-    for (; j < n_cols; ++j)
+    for (; j < j1; ++j)
         for (int r = 0; r < R; ++r) {
             float a = (bias ? bias[j] : 0.0f) + (init_rows ? init_rows[r * ldi + j] : 0.0f);
             for (int s = 0; s < nseg; ++s) {
@@ -115,29 +116,35 @@ void tile(int n_cols, const Seg* segs, int nseg, const float* init_rows, int64_t
         }
 }
 
-// Rows [r0, r1) of out = init + bias + sum of segs, in register tiles of NR rows.
+// Rows [r0, r1) of out = init + bias + sum of segs, in register tiles of NR rows. Column blocks
+// are the outer loop, so a block of every B (K x 64 floats) stays in L1 across the row tiles.
 void gemm_rows(int64_t r0, int64_t r1, int n_cols, Seg* segs, int nseg, const float* init_rows, int64_t ldi,
                const float* bias, float* out, int64_t ldo) {
     const float* a0[4];
     for (int s = 0; s < nseg; ++s) a0[s] = segs[s].a;
-    for (int64_t r = r0; r < r1;) {
-        int64_t m = r1 - r;
-        for (int s = 0; s < nseg; ++s) segs[s].a = a0[s] + r * segs[s].lda;
-        const float* ir = init_rows ? init_rows + r * ldi : nullptr;
-        float* o = out + r * ldo;
-        if (m >= 4) {
-            tile<4>(n_cols, segs, nseg, ir, ldi, bias, o, ldo);
-            r += 4;
-        } else if (m == 3) {
-            tile<3>(n_cols, segs, nseg, ir, ldi, bias, o, ldo);
-            r += 3;
-        } else if (m == 2) {
-            tile<2>(n_cols, segs, nseg, ir, ldi, bias, o, ldo);
-            r += 2;
-        } else {
-            tile<1>(n_cols, segs, nseg, ir, ldi, bias, o, ldo);
-            r += 1;
+    const int last = n_cols - n_cols % (NV * V);  // the last block also takes the narrower columns
+    for (int j0 = 0; j0 < n_cols; j0 += NV * V) {
+        const int j1 = j0 >= last || j0 + NV * V >= n_cols ? n_cols : j0 + NV * V;
+        for (int64_t r = r0; r < r1;) {
+            int64_t m = r1 - r;
+            for (int s = 0; s < nseg; ++s) segs[s].a = a0[s] + r * segs[s].lda;
+            const float* ir = init_rows ? init_rows + r * ldi : nullptr;
+            float* o = out + r * ldo;
+            if (m >= 4) {
+                tile<4>(j0, j1, n_cols, segs, nseg, ir, ldi, bias, o, ldo);
+                r += 4;
+            } else if (m == 3) {
+                tile<3>(j0, j1, n_cols, segs, nseg, ir, ldi, bias, o, ldo);
+                r += 3;
+            } else if (m == 2) {
+                tile<2>(j0, j1, n_cols, segs, nseg, ir, ldi, bias, o, ldo);
+                r += 2;
+            } else {
+                tile<1>(j0, j1, n_cols, segs, nseg, ir, ldi, bias, o, ldo);
+                r += 1;
+            }
         }
+        if (j1 == n_cols) break;
     }
     for (int s = 0; s < nseg; ++s) segs[s].a = a0[s];
 }
