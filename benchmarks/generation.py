@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--configs", nargs="+", default=["configs/quickstart.yaml", "configs/e4_4hz.yaml"])
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 32])
-    parser.add_argument("--fast-steps", type=int, default=60, help="steady-state steps timed, fast path")
+    parser.add_argument("--fast-steps", type=int, default=200, help="steps timed per clip, fast path")
     parser.add_argument("--naive-steps", type=int, default=12, help="steady-state steps timed, naive path")
     parser.add_argument(
         "--hour",

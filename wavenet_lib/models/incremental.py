@@ -87,11 +87,11 @@ class Stepper:
         g = w[0].skip.shape[0] - 1  # gate width
 
         # Audio-only work, once for the clip: x0 and the first layer's dilated conv, time-major.
-        x0 = model.embed_audio(mfcc).permute(2, 0, 1)  # (F, B, R)
+        x0 = model.embed_audio(mfcc).permute(2, 0, 1).contiguous()  # (F, B, R)
         steps = x0.shape[0] // n
         x0_prev = F.pad(x0, (0, 0, 0, 0, layers[0].dilation, 0))[: x0.shape[0]]  # x0[f - d], zeros before 0
         h0 = torch.matmul(x0_prev, w[0].prev).add_(torch.matmul(x0, w[0].cur))  # (F, B, 2G)
-        self.x0 = x0.reshape(steps, n * b, -1).contiguous()  # (T, n*B, R): one block per step
+        self.x0 = x0.view(steps, n * b, -1)  # (T, n*B, R): one block per step
         self.h0 = h0.reshape(steps, n * b, -1)  # (T, n*B, 2G)
 
         # All layers' conditioning projections (and pre-activation biases) in one baddbmm.
