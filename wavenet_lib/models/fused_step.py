@@ -37,8 +37,6 @@ STEP_KIND = "gated-dilated-k2-residual-skip/v1"
 SOURCE = Path(__file__).parent / "csrc" / "fused_step.cpp"
 FLAGS = ["-O3", "-std=c++17", "-shared", "-fPIC", "-fopenmp"]
 
-MIN_ROWS_PER_THREAD = 128
-
 _library: ctypes.CDLL | None = None
 _tried = False
 
@@ -158,9 +156,7 @@ class FusedLayers:
         )  # fmt: skip
         self.out = s.x0.new_empty(self.rows, self.s)
         self.table = s.c_table
-        # Rows are split over threads only when each gets a few hundred: one barrier per layer
-        # costs more than it saves on a batch-1 step's 25 rows, and far more on a loaded machine.
-        self.threads = max(1, min(torch.get_num_threads(), self.rows // MIN_ROWS_PER_THREAD))
+        self.threads = s.threads
 
     @staticmethod
     def supports(stepper: Stepper, mfcc: torch.Tensor) -> bool:

@@ -37,7 +37,13 @@ from wavenet_lib.models.quantization import quantize
 if TYPE_CHECKING:
     from wavenet_lib.models.wavenet import Wavenet
 
-__all__ = ["Stepper"]
+__all__ = ["Stepper", "MIN_ROWS_PER_THREAD"]
+
+# A step's rows (frames × batch) are split over threads only when each thread gets this many:
+# a batch-1 step has 25 rows, and its ~30 small PyTorch calls (or the compiled layers' one
+# barrier per layer) cost more in thread synchronisation than they save — 40× more for the head's
+# calls when other processes compete for the cores.
+MIN_ROWS_PER_THREAD = 128
 
 
 class _History:
@@ -80,6 +86,7 @@ class Stepper:
         self.model = model
         n = self.n = model.spf
         b = self.batch = mfcc.shape[0]
+        self.threads = max(1, min(torch.get_num_threads(), n * b // MIN_ROWS_PER_THREAD))
         layers = model.layers
         self.layers = layers
         self.weights = w = [layer.step_weights() for layer in layers]
@@ -122,7 +129,21 @@ class Stepper:
         return torch.mm(self.z, self.skip_w)
 
     def step(self, t: int, eda_prev_t: torch.Tensor) -> torch.Tensor:
-        """Logits (B, Q, C_out) of step t given the EDA value before it, eda_prev_t (B, C_out)."""
+        """Logits (B, Q, C_out) of step t given the EDA value before it, eda_prev_t (B, C_out).
+
+        Runs on `self.threads` threads (torch's setting is restored on return; the setting is
+        process-wide, so other Python threads see it meanwhile).
+        """
+        threads = torch.get_num_threads()
+        if self.threads == threads:
+            return self._step(t, eda_prev_t)
+        torch.set_num_threads(self.threads)
+        try:
+            return self._step(t, eda_prev_t)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _step(self, t: int, eda_prev_t: torch.Tensor) -> torch.Tensor:
         n, b = self.n, self.batch
         if self.c_table is None:
             c = self.model.upsampler.step(eda_prev_t)  # (n*B, cond)
