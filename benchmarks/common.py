@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import resource
 import sys
@@ -23,6 +24,24 @@ def best_time(fn: Callable[[], object], repeats: int = 3, min_time: float = 0.0)
         fn()
         best = min(best, time.perf_counter() - start)
     return max(best, min_time)
+
+
+def median_time(fn: Callable[[], object], repeats: int = 5) -> float:
+    """Median of `repeats` runs (s): robust to a few runs slowed by other load."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def load_average() -> list[float]:
+    """1, 5 and 15 minute load averages (how busy the shared machine was); [] if unknown."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return []
 
 
 def matmul_flops(rows: int, inner: int, cols: int, repeats: int = 5, device: str = "cpu") -> float:

@@ -16,7 +16,8 @@ conditioning, `ResidualLayer.step_weights` / `ResidualLayer.step` each layer (ti
 folded as `Gate.step_activate` defines), and `Wavenet.logits_from_skips` everything after the
 skip sum. This module only lays out buffers and batches what is linear across layers: the
 conditioning projections of all layers are one batched matmul per step, and the skip 1×1s of
-all layers are one GEMM over every layer's activations side by side.
+all layers are one GEMM over every layer's activations side by side. A compiled kernel of the
+layer loop (`models/fused_step.py`) replaces `_layers` when it is available.
 
 The weights are read from the model at construction, so a `Stepper` built after
 `load_state_dict` never sees stale parameters; `Wavenet.generate` builds a new one per call.
@@ -30,10 +31,19 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
+from wavenet_lib.models.fused_step import fused_layers_for
+from wavenet_lib.models.quantization import quantize
+
 if TYPE_CHECKING:
     from wavenet_lib.models.wavenet import Wavenet
 
-__all__ = ["Stepper"]
+__all__ = ["Stepper", "MIN_ROWS_PER_THREAD"]
+
+# A step's rows (frames × batch) are split over threads only when each thread gets this many:
+# a batch-1 step has 25 rows, and its ~30 small PyTorch calls (or the compiled layers' one
+# barrier per layer) cost more in thread synchronisation than they save — 40× more for the head's
+# calls when other processes compete for the cores.
+MIN_ROWS_PER_THREAD = 128
 
 
 class _History:
@@ -76,6 +86,7 @@ class Stepper:
         self.model = model
         n = self.n = model.spf
         b = self.batch = mfcc.shape[0]
+        self.threads = max(1, min(torch.get_num_threads(), n * b // MIN_ROWS_PER_THREAD))
         layers = model.layers
         self.layers = layers
         self.weights = w = [layer.step_weights() for layer in layers]
@@ -83,11 +94,11 @@ class Stepper:
         g = w[0].skip.shape[0] - 1  # gate width
 
         # Audio-only work, once for the clip: x0 and the first layer's dilated conv, time-major.
-        x0 = model.embed_audio(mfcc).permute(2, 0, 1)  # (F, B, R)
+        x0 = model.embed_audio(mfcc).permute(2, 0, 1).contiguous()  # (F, B, R)
         steps = x0.shape[0] // n
         x0_prev = F.pad(x0, (0, 0, 0, 0, layers[0].dilation, 0))[: x0.shape[0]]  # x0[f - d], zeros before 0
         h0 = torch.matmul(x0_prev, w[0].prev).add_(torch.matmul(x0, w[0].cur))  # (F, B, 2G)
-        self.x0 = x0.reshape(steps, n * b, -1).contiguous()  # (T, n*B, R): one block per step
+        self.x0 = x0.view(steps, n * b, -1)  # (T, n*B, R): one block per step
         self.h0 = h0.reshape(steps, n * b, -1)  # (T, n*B, 2G)
 
         # All layers' conditioning projections (and pre-activation biases) in one baddbmm.
@@ -101,6 +112,9 @@ class Stepper:
         self.z_aug = [self.z[:, i * (g + 1) : (i + 1) * (g + 1)] for i in range(num_layers)]
         self.skip_w = torch.cat([wi.skip for wi in w])  # (L*(G+1), S)
         self.history = [None] + [_History(layer.dilation, n, b, x0.shape[2], x0) for layer in layers[1:]]
+        # A step's conditioning by previous level, when it depends on nothing else (one signal).
+        self.c_table = model.upsampler.step_table()  # (Q, n, cond) or None
+        self.fused = fused_layers_for(self, mfcc)  # the same layers compiled, when available
 
     def _layers(self, t: int, c: torch.Tensor) -> torch.Tensor:
         """Conditioning rows c (n*B, cond) of step t → Σ skips (n*B, S), through every layer."""
@@ -115,8 +129,30 @@ class Stepper:
         return torch.mm(self.z, self.skip_w)
 
     def step(self, t: int, eda_prev_t: torch.Tensor) -> torch.Tensor:
-        """Logits (B, Q, C_out) of step t given the EDA value before it, eda_prev_t (B, C_out)."""
+        """Logits (B, Q, C_out) of step t given the EDA value before it, eda_prev_t (B, C_out).
+
+        Runs on `self.threads` threads (torch's setting is restored on return; the setting is
+        process-wide, so other Python threads see it meanwhile).
+        """
+        threads = torch.get_num_threads()
+        if self.threads == threads:
+            return self._step(t, eda_prev_t)
+        torch.set_num_threads(self.threads)
+        try:
+            return self._step(t, eda_prev_t)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _step(self, t: int, eda_prev_t: torch.Tensor) -> torch.Tensor:
         n, b = self.n, self.batch
-        c = self.model.upsampler.step(eda_prev_t)  # (n*B, cond)
-        skips = self._layers(t, c).view(n, b, -1).permute(1, 2, 0)  # (B, S, n)
+        if self.c_table is None:
+            c = self.model.upsampler.step(eda_prev_t)  # (n*B, cond)
+            rows = self.fused(t, c) if self.fused else self._layers(t, c)
+        else:
+            level = quantize(eda_prev_t[:, 0], self.c_table.shape[0])  # (B,)
+            if self.fused:
+                rows = self.fused(t, None, level)
+            else:
+                rows = self._layers(t, self.c_table[level].transpose(0, 1).reshape(n * b, -1))
+        skips = rows.view(n, b, -1).permute(1, 2, 0)  # (B, S, n)
         return self.model.logits_from_skips(skips, eda_prev_t[:, :, None])[..., 0]

@@ -73,6 +73,15 @@ class Upsampler(nn.Module):
         c = self.forward(eda_prev_t[:, :, None])  # (B, cond, spf)
         return c.permute(2, 0, 1).reshape(self.factor * b, -1)
 
+    def step_table(self) -> torch.Tensor | None:
+        """`step` for every previous level at once, (Q, spf, cond), when there is one EDA signal
+        (a step's conditioning depends only on its previous level); None for several signals."""
+        if self.offsets.numel() != 1:
+            return None
+        levels = dequantize(torch.arange(self.levels, device=self.offsets.device), self.levels)
+        c = self.forward(levels.to(self.embed.weight.dtype)[:, None, None])  # (Q, cond, spf)
+        return c.transpose(1, 2).contiguous()
+
 
 class Gate(nn.Module):
     """tanh(Wf x + Vf c) ⊙ σ(Wg x + Vg c), with c the upsampled EDA.

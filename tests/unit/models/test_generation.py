@@ -1,16 +1,34 @@
-"""Generation contract: fast (cached) and reference paths equal the teacher-forced forward."""
+"""Generation contract: fast (cached) and reference paths equal the teacher-forced forward.
+
+The fast path runs its layers either compiled (models/fused_step.py) or as PyTorch calls
+(the fallback without a compiler); the `step_path` fixture runs the contract on both.
+"""
 
 from __future__ import annotations
+
+import warnings
 
 import pytest
 import torch
 
+from wavenet_lib.models import fused_step
+from wavenet_lib.models.incremental import Stepper
 from wavenet_lib.models.quantization import dequantize, quantize
 from wavenet_lib.models.wavenet import Wavenet
 
 from .test_wavenet import CONFIGS, make_config
 
 GEN_CONFIGS = ["spf1", "spf25", "spf7_stereo_2eda", "multistack"]
+HAVE_COMPILER = fused_step._compiler() is not None
+
+
+@pytest.fixture(params=["fused", "torch"])
+def step_path(request, monkeypatch):
+    """Run the test with the compiled layers, then with the PyTorch fallback."""
+    if request.param == "fused" and not HAVE_COMPILER:
+        pytest.skip("no C++ compiler: the compiled step cannot be built here")
+    monkeypatch.setenv("WAVENET_EDA_FUSED", "1" if request.param == "fused" else "0")
+    return request.param
 
 
 def model_and_audio(name: str, steps: int = 14, batch: int = 2, seed: int = 0):
@@ -30,9 +48,7 @@ def teacher_forced_logits(model: Wavenet, mfcc: torch.Tensor, eda: torch.Tensor)
         return model(mfcc, torch.cat([start, eda[..., :-1]], dim=-1))
 
 
-@pytest.mark.parametrize("name", GEN_CONFIGS)
-@pytest.mark.parametrize("incremental", [True, False])
-def test_generated_logits_equal_forward(name, incremental):
+def check_generated_logits_equal_forward(name: str, incremental: bool) -> None:
     model, mfcc = model_and_audio(name)
     gen = torch.Generator().manual_seed(3)
     eda, logits = model.generate(mfcc, generator=gen, incremental=incremental, return_logits=True)
@@ -46,8 +62,19 @@ def test_generated_logits_equal_forward(name, incremental):
 
 
 @pytest.mark.parametrize("name", GEN_CONFIGS)
-def test_fast_and_reference_paths_sample_the_same_sequence(name):
+def test_fast_path_logits_equal_forward(name, step_path):
+    check_generated_logits_equal_forward(name, incremental=True)
+
+
+@pytest.mark.parametrize("name", GEN_CONFIGS)
+def test_reference_path_logits_equal_forward(name):
+    check_generated_logits_equal_forward(name, incremental=False)
+
+
+@pytest.mark.parametrize("name", GEN_CONFIGS)
+def test_fast_and_reference_paths_sample_the_same_sequence(name, step_path):
     model, mfcc = model_and_audio(name)
+    assert (Stepper(model, mfcc).fused is not None) == (step_path == "fused")
     fast = model.generate(mfcc, generator=torch.Generator().manual_seed(5))
     slow = model.generate(mfcc, generator=torch.Generator().manual_seed(5), incremental=False)
     assert torch.equal(fast, slow)
@@ -62,7 +89,7 @@ def test_same_seed_same_output_and_different_seed_differs():
     assert not torch.equal(a, c)
 
 
-def test_nothing_stale_between_calls_or_after_load_state_dict():
+def test_nothing_stale_between_calls_or_after_load_state_dict(step_path):
     model, mfcc = model_and_audio("multistack")
     other_mfcc = torch.randn_like(mfcc)
     first = model.generate(mfcc, greedy=True)
@@ -76,7 +103,7 @@ def test_nothing_stale_between_calls_or_after_load_state_dict():
     torch.testing.assert_close(logits, teacher_forced_logits(model, mfcc, eda), atol=1e-4, rtol=0)
 
 
-def test_prime_is_teacher_forced():
+def test_prime_is_teacher_forced(step_path):
     model, mfcc = model_and_audio("spf7_stereo_2eda")
     prime = torch.rand(2, 2, 5) * 2 - 1
     eda, logits = model.generate(
@@ -113,3 +140,67 @@ def test_sampling_follows_the_softmax():
     expected = torch.softmax(logits[0, :, 0] / 1.5, dim=0)
     assert counts[3] == 0
     assert (counts - expected).abs().max() < 0.01
+
+
+# Widths past the compiled kernel's 64-column register tiles, with 16-wide and scalar remainders.
+WIDE = dict(hidden_channels=64, gate_channels=72, skip_channels=70, condition_channels=16)
+
+
+@pytest.mark.skipif(not HAVE_COMPILER, reason="no C++ compiler")
+@pytest.mark.parametrize("name,batch", [("multistack", 1), ("multistack", 3), ("wide", 2)])
+def test_compiled_layers_equal_pytorch_layers_on_one_and_two_threads(name, batch):
+    """Every step's skip sum, many steps in (the history buffers wrap), rows split over threads."""
+    if name == "wide":
+        cfg = make_config(**CONFIGS["multistack"], **WIDE)
+        torch.manual_seed(0)
+        model, mfcc = Wavenet(cfg).eval(), torch.randn(batch, 1, 12 * cfg.spectral_frames_per_eda_step, 5)
+    else:
+        model, mfcc = model_and_audio(name, steps=12, batch=batch)
+    cfg = model.config
+    with torch.no_grad():
+        ref, one, two = Stepper(model, mfcc), Stepper(model, mfcc), Stepper(model, mfcc)
+        one.fused.threads, two.fused.threads = 1, 2
+        g = torch.Generator().manual_seed(0)
+        for t in range(12):
+            prev = dequantize(
+                torch.randint(cfg.quantization_levels, (batch,), generator=g), cfg.quantization_levels
+            )
+            c = model.upsampler.step(prev[:, None])
+            expected = ref._layers(t, c)
+            torch.testing.assert_close(one.fused(t, c), expected, atol=1e-4, rtol=1e-4)
+            # the same rows from the conditioning table at the previous level
+            level = quantize(prev, cfg.quantization_levels)
+            torch.testing.assert_close(two.fused(t, None, level), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_without_a_compiler_generation_falls_back_with_one_warning(tmp_path, monkeypatch):
+    model, mfcc = model_and_audio("spf25")
+    monkeypatch.setenv("WAVENET_EDA_FUSED", "0")
+    expected = model.generate(mfcc, greedy=True)
+    monkeypatch.delenv("WAVENET_EDA_FUSED")
+    monkeypatch.setenv("WAVENET_EDA_CACHE", str(tmp_path))  # nothing built there yet
+    monkeypatch.setenv("CXX", "no-such-compiler")
+    monkeypatch.setattr(fused_step, "_library", None)
+    monkeypatch.setattr(fused_step, "_tried", False)
+    with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler.*PyTorch step"):
+        first = model.generate(mfcc, greedy=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the warning is given once per process
+        second = model.generate(mfcc, greedy=True)
+    assert torch.equal(first, expected) and torch.equal(second, expected)
+    assert not list(tmp_path.rglob("*.so"))
+
+
+@pytest.mark.skipif(not HAVE_COMPILER, reason="no C++ compiler")
+def test_compiled_step_is_built_once_into_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("WAVENET_EDA_CACHE", str(tmp_path))
+    for _ in range(2):
+        monkeypatch.setattr(fused_step, "_library", None)
+        monkeypatch.setattr(fused_step, "_tried", False)
+        assert fused_step.load_library() is not None
+    built = list((tmp_path / "fused_step").glob("*.so"))
+    assert len(built) == 1
+    mtime = built[0].stat().st_mtime_ns
+    monkeypatch.setattr(fused_step, "_tried", False)
+    fused_step.load_library()
+    assert built[0].stat().st_mtime_ns == mtime
