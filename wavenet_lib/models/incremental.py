@@ -29,7 +29,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 
 from wavenet_lib.models.fused_step import fused_layers_for
 from wavenet_lib.models.quantization import quantize
@@ -93,12 +92,14 @@ class Stepper:
         self.num_layers = len(layers)
 
         # Audio-only work, once for the clip: x0 and the first layer's dilated conv, time-major.
-        x0 = model.embed_audio(mfcc).permute(2, 0, 1).contiguous()  # (F, B, R)
-        steps = x0.shape[0] // n
-        x0_prev = F.pad(x0, (0, 0, 0, 0, layers[0].dilation, 0))[: x0.shape[0]]  # x0[f - d], zeros before 0
-        h0 = torch.matmul(x0_prev, w[0].prev).add_(torch.matmul(x0, w[0].cur))  # (F, B, 2G)
+        x0 = model.embed_audio_frames(mfcc)  # (F, B, R)
+        steps, shift = x0.shape[0] // n, layers[0].dilation * b  # rows of `dilation` frames
+        rows = x0.view(-1, x0.shape[2])  # (F*B, R)
+        h0 = torch.mm(rows, w[0].cur)  # tap on x[f]; the tap on x[f - d] is zero for f < d
+        if shift < rows.shape[0]:
+            h0[shift:].addmm_(rows[:-shift], w[0].prev)
         self.x0 = x0.view(steps, n * b, -1)  # (T, n*B, R): one block per step
-        self.h0 = h0.reshape(steps, n * b, -1)  # (T, n*B, 2G)
+        self.h0 = h0.view(steps, n * b, -1)  # (T, n*B, 2G)
 
         # A step's conditioning by previous level, when it depends on nothing else (one signal).
         self.c_table = model.upsampler.step_table()  # (Q, n, cond) or None
