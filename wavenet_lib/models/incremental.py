@@ -29,7 +29,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 
 from wavenet_lib.models.fused_step import fused_layers_for
 from wavenet_lib.models.quantization import quantize
@@ -90,31 +89,39 @@ class Stepper:
         layers = model.layers
         self.layers = layers
         self.weights = w = [layer.step_weights() for layer in layers]
-        num_layers = self.num_layers = len(layers)
-        g = w[0].skip.shape[0] - 1  # gate width
+        self.num_layers = len(layers)
 
         # Audio-only work, once for the clip: x0 and the first layer's dilated conv, time-major.
-        x0 = model.embed_audio(mfcc).permute(2, 0, 1).contiguous()  # (F, B, R)
-        steps = x0.shape[0] // n
-        x0_prev = F.pad(x0, (0, 0, 0, 0, layers[0].dilation, 0))[: x0.shape[0]]  # x0[f - d], zeros before 0
-        h0 = torch.matmul(x0_prev, w[0].prev).add_(torch.matmul(x0, w[0].cur))  # (F, B, 2G)
+        x0 = model.embed_audio_frames(mfcc)  # (F, B, R)
+        steps, shift = x0.shape[0] // n, layers[0].dilation * b  # rows of `dilation` frames
+        rows = x0.view(-1, x0.shape[2])  # (F*B, R)
+        h0 = torch.mm(rows, w[0].cur)  # tap on x[f]; the tap on x[f - d] is zero for f < d
+        if shift < rows.shape[0]:
+            h0[shift:].addmm_(rows[:-shift], w[0].prev)
         self.x0 = x0.view(steps, n * b, -1)  # (T, n*B, R): one block per step
-        self.h0 = h0.reshape(steps, n * b, -1)  # (T, n*B, 2G)
+        self.h0 = h0.view(steps, n * b, -1)  # (T, n*B, 2G)
 
+        # A step's conditioning by previous level, when it depends on nothing else (one signal).
+        self.c_table = model.upsampler.step_table()  # (Q, n, cond) or None
+        self.fused = fused_layers_for(self, mfcc)  # the layers compiled, when available
+        if self.fused is None:  # buffers of the layers as PyTorch calls
+            self._torch_buffers(w, n * b, x0)
+
+    def _torch_buffers(self, w: list, rows: int, x0: torch.Tensor) -> None:
+        num_layers, g = len(w), w[0].skip.shape[0] - 1
         # All layers' conditioning projections (and pre-activation biases) in one baddbmm.
         self.cond_w = torch.stack([wi.cond for wi in w])  # (L, cond, 2G)
         self.cond_b = torch.stack([wi.bias for wi in w])[:, None, :]  # (L, 1, 2G)
-        self.pre = x0.new_empty(num_layers, n * b, 2 * g)
+        self.pre = x0.new_empty(num_layers, rows, 2 * g)
 
         # Gated activations of all layers side by side, each followed by a column of ones:
         # z_aug_i = [z_i | 1], so one GEMM gives the sum of every layer's skip output and bias.
-        self.z = x0.new_ones(n * b, num_layers * (g + 1))
+        self.z = x0.new_ones(rows, num_layers * (g + 1))
         self.z_aug = [self.z[:, i * (g + 1) : (i + 1) * (g + 1)] for i in range(num_layers)]
         self.skip_w = torch.cat([wi.skip for wi in w])  # (L*(G+1), S)
-        self.history = [None] + [_History(layer.dilation, n, b, x0.shape[2], x0) for layer in layers[1:]]
-        # A step's conditioning by previous level, when it depends on nothing else (one signal).
-        self.c_table = model.upsampler.step_table()  # (Q, n, cond) or None
-        self.fused = fused_layers_for(self, mfcc)  # the same layers compiled, when available
+        self.history = [None] + [
+            _History(layer.dilation, self.n, self.batch, x0.shape[2], x0) for layer in self.layers[1:]
+        ]
 
     def _layers(self, t: int, c: torch.Tensor) -> torch.Tensor:
         """Conditioning rows c (n*B, cond) of step t → Σ skips (n*B, S), through every layer."""

@@ -373,6 +373,13 @@ class Wavenet(nn.Module):
         b, c, f, m = mfcc.shape
         return self.input_proj(mfcc.permute(0, 1, 3, 2).reshape(b, c * m, f))
 
+    def embed_audio_frames(self, mfcc: torch.Tensor) -> torch.Tensor:
+        """(B, C_in, F, M) → (F, B, R): `embed_audio` laid out time-major (one GEMM), for generation."""
+        b, c, f, m = mfcc.shape
+        rows = mfcc.permute(2, 0, 1, 3).reshape(f * b, c * m)
+        w = self.input_proj.weight[:, :, 0]  # (R, C_in*M), inputs ordered as in embed_audio
+        return torch.addmm(self.input_proj.bias, rows, w.t()).view(f, b, -1)
+
     # --- teacher-forced forward -----------------------------------------------------------
     def forward(self, mfcc: torch.Tensor, eda_prev: torch.Tensor) -> torch.Tensor:
         """Logits (B, Q, C_out, T) for every step, given the EDA before each step.
