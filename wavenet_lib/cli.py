@@ -188,22 +188,29 @@ def _os_reason(exc: OSError) -> str:
 
 
 # --- generate ------------------------------------------------------------------------------------
-def _cmd_generate(args: argparse.Namespace) -> int:
+def _check_sampling_arguments(samples: int, temperature: float, greedy: bool, out: str) -> None:
+    """--samples, --temperature and --out of `generate` and `screen`, checked before any work."""
     from wavenet_lib.atomic_write import check_writable
+    from wavenet_lib.generation import check_sampling
+
+    try:
+        check_sampling(samples, temperature, greedy)
+    except ValueError as exc:
+        raise _UserError(f"--{exc}") from None
+    try:
+        check_writable(out)  # before minutes of sampling, not after
+    except OSError as exc:
+        raise _UserError(f"--out: {exc}") from None
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
     from wavenet_lib.errors import DataError
-    from wavenet_lib.generation import check_sampling, generate_from_audio, write_e4_csv, write_eda_csv
+    from wavenet_lib.generation import generate_from_audio, write_e4_csv, write_eda_csv
     from wavenet_lib.train.checkpoints import CheckpointError
     from wavenet_lib.train.loop import select_device
 
-    try:
-        check_sampling(args.samples, args.temperature, args.greedy)
-    except ValueError as exc:
-        raise _UserError(f"--{exc}") from None
+    _check_sampling_arguments(args.samples, args.temperature, args.greedy, args.out)
     start_time = _e4_start_time(args)
-    try:
-        check_writable(args.out)  # before minutes of generation, not after
-    except OSError as exc:
-        raise _UserError(f"--out: {exc}") from None
     try:
         device = select_device(args.device)
         result = generate_from_audio(
@@ -287,21 +294,12 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
 # --- screen --------------------------------------------------------------------------------------
 def _cmd_screen(args: argparse.Namespace) -> int:
-    from wavenet_lib.atomic_write import check_writable
     from wavenet_lib.errors import DataError
-    from wavenet_lib.generation import check_sampling
     from wavenet_lib.screening import screen_stimuli, write_ranking
     from wavenet_lib.train.checkpoints import CheckpointError
     from wavenet_lib.train.loop import select_device
 
-    try:
-        check_sampling(args.samples, args.temperature, greedy=False)
-    except ValueError as exc:
-        raise _UserError(f"--{exc}") from None
-    try:
-        check_writable(args.out)  # before minutes of screening, not after
-    except OSError as exc:
-        raise _UserError(f"--out: {exc}") from None
+    _check_sampling_arguments(args.samples, args.temperature, False, args.out)
     try:
         device = select_device(args.device)
         result = screen_stimuli(

@@ -18,7 +18,6 @@ from wavenet_lib.configs import ExperimentConfig
 from wavenet_lib.data.normalization import MinMaxNormalizer
 from wavenet_lib.generation import eda_to_microsiemens
 from wavenet_lib.models.wavenet import Wavenet
-from wavenet_lib.train.loop import train
 
 # 1600 Hz audio, hop 16, EDA 4 Hz → 25 frames per step; 2 s context.
 SPF25 = TINY_MODEL
@@ -110,21 +109,6 @@ class _Windows(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict:
         return {"mfcc": self.mfcc[i], "eda_prev": self.prev[i], "target": self.target[i]}
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    root = tmp_path_factory.mktemp("gen")
-    cfg = ExperimentConfig.model_validate(
-        {
-            "name": "gen",
-            "model": SPF2,
-            "data": {"target_steps": 4, "cache_dir": str(root / "cache")},
-            "train": {"batch_size": 2, "max_steps": 3, "warmup_steps": 1, "val_every": 3, "device": "cpu"},
-        }
-    )
-    train(cfg, _Windows(cfg, 4), None, root / "run", normalizer=NORMALIZER, progress=False)
-    return root / "run" / "last.pt"
 
 
 def write_audio(path, seconds: float, sr: int = 1600) -> str:

@@ -15,25 +15,14 @@ import torch
 import yaml
 
 import wavenet_lib.generation as generation
-from tests.unit.test_cli import NORMALIZER, SPF2, SPF25, _Windows, write_audio, write_config
+from tests.unit.test_cli import (
+    SPF2,
+    SPF25,
+    write_audio,
+    write_config,
+)
 from wavenet_lib.cli import main
 from wavenet_lib.configs import ExperimentConfig
-from wavenet_lib.train.loop import train
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    root = tmp_path_factory.mktemp("gen")
-    cfg = ExperimentConfig.model_validate(
-        {
-            "name": "gen",
-            "model": SPF2,
-            "data": {"target_steps": 4, "cache_dir": str(root / "cache")},
-            "train": {"batch_size": 2, "max_steps": 3, "warmup_steps": 1, "val_every": 3, "device": "cpu"},
-        }
-    )
-    train(cfg, _Windows(cfg, 4), None, root / "run", normalizer=NORMALIZER, progress=False)
-    return root / "run" / "last.pt"
 
 
 def status_of(argv: list[str]) -> int:
