@@ -4,7 +4,7 @@
     wavenet-eda config validate CONFIG      OK, or one line per invalid field
     wavenet-eda train CONFIG [--resume] [--run-dir DIR]
     wavenet-eda generate --checkpoint CKPT --audio FILE --out FILE.csv
-                         [--samples N] [--seed S] [--temperature T] [--greedy] [--format csv|e4]
+                         [--samples N] [--seed S] [--temperature T] [--top-p P] [--greedy] [--format csv|e4]
 
 Multi-process training: ``torchrun --nproc_per_node=N -m wavenet_lib train CONFIG``.
 
@@ -153,8 +153,10 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
     if args.samples < 1:
         raise _UserError(f"--samples must be >= 1, got {args.samples}")
-    if not args.greedy and not args.temperature > 0:
+    if not args.greedy and args.temperature is not None and not args.temperature > 0:
         raise _UserError(f"--temperature must be > 0, got {args.temperature} (use --greedy for argmax)")
+    if args.top_p is not None and not 0.0 < args.top_p <= 1.0:
+        raise _UserError(f"--top-p must be in (0, 1], got {args.top_p}")
     try:
         device = select_device(args.device)
         result = generate_from_audio(
@@ -164,6 +166,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             seed=args.seed,
             temperature=args.temperature,
             greedy=args.greedy,
+            top_p=args.top_p,
             device=device,
             progress=not args.no_progress,
         )
@@ -215,7 +218,12 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--out", required=True, help="output CSV")
     gen.add_argument("--samples", type=int, default=1, help="independent samples (one column each)")
     gen.add_argument("--seed", type=int, default=0, help="sampling seed")
-    gen.add_argument("--temperature", type=float, default=1.0, help="softmax temperature")
+    gen.add_argument(
+        "--temperature", type=float, default=None, help="softmax temperature (default: the config's sampling)"
+    )
+    gen.add_argument(
+        "--top-p", type=float, default=None, help="nucleus mass in (0, 1] (default: config sampling)"
+    )
     gen.add_argument("--greedy", action="store_true", help="most likely level each step")
     gen.add_argument(
         "--format", choices=("csv", "e4"), default="csv", help="csv: time + values; e4: Empatica EDA.csv"

@@ -87,9 +87,10 @@ def generate_from_audio(
     audio_path: str | Path,
     samples: int = 1,
     seed: int | None = 0,
-    temperature: float = 1.0,
+    temperature: float | None = None,
     greedy: bool = False,
     *,
+    top_p: float | None = None,
     config: ExperimentConfig | None = None,
     normalizer: Mapping[str, Any] | None = None,
     device: str | torch.device = "cpu",
@@ -105,8 +106,9 @@ def generate_from_audio(
         audio_path: wav/flac/ogg/mp3; MFCCs are computed and standardized as for training.
         samples: independent traces to draw (one batch).
         seed: seeds the sampling generator (reproducible draws).
-        temperature: softmax temperature (> 0).
+        temperature: softmax temperature (> 0); None → the config's `sampling.temperature`.
         greedy: take the most likely level each step (then all samples are equal).
+        top_p: nucleus sampling in (0, 1]; None → the config's `sampling.top_p`.
         config: the experiment config when a model is passed.
         normalizer: the EDA normalization dict when a model is passed.
         device: where to run the model.
@@ -117,15 +119,17 @@ def generate_from_audio(
     Raises:
         FileNotFoundError, CheckpointError: a bad checkpoint path.
         DataError: the audio is missing, unreadable, or shorter than one EDA step.
-        ValueError: samples < 1, temperature <= 0.
+        ValueError: samples < 1, temperature <= 0, top_p outside (0, 1].
     """
     from wavenet_lib.data.recordings import audio_features
     from wavenet_lib.train.checkpoints import load_model, unwrap_model
 
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
-    if not greedy and not temperature > 0:
+    if not greedy and temperature is not None and not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
+    if top_p is not None and not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     if isinstance(model_or_checkpoint, (str, Path)):
         model, config, stored = load_model(model_or_checkpoint, map_location=device)
         normalizer = normalizer if normalizer is not None else stored
@@ -133,13 +137,15 @@ def generate_from_audio(
         if config is None:
             raise ValueError("pass `config` (the ExperimentConfig) together with a model")
         model = unwrap_model(model_or_checkpoint).to(device)
+    temperature = config.sampling.temperature if temperature is None else temperature
+    top_p = config.sampling.top_p if top_p is None else top_p
     mfcc = audio_features(audio_path, config, n_steps=n_steps, start_s=start_s).to(device)
     batch = mfcc.unsqueeze(0).repeat(samples, 1, 1, 1)
     generator = None
     if seed is not None and not greedy:
         generator = torch.Generator(device=batch.device).manual_seed(int(seed))
     eda = model.generate(
-        batch, temperature=temperature, greedy=greedy, generator=generator, progress=progress
+        batch, temperature=temperature, greedy=greedy, generator=generator, progress=progress, top_p=top_p
     )
     units = eda.float().cpu().numpy()
     eda_us = (

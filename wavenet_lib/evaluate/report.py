@@ -119,7 +119,10 @@ def assess_recording(
     prime_steps: int | None = None,
     progress: bool = False,
 ) -> RecordingAssessment:
-    """Score, generate and measure one held-out recording (EDA signal 0)."""
+    """Score, generate and measure one held-out recording (EDA signal 0).
+
+    Samples are drawn with the experiment's `sampling` settings (temperature, top_p).
+    """
     cfg = model.config
     rate = cfg.eda_sample_rate
     rec = bundle.load(recording_id, experiment)
@@ -133,8 +136,9 @@ def assess_recording(
     prime = eda[None, :, :prime_steps].expand(samples, -1, -1)
     g = torch.Generator().manual_seed(seed)
     audio = mfcc[None].expand(samples, -1, -1, -1)
-    generated = model.generate(audio, prime=prime, generator=g, progress=progress)
-    blind = model.generate(silent_mfcc_like(audio), prime=prime, generator=g, progress=progress)
+    knobs = {"temperature": experiment.sampling.temperature, "top_p": experiment.sampling.top_p}
+    generated = model.generate(audio, prime=prime, generator=g, progress=progress, **knobs)
+    blind = model.generate(silent_mfcc_like(audio), prime=prime, generator=g, progress=progress, **knobs)
     real_us = rec.eda_us[0]
     gen_us, blind_us = _to_us(rec, generated[:, 0]), _to_us(rec, blind[:, 0])
 

@@ -10,7 +10,15 @@ from wavenet_lib.models.wavenet import Wavenet
 
 from .test_wavenet import CONFIGS, make_config
 
-GEN_CONFIGS = ["spf1", "spf25", "spf7_stereo_2eda", "multistack"]
+GEN_CONFIGS = [
+    "spf1",
+    "spf25",
+    "spf7_stereo_2eda",
+    "multistack",
+    "mixture",
+    "mixture_value_stereo_2eda",
+    "value_multistack",
+]
 
 
 def model_and_audio(name: str, steps: int = 14, batch: int = 2, seed: int = 0):

@@ -1,0 +1,129 @@
+"""Audio-link and realism experiments: train a config variant, evaluate it held-out, save the numbers.
+
+    PYTHONPATH=$PWD python -m benchmarks.audio_link configs/quickstart.yaml --name base
+    PYTHONPATH=$PWD python -m benchmarks.audio_link configs/quickstart.yaml --name wide \
+        --set model.hidden_channels=64 --set train.max_steps=1200
+    PYTHONPATH=$PWD python -m benchmarks.audio_link configs/quickstart.yaml --name base --eval-only \
+        --sweep temperature=0.8,0.9,1.0 --sweep top_p=0.9,0.95,1.0
+
+Each run writes `<out>/<name>.json`: the overrides, the training time, the pooled held-out
+metrics (`wavenet_lib.evaluate.report.summarize`), the per-recording teacher-forced
+cross-entropy of the model, the audio-blind model and persistence (the CE gap says whether the
+model uses the audio), and the one-step change percentiles of real, generated and audio-blind
+EDA. `--sweep` re-evaluates one trained model at several sampling settings (realism against the
+sampling knob). `benchmarks/results/audio_link.json` collects the rows notebook 05 shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from wavenet_lib.configs import ExperimentConfig, load_config
+
+
+def apply_overrides(cfg: ExperimentConfig, overrides: list[str]) -> ExperimentConfig:
+    """`section.field=value` strings (YAML values) applied to a config, validated again."""
+    data = cfg.model_dump(mode="json")
+    for item in overrides:
+        key, _, raw = item.partition("=")
+        node = data
+        *parents, last = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = yaml.safe_load(raw)
+    return ExperimentConfig.model_validate(data)
+
+
+def step_change_percentiles(traces: np.ndarray, q: float = 99.9) -> dict[str, float]:
+    """99.9th percentile of one-step decreases and increases (µS), pooled over traces (S, T)."""
+    d = np.diff(np.atleast_2d(traces), axis=-1).ravel()
+    return {"decrease_p999_us": float(np.percentile(-d, q)), "increase_p999_us": float(np.percentile(d, q))}
+
+
+def evaluate_run(model, cfg: ExperimentConfig, bundle, samples: int, seed: int = 0) -> dict[str, Any]:
+    """Held-out numbers of one trained model (see module docstring)."""
+    from wavenet_lib.evaluate.report import assess, summarize
+
+    assessments = assess(model, cfg, bundle, "test", samples=samples, seed=seed)
+    out: dict[str, Any] = {"pooled": summarize(assessments)}
+    out["per_recording"] = [
+        {
+            "recording_id": a.recording_id,
+            **{f"ce_{k}": v["cross_entropy_nats"] for k, v in a.teacher_forced.items()},
+        }
+        for a in assessments
+    ]
+    for name in ("real", "generated", "audio_blind"):
+        traces = [getattr(a, f"{name}_us") for a in assessments]
+        pooled = np.concatenate([np.diff(np.atleast_2d(t), axis=-1).ravel() for t in traces])
+        out["pooled"][f"{name}_decrease_p999_us"] = float(np.percentile(-pooled, 99.9))
+        out["pooled"][f"{name}_increase_p999_us"] = float(np.percentile(pooled, 99.9))
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("config")
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--set", action="append", default=[], help="section.field=value override")
+    parser.add_argument("--out", default="runs/audio_link")
+    parser.add_argument("--samples", type=int, default=4)
+    parser.add_argument("--eval-only", action="store_true", help="reuse <out>/<name>/best.pt")
+    parser.add_argument("--sweep", action="append", default=[], help="knob=v1,v2,... (sampling section)")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from wavenet_lib.data.bundle import build_datasets
+    from wavenet_lib.train.checkpoints import load_model
+    from wavenet_lib.train.loop import stored_normalizer, train
+
+    torch.set_num_threads(int(__import__("os").environ.get("OMP_NUM_THREADS", "1")))
+    cfg = apply_overrides(load_config(args.config), args.set)
+    run_dir = Path(args.out) / args.name
+    bundle = build_datasets(cfg)
+    result: dict[str, Any] = {"name": args.name, "overrides": args.set}
+    if args.eval_only:
+        model, _, _ = load_model(run_dir / "best.pt")
+    else:
+        start = time.perf_counter()
+        norm = stored_normalizer(bundle)
+        res = train(cfg, bundle.train, bundle.val, run_dir, normalizer=norm, progress=False)
+        result |= {"train_s": time.perf_counter() - start, "steps": res.step, "best_val": res.best_val_loss}
+        model, _, _ = load_model(run_dir / "best.pt")
+    model.eval()
+    settings = [{}]
+    for spec in args.sweep:
+        knob, _, values = spec.partition("=")
+        settings += [{knob: float(v)} for v in values.split(",")]
+    rows = []
+    for setting in settings if args.sweep else [{}]:
+        run_cfg = apply_overrides(cfg, [f"sampling.{k}={v}" for k, v in setting.items()]) if setting else cfg
+        start = time.perf_counter()
+        row = evaluate_run(model, run_cfg, bundle, args.samples)
+        row |= {"sampling": setting, "eval_s": time.perf_counter() - start}
+        rows.append(row)
+        p = row["pooled"]
+        print(
+            json.dumps(
+                {"name": args.name, "sampling": setting}
+                | {k: round(v, 3) for k, v in p.items() if isinstance(v, float)}
+            )
+        )
+    result["evaluations"] = rows
+    out = Path(args.out) / f"{args.name}{'_sweep' if args.sweep else ''}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
