@@ -68,18 +68,66 @@ def evaluate_run(model, cfg: ExperimentConfig, bundle, samples: int, seed: int =
     return out
 
 
+def table_row(p: dict[str, float]) -> dict[str, Any]:
+    """One row of the experiments table from pooled metrics (generated / real where paired)."""
+
+    def pair(metric: str) -> str:
+        return f"{p[f'generated_{metric}']:.2f} / {p[f'real_{metric}']:.2f}"
+
+    return {
+        "CE model": round(p["test_cross_entropy"], 3),
+        "CE audio-blind": round(p["audio_blind_cross_entropy"], 3),
+        "CE persistence": round(p["persistence_cross_entropy"], 3),
+        "gain": round(p["audio_blind_cross_entropy"] - p["test_cross_entropy"], 3),
+        "EL latency gen / real (s)": f"{p['event_locked_latency_generated_s']:.2f} / "
+        f"{p['event_locked_latency_real_s']:.2f}",
+        "EL amplitude real / gen / blind": f"{p['event_locked_amplitude_real']:.2f} / "
+        f"{p['event_locked_amplitude_generated']:.2f} / {p['event_locked_amplitude_audio_blind']:.2f}",
+        "SCR/min": pair("scr_rate_per_min"),
+        "amplitude (µS)": pair("mean_amplitude_us"),
+        "rise (s)": pair("mean_rise_time_s"),
+        "half-recovery (s)": pair("mean_recovery_time_s"),
+        "p99.9 decrease (µS)": pair("decrease_p999_us"),
+        "p99.9 increase (µS)": pair("increase_p999_us"),
+    }
+
+
+def collect(out: Path, target: Path, experiments: list[str], sweep: str | None) -> None:
+    """Gather `<out>/<name>.json` runs (and one `_sweep` file) into the notebook's results file."""
+    rows = []
+    for name in experiments:
+        run = json.loads((out / f"{name}.json").read_text())
+        row = {"variant": name, "overrides": " ".join(run["overrides"]) or "(quickstart as is)"}
+        row |= table_row(run["evaluations"][0]["pooled"])
+        row["train (s)"] = round(run.get("train_s", float("nan")))
+        rows.append(row)
+    sweep_rows = []
+    if sweep:
+        run = json.loads((out / f"{sweep}_sweep.json").read_text())
+        for ev in run["evaluations"]:
+            setting = ", ".join(f"{k}={v:g}" for k, v in ev["sampling"].items()) or "default"
+            sweep_rows.append({"setting": setting} | table_row(ev["pooled"]))
+    target.write_text(json.dumps({"experiments": rows, "sampling_sweep": sweep_rows}, indent=1) + "\n")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("config")
-    parser.add_argument("--name", required=True)
+    parser.add_argument("config", nargs="?")
+    parser.add_argument("--name")
+    parser.add_argument("--collect", nargs="+", help="gather these runs into --results instead")
+    parser.add_argument("--collect-sweep", help="the run whose _sweep file goes into --results")
+    parser.add_argument("--results", default="benchmarks/results/audio_link.json")
     parser.add_argument("--set", action="append", default=[], help="section.field=value override")
     parser.add_argument("--out", default="runs/audio_link")
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--eval-only", action="store_true", help="reuse <out>/<name>/best.pt")
     parser.add_argument("--sweep", action="append", default=[], help="knob=v1,v2,... (sampling section)")
     args = parser.parse_args(argv)
+    if args.collect:
+        collect(Path(args.out), Path(args.results), args.collect, args.collect_sweep)
+        return
 
     import torch
 

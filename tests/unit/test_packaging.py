@@ -80,6 +80,7 @@ def test_the_three_ordered_notebooks_exist():
         "01_receptive_field.ipynb",
         "02_training.ipynb",
         "03_evaluation.ipynb",
+        "05_audio_link.ipynb",
     ]
 
 
