@@ -1,0 +1,428 @@
+"""Realism of EDA traces: would a physiologist take generated skin conductance for real?
+
+Every statistic here takes traces in µS at the EDA rate and is computed by the same code for
+every source (real, generated, audio-blind), so the rows of a table differ only by their input:
+
+* **SCR statistics** (`scr_summary`): rate (per min), amplitude (µS), rise time (s) and
+  half-recovery time (s) of the skin conductance responses found by `scrs.detect_scrs`
+  (neurokit2, absolute 0.05 µS threshold), pooled over all SCRs of all traces.
+* **One-step changes** (`step_change_percentiles`): the 99.9th percentile of the one-step
+  decreases (−Δx clipped at 0) and of the one-step increases (Δx clipped at 0), µS per EDA step.
+  Skin conductance recovers over seconds, so a cliff drop of a large fraction of an SCR in one
+  step shows up here.
+* **Log-spectral distance of the first difference** (`log_spectral_distance_db`): the Welch
+  power spectra of Δx of the two sources (averaged over traces, zero frequency excluded),
+  compared as the root-mean-square difference of 10·log10 power over frequencies, in dB.
+  0 dB for identical spectra; a sawtooth or white noise adds power at high frequencies.
+* **Classifier two-sample test** (`classifier_two_sample_test`): a gradient-boosting classifier
+  (scikit-learn) learns to tell real 30 s windows from windows of another source, from
+  level-free window features (`window_features`: statistics of Δx, its autocorrelation and
+  spectral band powers, SCR counts); cross-validated grouped by recording (GroupKFold), so a
+  recording's windows are never both trained on and scored. ROC AUC 0.5: indistinguishable;
+  1.0: always told apart.
+
+`realism_metrics` gives all of them for one source and `realism_by_recording` for several
+sources over several recordings, per recording and pooled.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import signal, stats
+
+from wavenet_lib.evaluate.scrs import detect_scrs
+
+__all__ = [
+    "REALISM_METRICS",
+    "TwoSampleTest",
+    "as_traces",
+    "scr_summary",
+    "step_change_percentiles",
+    "difference_spectrum",
+    "log_spectral_distance_db",
+    "window_features",
+    "classifier_two_sample_test",
+    "realism_metrics",
+    "realism_by_recording",
+]
+
+# Metric names (units in the names) that `realism_metrics` returns, in table order.
+REALISM_METRICS = (
+    "n_scr",
+    "scr_rate_per_min",
+    "scr_amplitude_us",
+    "scr_rise_time_s",
+    "scr_half_recovery_s",
+    "step_decrease_p999_us",
+    "step_increase_p999_us",
+    "diff_log_spectral_distance_db",
+    "two_sample_auc",
+)
+
+# Spectral band edges (Hz) of the window features; bands above Nyquist are NaN.
+BAND_EDGES_HZ = (0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2)
+_TINY = 1e-12
+
+
+def as_traces(traces_us: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
+    """One trace (T,), a stack (S, T) or a sequence of (T_i,) traces → list of float64 (T_i,) arrays."""
+    if isinstance(traces_us, np.ndarray):
+        arr = np.asarray(traces_us, dtype=np.float64)
+        if arr.ndim not in (1, 2):
+            raise ValueError(f"traces must be (T,) or (S, T), got shape {arr.shape}")
+        return [arr] if arr.ndim == 1 else list(arr)
+    out = [np.asarray(t, dtype=np.float64).ravel() for t in traces_us]
+    if not out:
+        raise ValueError("need at least one trace")
+    return out
+
+
+# ======================================================================================
+# SCR statistics
+# ======================================================================================
+
+
+def scr_summary(
+    traces_us: np.ndarray | Sequence[np.ndarray], sampling_rate: float, amplitude_min_us: float = 0.05
+) -> dict[str, float]:
+    """SCR statistics pooled over every SCR of every trace (one detector for all sources).
+
+    Args:
+        traces_us: (T,), (S, T) or a sequence of traces in µS at `sampling_rate` (Hz).
+        amplitude_min_us: absolute SCR amplitude threshold (see `scrs.detect_scrs`).
+
+    Returns:
+        {"n_scr", "scr_rate_per_min" (SCRs / total minutes), "scr_amplitude_us",
+        "scr_rise_time_s" (onset → peak), "scr_half_recovery_s" (peak → half amplitude)};
+        means over SCRs, NaN when there is none (half-recovery: over the SCRs that recover to
+        half amplitude before the next one).
+    """
+    traces = as_traces(traces_us)
+    found = [detect_scrs(t, sampling_rate, amplitude_min_us=amplitude_min_us) for t in traces]
+    table = pd.concat(found, ignore_index=True) if found else pd.DataFrame()
+    minutes = sum(t.size for t in traces) / sampling_rate / 60.0
+
+    def mean(column: str) -> float:
+        values = table[column].dropna() if len(table) else pd.Series(dtype=float)
+        return float(values.mean()) if len(values) else math.nan
+
+    return {
+        "n_scr": float(len(table)),
+        "scr_rate_per_min": len(table) / minutes if minutes > 0 else math.nan,
+        "scr_amplitude_us": mean("amplitude_us"),
+        "scr_rise_time_s": mean("rise_time_s"),
+        "scr_half_recovery_s": mean("recovery_time_s"),
+    }
+
+
+# ======================================================================================
+# One-step changes
+# ======================================================================================
+
+
+def step_change_percentiles(
+    traces_us: np.ndarray | Sequence[np.ndarray], percentile: float = 99.9
+) -> dict[str, float]:
+    """Percentile of the one-step decreases and increases, pooled over the traces' steps.
+
+    Args:
+        traces_us: (T,), (S, T) or a sequence of traces in µS.
+        percentile: in [0, 100]; the default 99.9 reads the largest 0.1 % of steps.
+
+    Returns:
+        {"step_decrease_p999_us": percentile of max(−Δx, 0), "step_increase_p999_us":
+        percentile of max(Δx, 0)}, µS per EDA step (names keep "p999" whatever `percentile`).
+    """
+    diffs = [np.diff(t) for t in as_traces(traces_us) if t.size > 1]
+    if not diffs:
+        return {"step_decrease_p999_us": math.nan, "step_increase_p999_us": math.nan}
+    d = np.concatenate(diffs)
+    return {
+        "step_decrease_p999_us": float(np.percentile(np.clip(-d, 0, None), percentile)),
+        "step_increase_p999_us": float(np.percentile(np.clip(d, 0, None), percentile)),
+    }
+
+
+# ======================================================================================
+# Spectrum of the first difference
+# ======================================================================================
+
+
+def difference_spectrum(
+    traces_us: np.ndarray | Sequence[np.ndarray], sampling_rate: float, segment_s: float = 16.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Welch power spectral density of the first difference, averaged over traces.
+
+    Args:
+        traces_us: (T,), (S, T) or a sequence of traces in µS at `sampling_rate` (Hz).
+        segment_s: Welch segment length (s); shorter traces use their whole length.
+
+    Returns:
+        (freqs_hz (F,), psd (F,)) in (µS/step)²/Hz, zero frequency excluded; each trace's
+        spectrum weighted by its number of steps.
+    """
+    traces = [t for t in as_traces(traces_us) if t.size > 2]
+    if not traces:
+        raise ValueError("need a trace of at least 3 steps for a spectrum")
+    nperseg = max(2, min(int(round(segment_s * sampling_rate)), min(t.size - 1 for t in traces)))
+    total, weight = 0.0, 0
+    freqs = np.zeros(0)
+    for t in traces:
+        freqs, psd = signal.welch(np.diff(t), fs=sampling_rate, nperseg=nperseg)
+        total = total + psd * t.size
+        weight += t.size
+    return freqs[1:], np.asarray(total, dtype=np.float64)[1:] / weight
+
+
+def log_spectral_distance_db(
+    reference_us: np.ndarray | Sequence[np.ndarray],
+    traces_us: np.ndarray | Sequence[np.ndarray],
+    sampling_rate: float,
+    segment_s: float = 16.0,
+) -> float:
+    """Log-spectral distance (dB) between the first-difference spectra of two sets of traces.
+
+    sqrt(mean_f (10·log10 P_ref(f) − 10·log10 P(f))²) over the Welch frequencies except 0, each
+    P from `difference_spectrum` (one segment length for both). 0 for identical spectra.
+    """
+    traces_ref, traces_other = as_traces(reference_us), as_traces(traces_us)
+    shortest = min(t.size for t in traces_ref + traces_other) - 1
+    seg = min(segment_s, shortest / sampling_rate)
+    _, p_ref = difference_spectrum(traces_ref, sampling_rate, seg)
+    _, p = difference_spectrum(traces_other, sampling_rate, seg)
+    diff_db = 10 * np.log10(p_ref + _TINY) - 10 * np.log10(p + _TINY)
+    return float(np.sqrt(np.mean(diff_db**2)))
+
+
+# ======================================================================================
+# Classifier two-sample test
+# ======================================================================================
+
+
+def _windows(n: int, size: int, hop: int) -> list[slice]:
+    return [slice(s, s + size) for s in range(0, n - size + 1, hop)]
+
+
+def window_features(
+    trace_us: np.ndarray, sampling_rate: float, window_s: float = 30.0, hop_s: float = 15.0
+) -> pd.DataFrame:
+    """Level-free features of the windows of one trace, for the two-sample classifier.
+
+    Windows of `window_s` seconds every `hop_s` seconds (a trace shorter than one window gives
+    none). Per window, with d = Δx (µS/step): log10 std and mean |d|; skewness, kurtosis and
+    quantiles of d / std(d); log10 of the largest rise and fall; the fraction of rising steps;
+    autocorrelation of d at lags 1, 2, 4; log10 std(Δd) / std(d) (roughness); the detrended
+    range; relative log band powers of d (Welch, `BAND_EDGES_HZ`); and the SCRs (from one
+    detection over the whole trace) whose peak lies in the window: count per minute, mean
+    amplitude, rise and half-recovery (NaN without SCRs).
+
+    Returns:
+        DataFrame (n_windows, n_features).
+    """
+    x = np.asarray(trace_us, dtype=np.float64).ravel()
+    size = int(round(window_s * sampling_rate))
+    hop = max(1, int(round(hop_s * sampling_rate)))
+    spans = _windows(x.size, size, hop)
+    scrs = detect_scrs(x, sampling_rate) if spans else None
+    rows = []
+    for span in spans:
+        w = x[span]
+        d = np.diff(w)
+        sd = float(d.std()) + _TINY
+        z = d / sd
+        row: dict[str, float] = {
+            "log_std_diff": math.log10(sd),
+            "log_mean_abs_diff": math.log10(float(np.abs(d).mean()) + _TINY),
+            "skew_diff": float(stats.skew(d)) if sd > 1e-9 else 0.0,
+            "kurtosis_diff": float(stats.kurtosis(d)) if sd > 1e-9 else 0.0,
+            "log_max_rise": math.log10(max(float(d.max()), 0.0) + 1e-6),
+            "log_max_fall": math.log10(max(float(-d.min()), 0.0) + 1e-6),
+            "rising_fraction": float((d > 0).mean()),
+            "log_roughness": math.log10(float(np.diff(d).std()) / sd + _TINY),
+            "log_detrended_range": math.log10(float(np.ptp(signal.detrend(w))) + 1e-6),
+        }
+        for q in (1, 5, 25, 50, 75, 95, 99):
+            row[f"diff_q{q:02d}"] = float(np.percentile(z, q))
+        for lag in (1, 2, 4):
+            a, b = d[:-lag] - d.mean(), d[lag:] - d.mean()
+            row[f"diff_autocorr_{lag}"] = float((a * b).mean() / (d.var() + _TINY))
+        freqs, psd = signal.welch(d, fs=sampling_rate, nperseg=min(d.size, int(round(8 * sampling_rate))))
+        total = float(psd[1:].sum()) + _TINY
+        for lo, hi in zip(BAND_EDGES_HZ[:-1], BAND_EDGES_HZ[1:], strict=True):
+            band = (freqs > lo) & (freqs <= hi)
+            power = float(psd[band].sum()) if band.any() else math.nan
+            row[f"band_{lo:g}_{hi:g}_hz"] = math.log10(power / total + _TINY) if band.any() else power
+        start, stop = span.start / sampling_rate, span.stop / sampling_rate
+        assert scrs is not None
+        inside = scrs[(scrs["peak_s"] >= start) & (scrs["peak_s"] < stop)]
+        row["scr_per_min"] = len(inside) / (window_s / 60.0)
+        for column in ("amplitude_us", "rise_time_s", "recovery_time_s"):
+            values = inside[column].dropna()
+            row[f"scr_{column}"] = float(values.mean()) if len(values) else math.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+@dataclass(frozen=True)
+class TwoSampleTest:
+    """Result of `classifier_two_sample_test`.
+
+    auc: ROC AUC of "real" vs "other" on held-out recordings, mean over the folds; auc_by_recording:
+    the AUC among each recording's own windows (out-of-fold scores; NaN where a recording has
+    windows of one source only); n_real / n_other: windows of each source; n_folds: folds used
+    (0 when fewer than two recordings have windows: auc is then NaN).
+    """
+
+    auc: float
+    auc_by_recording: dict[str, float]
+    n_real: int
+    n_other: int
+    n_folds: int
+
+
+def classifier_two_sample_test(
+    real_us: Mapping[str, np.ndarray | Sequence[np.ndarray]],
+    other_us: Mapping[str, np.ndarray | Sequence[np.ndarray]],
+    sampling_rate: float,
+    window_s: float = 30.0,
+    hop_s: float = 15.0,
+    n_splits: int = 5,
+    seed: int = 0,
+) -> TwoSampleTest:
+    """Can a classifier tell real windows from the other source's, on recordings it never saw?
+
+    Args:
+        real_us: {recording_id: real trace(s)} in µS, (T,), (S, T) or a sequence.
+        other_us: {recording_id: trace(s)} of the other source (e.g. generated samples (S, T));
+            recordings may differ from `real_us`'s; a recording's windows of both sources form
+            one group of GroupKFold.
+        sampling_rate: EDA rate (Hz).
+        window_s, hop_s: window length and hop (s), see `window_features`.
+        n_splits: GroupKFold folds (at most the number of recordings).
+        seed: the classifier's random state.
+
+    A HistGradientBoostingClassifier (scikit-learn) is trained on `window_features` (NaN → a
+    constant) with balanced class weights; the AUC of each held-out fold is averaged.
+    """
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import GroupKFold
+
+    frames, labels, groups = [], [], []
+    for label, source in ((1, real_us), (0, other_us)):
+        for rid, traces in source.items():
+            for trace in as_traces(traces):
+                f = window_features(trace, sampling_rate, window_s, hop_s)
+                frames.append(f)
+                labels += [label] * len(f)
+                groups += [rid] * len(f)
+    x = pd.concat(frames, ignore_index=True).to_numpy(np.float64) if frames else np.zeros((0, 0))
+    # NaN features (no SCR in a window, a band above Nyquist) → a constant outside every range
+    # (scikit-learn's binning fails on weighted columns that are all NaN).
+    x = np.nan_to_num(x, nan=-99.0)
+    y, g = np.asarray(labels), np.asarray(groups)
+    n_real, n_other = int((y == 1).sum()), int((y == 0).sum())
+    recordings = sorted(set(g.tolist()))
+    folds = min(n_splits, len(recordings))
+    if folds < 2 or n_real == 0 or n_other == 0:
+        return TwoSampleTest(math.nan, {r: math.nan for r in recordings}, n_real, n_other, 0)
+    weights = np.where(y == 1, len(y) / (2 * n_real), len(y) / (2 * n_other))
+    scores = np.full(len(y), np.nan)
+    fold_aucs = []
+    for train, test in GroupKFold(n_splits=folds).split(x, y, g):
+        clf = HistGradientBoostingClassifier(
+            max_iter=150, learning_rate=0.05, max_leaf_nodes=8, min_samples_leaf=5, random_state=seed
+        )
+        if len(set(y[train].tolist())) < 2:
+            continue
+        clf.fit(x[train], y[train], sample_weight=weights[train])
+        scores[test] = clf.predict_proba(x[test])[:, 1]
+        if len(set(y[test].tolist())) == 2:
+            fold_aucs.append(float(roc_auc_score(y[test], scores[test])))
+    by_recording = {}
+    for rid in recordings:
+        mine = (g == rid) & np.isfinite(scores)
+        ok = len(set(y[mine].tolist())) == 2
+        by_recording[rid] = float(roc_auc_score(y[mine], scores[mine])) if ok else math.nan
+    auc = float(np.mean(fold_aucs)) if fold_aucs else math.nan
+    return TwoSampleTest(auc, by_recording, n_real, n_other, folds)
+
+
+# ======================================================================================
+# All of them, per source and per recording
+# ======================================================================================
+
+
+def realism_metrics(
+    traces_us: np.ndarray | Sequence[np.ndarray],
+    sampling_rate: float,
+    reference_us: np.ndarray | Sequence[np.ndarray] | None = None,
+) -> dict[str, float]:
+    """SCR statistics, one-step change percentiles and (with a reference) the log-spectral distance.
+
+    Args:
+        traces_us: one source's traces in µS: (T,), (S, T) or a sequence.
+        sampling_rate: EDA rate (Hz).
+        reference_us: the real trace(s) to compare spectra with; None → no
+            "diff_log_spectral_distance_db" (use None for the real traces themselves).
+
+    Returns:
+        {metric: value} with the names of `REALISM_METRICS` except "two_sample_auc" (which needs
+        several recordings: `classifier_two_sample_test`).
+    """
+    out = scr_summary(traces_us, sampling_rate) | step_change_percentiles(traces_us)
+    if reference_us is not None:
+        lsd = log_spectral_distance_db(reference_us, traces_us, sampling_rate)
+        out["diff_log_spectral_distance_db"] = lsd
+    return out
+
+
+def realism_by_recording(
+    real_us: Mapping[str, np.ndarray],
+    sources_us: Mapping[str, Mapping[str, np.ndarray | Sequence[np.ndarray]]],
+    sampling_rate: float,
+    two_sample: bool = True,
+    seed: int = 0,
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, dict[str, float]]]]:
+    """Realism metrics of real EDA and of other sources, pooled and per recording.
+
+    Args:
+        real_us: {recording_id: (T,) real trace in µS}.
+        sources_us: {source: {recording_id: (S, T) traces}} such as {"generated": ...,
+            "audio_blind": ...}; every recording of `real_us` must be present.
+        sampling_rate: EDA rate (Hz).
+        two_sample: run `classifier_two_sample_test` for each source (the slowest part).
+        seed: the two-sample classifier's random state.
+
+    Returns:
+        (pooled {source: {metric: value}}, per_recording {recording_id: {source: {metric:
+        value}}}); "real" is the first source. Pooled statistics pool the traces (SCRs, steps,
+        spectra) of all recordings; "two_sample_auc" pooled is the cross-validated AUC, per
+        recording the AUC among that recording's out-of-fold scores.
+    """
+    ids = list(real_us)
+    for source, traces in sources_us.items():
+        missing = [r for r in ids if r not in traces]
+        if missing:
+            raise ValueError(f"source {source!r} has no traces for recordings {missing}")
+    all_real = [np.asarray(real_us[r], dtype=np.float64) for r in ids]
+    pooled: dict[str, dict[str, float]] = {"real": realism_metrics(all_real, sampling_rate)}
+    per: dict[str, dict[str, dict[str, float]]] = {
+        r: {"real": realism_metrics(real_us[r], sampling_rate)} for r in ids
+    }
+    for source, traces in sources_us.items():
+        every = [t for r in ids for t in as_traces(traces[r])]
+        pooled[source] = realism_metrics(every, sampling_rate, reference_us=all_real)
+        for r in ids:
+            per[r][source] = realism_metrics(traces[r], sampling_rate, reference_us=real_us[r])
+        if two_sample:
+            test = classifier_two_sample_test(real_us, {r: traces[r] for r in ids}, sampling_rate, seed=seed)
+            pooled[source]["two_sample_auc"] = test.auc
+            for r in ids:
+                per[r][source]["two_sample_auc"] = test.auc_by_recording.get(r, math.nan)
+    return pooled, per
