@@ -251,7 +251,8 @@ def validate_wavenet_config(data: Mapping[str, Any]) -> WavenetConfig:
 
 
 class SyntheticDataConfig(BaseModel):
-    """The embedded default dataset, generated from a seed (see wavenet_lib.synthetic)."""
+    """The embedded default dataset: listening sessions cut from real music, and the EDA of a
+    simulated listener (see wavenet_lib.data.synthetic, .playlists and .listener)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -259,24 +260,63 @@ class SyntheticDataConfig(BaseModel):
     n_subjects: PositiveInt = 4
     duration_s: PositiveFloat = 120.0
     seed: int = 0
-    latency_s: tuple[PositiveFloat, PositiveFloat] = (1.0, 3.0)
-    evoked_probability: float = Field(
-        default=0.9, ge=0.0, le=1.0, description="Chance that a loud audio onset evokes an SCR."
+    listener: Literal["loudness_rise", "spectral_novelty"] = Field(
+        default="loudness_rise",
+        description="The listener's rule: SCRs after rises of loudness over the last seconds "
+        "(loudness_rise) or after changes of timbre (spectral_novelty); see wavenet_lib.data.listener.",
     )
-    min_event_gap_s: PositiveFloat = Field(default=6.0, description="Least time (s) between loud onsets.")
+    latency_s: tuple[PositiveFloat, PositiveFloat] | None = Field(
+        default=None,
+        description="Range (s) of event → SCR-onset latencies (default: the rule's own, "
+        "1.0-2.5 s for loudness_rise, 2.5-4.0 s for spectral_novelty).",
+    )
+    threshold: PositiveFloat | None = Field(
+        default=None, description="Feature threshold (dB) for an event (default: the rule's own)."
+    )
+    evoked_probability: float = Field(
+        default=0.9, ge=0.0, le=1.0, description="Chance that a feature event evokes an SCR."
+    )
+    min_event_gap_s: PositiveFloat = Field(default=5.0, description="Least time (s) between feature events.")
     spontaneous_per_min: tuple[float, float] = Field(
         default=(1.0, 3.0), description="Range of each subject's spontaneous SCR rate (per minute)."
+    )
+    excerpt_s: tuple[PositiveFloat, PositiveFloat] = Field(
+        default=(12.0, 45.0), description="Range of excerpt lengths (s) in a listening session."
+    )
+    pause_s: tuple[float, float] = Field(
+        default=(0.0, 4.0), description="Range of pauses (s) between excerpts (and before the first)."
+    )
+    gain_db: tuple[float, float] = Field(
+        default=(-18.0, 0.0), description="Range of excerpt levels (dB; 0 dB plays a piece at -20 dBFS RMS)."
+    )
+    level_change_probability: float = Field(
+        default=0.3, ge=0.0, le=1.0, description="Chance that an excerpt's level is changed part-way."
+    )
+    varispeed: float = Field(
+        default=0.05,
+        ge=0.0,
+        lt=0.5,
+        description="Excerpts play at a speed in [1 - varispeed, 1 + varispeed].",
     )
 
     @model_validator(mode="after")
     def _check(self) -> SyntheticDataConfig:
         errors = []
-        lo, hi = self.latency_s
-        if lo > hi:
-            errors.append(f"latency_s must be (low, high) with low <= high, got {self.latency_s}")
-        slo, shi = self.spontaneous_per_min
-        if not 0 <= slo <= shi:
-            errors.append(f"spontaneous_per_min must be (low, high) with 0 <= low <= high, got {(slo, shi)}")
+        ranges = {
+            "latency_s": self.latency_s,
+            "spontaneous_per_min": self.spontaneous_per_min,
+            "excerpt_s": self.excerpt_s,
+            "pause_s": self.pause_s,
+            "gain_db": self.gain_db,
+        }
+        for name, pair in ranges.items():
+            if pair is not None and pair[0] > pair[1]:
+                errors.append(f"{name} must be (low, high) with low <= high, got {tuple(pair)}")
+        for name in ("spontaneous_per_min", "pause_s"):
+            if ranges[name][0] < 0:
+                errors.append(f"{name} must be non-negative, got {tuple(ranges[name])}")
+        if self.gain_db[1] > 12.0:
+            errors.append(f"gain_db must stay <= 12 dB (the audio would clip), got {tuple(self.gain_db)}")
         if errors:
             raise ValueError("; ".join(errors))
         return self

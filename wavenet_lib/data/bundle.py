@@ -70,19 +70,8 @@ def manifest_for(cfg: ExperimentConfig) -> Path:
 
     data = cfg.data
     if data.source == "synthetic":
-        s = data.synthetic
         return make_synthetic_dataset(
-            data.data_dir,
-            n_recordings=s.n_recordings,
-            duration_s=s.duration_s,
-            seed=s.seed,
-            audio_sample_rate=cfg.model.audio_sample_rate,
-            eda_sample_rate=cfg.model.eda_sample_rate,
-            latency_s=s.latency_s,
-            n_subjects=s.n_subjects,
-            evoked_probability=s.evoked_probability,
-            min_event_gap_s=s.min_event_gap_s,
-            spontaneous_per_min=s.spontaneous_per_min,
+            data.data_dir, data.synthetic, cfg.model.audio_sample_rate, cfg.model.eda_sample_rate
         )
     if data.source == "manifest":
         return Path(data.path)

@@ -1,52 +1,59 @@
-"""A synthetic paired audio + EDA dataset with a known, learnable audio → EDA link.
+"""The embedded dataset: listening sessions of real music and a simulated listener's EDA.
 
-Written as real files so the real-data path is the one exercised: per recording a wav, an EDA
-csv in µS (`time_s,eda_us`, generic format), an events csv of the loud audio onsets with the
-SCR each evoked, and a csv of spontaneous SCRs; plus `manifest.csv` and the settings used.
+Each recording is one session (`wavenet_lib.data.playlists`: excerpts of the three shipped
+recordings with level changes, fades and pauses) heard by one of `n_subjects` simulated
+listeners (`wavenet_lib.data.listener`: SCRs after audio-computable feature events, with
+latency, habituation, subject differences, spontaneous SCRs, tonic drift and sensor noise).
 
-The physiology (Boucsein, *Electrodermal Activity*, 2012; Dawson et al., 2017):
+Written as real files so the real-data path is the one exercised. Per recording `syn-XXX`:
 
-- Skin conductance level (SCL) 2–20 µS: a per-recording base of 3–12 µS with slow drift
-  (sinusoids of 1–7 min period and a linear trend).
-- Audio: quiet pink-ish noise and soft tones, with loud broadband bursts at random onsets at
-  least `min_event_gap_s` apart.
-- Evoked SCRs: each loud onset evokes an SCR with probability `evoked_probability` (0.9), its
-  onset `latency_s` (1–3 s) after the sound; amplitude grows with loudness and habituates
-  (multiplied by a per-subject factor 0.92–0.97 for each earlier evoked SCR).
-- Spontaneous (non-specific) SCRs at a per-subject 1–3 per minute, at uniform random times,
-  smaller than the evoked ones.
-- SCR shape: the standard bi-exponential exp(-t/τ_decay) - exp(-t/τ_rise) from the SCR onset,
-  τ_rise = 0.7 s (peak ~1.3 s after onset), τ_decay 2.5–4 s; plus Gaussian sensor noise.
+- `syn-XXX.wav`: the session, 16-bit mono at the model's audio rate;
+- `syn-XXX_eda.csv`: `time_s,eda_us` (generic format) at the model's EDA rate;
+- `syn-XXX_events.csv`: the ground truth, one row per feature event: `onset_s` (event time,
+  s), `feature`, `strength` (feature value at the event, dB), `threshold` (the subject's),
+  `evoked` (0/1), `latency_s` (event → SCR onset), `scr_onset_s`, `amplitude_us`,
+  `habituation` (amplitude factor from earlier SCRs);
+- `syn-XXX_spontaneous.csv`: `onset_s,amplitude_us` of the spontaneous SCRs;
+- `syn-XXX_playlist.csv`: what plays when (`wavenet_lib.data.playlists.Excerpt` fields);
 
-Everything derives from the seed: the same seed writes byte-identical files.
+and `manifest.csv`, `subjects.json` (each listener's parameters) and
+`synthetic_settings.json` (the settings; written last, it marks a complete dataset).
+
+The listener hears the audio exactly as written (16-bit), so its events can be recomputed from
+the wav with `listener_feature` + `feature_events`. Everything derives from `seed`: the same
+settings write byte-identical files.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import lfilter
+from tqdm.auto import tqdm
 
+from wavenet_lib.configs import SyntheticDataConfig
+from wavenet_lib.data.listener import RULES, Subject, draw_subject, scr_shape, simulate_listener
 from wavenet_lib.data.manifest import ManifestRow, write_manifest
+from wavenet_lib.data.playlists import Excerpt, make_session
+from wavenet_lib.seeding import derive_seed
 
-__all__ = ["SyntheticRecording", "scr_shape", "synthesize_recording", "make_synthetic_dataset"]
+__all__ = [
+    "SyntheticRecording",
+    "scr_shape",
+    "synthesize_recording",
+    "make_synthetic_dataset",
+    "subjects_for",
+]
 
-TAU_RISE_S = 0.7
 SETTINGS_FILE = "synthetic_settings.json"
-_GENERATOR_VERSION = 1
-
-
-def scr_shape(t: np.ndarray, tau_rise: float = TAU_RISE_S, tau_decay: float = 3.0) -> np.ndarray:
-    """Bi-exponential SCR of unit peak, `t` seconds after its onset (0 for t < 0)."""
-    t = np.asarray(t, dtype=np.float64)
-    peak_t = np.log(tau_decay / tau_rise) * tau_rise * tau_decay / (tau_decay - tau_rise)
-    peak = np.exp(-peak_t / tau_decay) - np.exp(-peak_t / tau_rise)
-    tp = np.clip(t, 0.0, None)
-    return np.where(t > 0, (np.exp(-tp / tau_decay) - np.exp(-tp / tau_rise)) / peak, 0.0)
+_GENERATOR_VERSION = 2
+EVENT_COLUMNS = [
+    "onset_s", "feature", "strength", "threshold", "evoked",
+    "latency_s", "scr_onset_s", "amplitude_us", "habituation",
+]  # fmt: skip
 
 
 @dataclass
@@ -54,153 +61,89 @@ class SyntheticRecording:
     """One generated recording.
 
     Attributes:
-        audio: float32 (samples,) mono audio at the audio rate.
+        audio: int16 (samples,) mono audio at the audio rate, as written.
         eda: float64 (steps,) EDA in µS at the EDA rate (sample i at time i / rate).
-        events: loud onsets, one dict each: onset_s, loudness, evoked, latency_s, amplitude_us, scr_onset_s.
+        events: feature events (see `simulate_listener`).
         spontaneous: spontaneous SCRs, one dict each: onset_s, amplitude_us.
+        playlist: the session's excerpts.
     """
 
     audio: np.ndarray
     eda: np.ndarray
     events: list[dict]
     spontaneous: list[dict]
+    playlist: list[Excerpt]
 
 
-def _subject_params(seed: int, subject: int, spontaneous_per_min: tuple[float, float]) -> dict:
-    rng = np.random.default_rng([seed, 1, subject])
-    return {
-        "gain_us": float(rng.uniform(0.5, 1.5)),
-        "habituation": float(rng.uniform(0.92, 0.97)),
-        "tau_decay_s": float(rng.uniform(2.5, 4.0)),
-        "spontaneous_per_min": float(rng.uniform(*spontaneous_per_min)),
-    }
+def subjects_for(cfg: SyntheticDataConfig) -> list[Subject]:
+    """The `cfg.n_subjects` listeners of a dataset (drawn from `cfg.seed`)."""
+    return [
+        draw_subject(np.random.default_rng(derive_seed(cfg.seed, 1, s)), s, cfg)
+        for s in range(cfg.n_subjects)
+    ]
 
 
 def synthesize_recording(
-    rng: np.random.Generator,
-    duration_s: float,
-    audio_sample_rate: int,
-    eda_sample_rate: float,
-    subject: dict,
-    latency_s: tuple[float, float] = (1.0, 3.0),
-    evoked_probability: float = 0.9,
-    min_event_gap_s: float = 6.0,
+    cfg: SyntheticDataConfig, index: int, subject: Subject, audio_sample_rate: int, eda_sample_rate: float
 ) -> SyntheticRecording:
-    """Generate one recording's audio, EDA (µS) and ground-truth events.
+    """Session `index` of the dataset `cfg`, heard by `subject`.
 
-    Args:
-        rng: the recording's random generator.
-        duration_s: length of audio and EDA.
-        audio_sample_rate, eda_sample_rate: output rates (Hz).
-        subject: per-subject parameters (gain_us, habituation, tau_decay_s, spontaneous_per_min).
-        latency_s: range of onset → SCR-onset latencies.
-        evoked_probability: chance a loud onset evokes an SCR.
-        min_event_gap_s: least time between loud onsets.
+    Returns:
+        the recording; its audio is int16 and the listener heard exactly `audio / 32768`.
     """
-    n_audio = int(round(duration_s * audio_sample_rate))
-    # --- background: quiet pink-ish noise and two soft, slowly modulated tones ----------
-    noise = lfilter([1.0], [1.0, -0.95], rng.standard_normal(n_audio))
-    audio = 0.004 * noise
-    ta = np.arange(n_audio) / audio_sample_rate
-    for _ in range(2):
-        freq = rng.uniform(0.05, 0.2) * audio_sample_rate
-        mod = 0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(0.02, 0.1) * ta + rng.uniform(0, 2 * np.pi))
-        audio += 0.01 * mod * np.sin(2 * np.pi * freq * ta + rng.uniform(0, 2 * np.pi))
-    # --- loud onsets: broadband bursts, fast attack, ~0.3 s decay ------------------------
-    onsets = []
-    t = rng.uniform(2.0, 4.0)
-    while t < duration_s - 1.0:
-        onsets.append(t)
-        t += min_event_gap_s + rng.exponential(4.0)
-    burst_len = int(1.0 * audio_sample_rate)
-    tb = np.arange(burst_len) / audio_sample_rate
-    envelope = np.minimum(tb / 0.005, 1.0) * np.exp(-tb / 0.3)
-    # --- EDA ------------------------------------------------------------------------------
-    n_eda = int(round(duration_s * eda_sample_rate))
-    te = np.arange(n_eda) / eda_sample_rate
-    scl = rng.uniform(3.0, 12.0) + rng.uniform(-1.0, 1.0) * te / duration_s
-    for _ in range(3):
-        period = rng.uniform(60.0, 400.0)
-        scl += rng.uniform(0.2, 0.8) * np.sin(2 * np.pi * te / period + rng.uniform(0, 2 * np.pi))
-    eda = np.clip(scl, 2.0, 20.0)
-    tau_d = subject["tau_decay_s"]
-    events, n_evoked = [], 0
-    for onset in onsets:
-        loudness = float(rng.uniform(0.4, 1.0))
-        start = int(round(onset * audio_sample_rate))
-        seg = slice(start, min(start + burst_len, n_audio))
-        audio[seg] += (
-            0.9 * loudness * envelope[: seg.stop - seg.start] * rng.standard_normal(seg.stop - start)
-        )
-        evoked = bool(rng.random() < evoked_probability)
-        latency = float(rng.uniform(*latency_s))
-        event = {"onset_s": onset, "loudness": loudness, "evoked": evoked}
-        if evoked:
-            amp = subject["gain_us"] * (0.25 + 0.75 * loudness) * subject["habituation"] ** n_evoked
-            n_evoked += 1
-            eda = eda + amp * scr_shape(te - (onset + latency), tau_decay=tau_d)
-            event |= {"latency_s": latency, "amplitude_us": amp, "scr_onset_s": onset + latency}
-        else:
-            event |= {"latency_s": float("nan"), "amplitude_us": 0.0, "scr_onset_s": float("nan")}
-        events.append(event)
-    n_spont = int(rng.poisson(subject["spontaneous_per_min"] * duration_s / 60.0))
-    spontaneous = []
-    for onset in np.sort(rng.uniform(0.0, duration_s - 2.0, n_spont)):
-        amp = float(rng.uniform(0.03, 0.15))
-        eda = eda + amp * scr_shape(te - onset, tau_decay=tau_d)
-        spontaneous.append({"onset_s": float(onset), "amplitude_us": amp})
-    eda = eda + rng.normal(0.0, 0.003, n_eda)
-    audio = np.clip(audio, -1.0, 1.0).astype(np.float32)
-    return SyntheticRecording(audio, eda, events, spontaneous)
+    session_rng = np.random.default_rng(derive_seed(cfg.seed, 0, index))
+    audio, playlist = make_session(session_rng, cfg.duration_s, audio_sample_rate, cfg)
+    pcm = np.round(audio * 32767.0).astype(np.int16)
+    heard = pcm.astype(np.float32) / 32768.0  # what reading the 16-bit wav gives back
+    listener_rng = np.random.default_rng(derive_seed(cfg.seed, 2, index))
+    eda, events, spontaneous = simulate_listener(
+        heard, audio_sample_rate, eda_sample_rate, subject, cfg, listener_rng
+    )
+    return SyntheticRecording(pcm, eda, events, spontaneous, playlist)
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
     path.write_text(",".join(header) + "\n" + "".join(",".join(r) + "\n" for r in rows))
 
 
-def _fmt(x: float, digits: int = 4) -> str:
+def _fmt(x, digits: int = 4) -> str:
+    if isinstance(x, str):
+        return x
+    if isinstance(x, bool | np.bool_):
+        return str(int(x))
     return "" if x != x else f"{x:.{digits}f}"
+
+
+def settings_for(cfg: SyntheticDataConfig, audio_sample_rate: int, eda_sample_rate: float) -> dict:
+    """What identifies a written dataset: generator version, the config, its rule and the two rates."""
+    settings = {
+        "version": _GENERATOR_VERSION,
+        "synthetic": cfg.model_dump(mode="json"),
+        "rule": asdict(RULES[cfg.listener]),
+        "audio_sample_rate": int(audio_sample_rate),
+        "eda_sample_rate": float(eda_sample_rate),
+    }
+    return json.loads(json.dumps(settings))  # as read back from the json file (tuples → lists)
 
 
 def make_synthetic_dataset(
     out_dir: str | Path,
-    n_recordings: int = 8,
-    duration_s: float = 120.0,
-    seed: int = 0,
-    audio_sample_rate: int = 16000,
-    eda_sample_rate: float = 4.0,
-    latency_s: tuple[float, float] = (1.0, 3.0),
-    n_subjects: int = 4,
-    evoked_probability: float = 0.9,
-    min_event_gap_s: float = 6.0,
-    spontaneous_per_min: tuple[float, float] = (1.0, 3.0),
+    cfg: SyntheticDataConfig,
+    audio_sample_rate: int,
+    eda_sample_rate: float,
+    progress: bool = True,
 ) -> Path:
-    """Write the synthetic dataset into `out_dir` and return its manifest path.
+    """Write the dataset described by `cfg` into `out_dir` and return its manifest path.
 
-    Files per recording `syn-XXX` (subject `subj-(i mod n_subjects)`): `syn-XXX.wav` (16-bit
-    mono), `syn-XXX_eda.csv` (`time_s,eda_us`), `syn-XXX_events.csv` (`onset_s, loudness,
-    evoked, latency_s, amplitude_us, scr_onset_s`; latency is audio onset → SCR onset),
-    `syn-XXX_spontaneous.csv` (`onset_s, amplitude_us`). Also `manifest.csv` and
-    `synthetic_settings.json`. If the folder already holds a dataset made with the same
+    Recording `syn-XXX` is session XXX heard by subject `subj-(XXX mod n_subjects)`; files as
+    in the module docstring. If the folder already holds a complete dataset made with the same
     settings it is reused as is.
 
     Returns:
         Path of `manifest.csv`.
     """
     out_dir = Path(out_dir)
-    settings = {
-        "version": _GENERATOR_VERSION,
-        "n_recordings": int(n_recordings),
-        "duration_s": float(duration_s),
-        "seed": int(seed),
-        "audio_sample_rate": int(audio_sample_rate),
-        "eda_sample_rate": float(eda_sample_rate),
-        "latency_s": [float(x) for x in latency_s],
-        "n_subjects": int(n_subjects),
-        "evoked_probability": float(evoked_probability),
-        "min_event_gap_s": float(min_event_gap_s),
-        "spontaneous_per_min": [float(x) for x in spontaneous_per_min],
-    }
+    settings = settings_for(cfg, audio_sample_rate, eda_sample_rate)
     manifest = out_dir / "manifest.csv"
     settings_path = out_dir / SETTINGS_FILE
     if manifest.is_file() and settings_path.is_file():
@@ -211,45 +154,42 @@ def make_synthetic_dataset(
             pass
     out_dir.mkdir(parents=True, exist_ok=True)
     settings_path.unlink(missing_ok=True)  # mark as incomplete until every file is written
-    subjects = [_subject_params(seed, s, spontaneous_per_min) for s in range(n_subjects)]
+    subjects = subjects_for(cfg)
     rows = []
-    for i in range(n_recordings):
-        rid, subject = f"syn-{i:03d}", i % n_subjects
-        rec = synthesize_recording(
-            np.random.default_rng([seed, 0, i]),
-            duration_s,
-            audio_sample_rate,
-            eda_sample_rate,
-            subjects[subject],
-            tuple(latency_s),
-            evoked_probability,
-            min_event_gap_s,
-        )
+    recordings = range(cfg.n_recordings)
+    for i in tqdm(
+        recordings, desc="writing the music dataset", unit="rec", disable=not progress, leave=False
+    ):
+        rid, subject = f"syn-{i:03d}", subjects[i % cfg.n_subjects]
+        rec = synthesize_recording(cfg, i, subject, audio_sample_rate, eda_sample_rate)
         sf.write(out_dir / f"{rid}.wav", rec.audio, audio_sample_rate, subtype="PCM_16")
         times = np.arange(len(rec.eda)) / eda_sample_rate
         _write_csv(
             out_dir / f"{rid}_eda.csv",
             ["time_s", "eda_us"],
-            [[f"{t:.4f}", f"{v:.5f}"] for t, v in zip(times, rec.eda, strict=True)],
+            [[f"{t:.4f}", f"{v:.4f}"] for t, v in zip(times, rec.eda, strict=True)],
         )
+        digits = {"amplitude_us": 5, "habituation": 4}
         _write_csv(
             out_dir / f"{rid}_events.csv",
-            ["onset_s", "loudness", "evoked", "latency_s", "amplitude_us", "scr_onset_s"],
-            [
-                [_fmt(e["onset_s"]), _fmt(e["loudness"]), str(int(e["evoked"])), _fmt(e["latency_s"])]
-                + [_fmt(e["amplitude_us"], 5), _fmt(e["scr_onset_s"])]
-                for e in rec.events
-            ],
+            EVENT_COLUMNS,
+            [[_fmt(e[c], digits.get(c, 4)) for c in EVENT_COLUMNS] for e in rec.events],
         )
         _write_csv(
             out_dir / f"{rid}_spontaneous.csv",
             ["onset_s", "amplitude_us"],
             [[_fmt(s["onset_s"]), _fmt(s["amplitude_us"], 5)] for s in rec.spontaneous],
         )
+        playlist_columns = list(rec.playlist[0].as_row()) if rec.playlist else ["piece"]
+        _write_csv(
+            out_dir / f"{rid}_playlist.csv",
+            playlist_columns,
+            [[_fmt(v) for v in ex.as_row().values()] for ex in rec.playlist],
+        )
         rows.append(
             ManifestRow(
                 recording_id=rid,
-                subject_id=f"subj-{subject}",
+                subject_id=f"subj-{subject.index}",
                 audio_path=out_dir / f"{rid}.wav",
                 eda_path=out_dir / f"{rid}_eda.csv",
                 eda_format="generic",
@@ -259,6 +199,8 @@ def make_synthetic_dataset(
             )
         )
     write_manifest(rows, manifest)
-    (out_dir / "subjects.json").write_text(json.dumps(dict(enumerate(subjects)), indent=1, sort_keys=True))
+    (out_dir / "subjects.json").write_text(
+        json.dumps({f"subj-{s.index}": s.as_dict() for s in subjects}, indent=1, sort_keys=True)
+    )
     settings_path.write_text(json.dumps(settings, indent=1, sort_keys=True))
     return manifest
