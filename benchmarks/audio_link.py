@@ -60,6 +60,16 @@ def evaluate_run(model, cfg: ExperimentConfig, bundle, samples: int, seed: int =
         }
         for a in assessments
     ]
+    from wavenet_lib.evaluate.realism import realism_by_recording
+
+    real = {a.recording_id: a.real_us for a in assessments}
+    sources = {
+        s: {a.recording_id: getattr(a, f"{s}_us") for a in assessments} for s in ("generated", "audio_blind")
+    }
+    realism, _ = realism_by_recording(real, sources, assessments[0].eda_sample_rate)
+    out["realism"] = realism
+    out["pooled"]["two_sample_auc_generated"] = realism["generated"].get("two_sample_auc", float("nan"))
+    out["pooled"]["lsd_generated"] = realism["generated"].get("diff_log_spectral_distance_db", float("nan"))
     for name in ("real", "generated", "audio_blind"):
         traces = [getattr(a, f"{name}_us") for a in assessments]
         pooled = np.concatenate([np.diff(np.atleast_2d(t), axis=-1).ravel() for t in traces])
@@ -89,17 +99,24 @@ def table_row(p: dict[str, float]) -> dict[str, Any]:
         "half-recovery (s)": pair("mean_recovery_time_s"),
         "p99.9 decrease (µS)": pair("decrease_p999_us"),
         "p99.9 increase (µS)": pair("increase_p999_us"),
+        "two-sample AUC": round(p.get("two_sample_auc_generated", float("nan")), 3),
+        "LSD of Δx (dB)": round(p.get("lsd_generated", float("nan")), 2),
     }
 
 
 def collect(out: Path, target: Path, experiments: list[str], sweep: str | None) -> None:
     """Gather `<out>/<name>.json` runs (and one `_sweep` file) into the notebook's results file."""
     rows = []
-    for name in experiments:
-        run = json.loads((out / f"{name}.json").read_text())
-        row = {"variant": name, "overrides": " ".join(run["overrides"]) or "(quickstart as is)"}
-        row |= table_row(run["evaluations"][0]["pooled"])
-        row["train (s)"] = round(run.get("train_s", float("nan")))
+    for spec in experiments:
+        # NAME, or NAME@knob=value: the evaluation of that sampling setting from NAME's sweep
+        name, _, setting = spec.partition("@")
+        path = out / f"{name}.json"
+        run = json.loads((path if path.is_file() and not setting else out / f"{name}_sweep.json").read_text())
+        wanted = {k: float(v) for k, v in (kv.split("=") for kv in setting.split(",") if kv)}
+        evaluation = next(e for e in run["evaluations"] if e["sampling"] == wanted)
+        row = {"variant": name, "overrides": " ".join(run["overrides"]) or "(none)"}
+        row["sampling"] = ", ".join(f"{k}={v:g}" for k, v in wanted.items()) or "run default"
+        row |= table_row(evaluation["pooled"])
         rows.append(row)
     sweep_rows = []
     if sweep:
