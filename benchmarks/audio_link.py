@@ -124,7 +124,12 @@ def collect(out: Path, target: Path, experiments: list[str], sweep: str | None) 
         for ev in run["evaluations"]:
             setting = ", ".join(f"{k}={v:g}" for k, v in ev["sampling"].items()) or "default"
             sweep_rows.append({"setting": setting} | table_row(ev["pooled"]))
-    target.write_text(json.dumps({"experiments": rows, "sampling_sweep": sweep_rows}, indent=1) + "\n")
+
+    def clean(row: dict) -> dict:  # strict JSON: no NaN
+        return {k: None if isinstance(v, float) and v != v else v for k, v in row.items()}
+
+    table = {"experiments": [clean(r) for r in rows], "sampling_sweep": [clean(r) for r in sweep_rows]}
+    target.write_text(json.dumps(table, indent=1) + "\n")
 
 
 def main(argv: list[str] | None = None) -> None:
