@@ -11,7 +11,8 @@ metrics (`wavenet_lib.evaluate.report.summarize`), the per-recording teacher-for
 cross-entropy of the model, the audio-blind model and persistence (the CE gap says whether the
 model uses the audio), and the one-step change percentiles of real, generated and audio-blind
 EDA. `--sweep` re-evaluates one trained model at several sampling settings (realism against the
-sampling knob). `benchmarks/results/audio_link.json` collects the rows notebook 05 shows.
+sampling knob). `--collect NAME[@knob=value] ... --collect-sweep NAME ...` gathers runs into
+`benchmarks/results/audio_link.json`, the tables notebook 05 shows.
 """
 
 from __future__ import annotations
@@ -104,7 +105,16 @@ def table_row(p: dict[str, float]) -> dict[str, Any]:
     }
 
 
-def collect(out: Path, target: Path, experiments: list[str], sweep: str | None) -> None:
+def _dataset(name: str) -> str:
+    """Which data a run of this benchmark's naming trained on."""
+    if name.startswith("novelty"):
+        return "music, spectral_novelty listener"
+    if name.startswith("music"):
+        return "music, loudness_rise listener"
+    return "clicks in noise (previous quickstart)"
+
+
+def collect(out: Path, target: Path, experiments: list[str], sweep: list[str] | None) -> None:
     """Gather `<out>/<name>.json` runs (and one `_sweep` file) into the notebook's results file."""
     rows = []
     for spec in experiments:
@@ -114,16 +124,19 @@ def collect(out: Path, target: Path, experiments: list[str], sweep: str | None) 
         run = json.loads((path if path.is_file() and not setting else out / f"{name}_sweep.json").read_text())
         wanted = {k: float(v) for k, v in (kv.split("=") for kv in setting.split(",") if kv)}
         evaluation = next(e for e in run["evaluations"] if e["sampling"] == wanted)
-        row = {"variant": name, "overrides": " ".join(run["overrides"]) or "(none)"}
-        row["sampling"] = ", ".join(f"{k}={v:g}" for k, v in wanted.items()) or "run default"
+        row = {"variant": name, "data": _dataset(name), "overrides": " ".join(run["overrides"]) or "(none)"}
+        used = yaml.safe_load((out / name / "config.yaml").read_text()).get("sampling", {}) | wanted
+        row["sampling"] = ", ".join(f"{k}={float(used.get(k, 1.0)):g}" for k in ("temperature", "top_p"))
         row |= table_row(evaluation["pooled"])
         rows.append(row)
     sweep_rows = []
-    if sweep:
-        run = json.loads((out / f"{sweep}_sweep.json").read_text())
+    for name in sweep or []:
+        run = json.loads((out / f"{name}_sweep.json").read_text())
         for ev in run["evaluations"]:
-            setting = ", ".join(f"{k}={v:g}" for k, v in ev["sampling"].items()) or "default"
-            sweep_rows.append({"setting": setting} | table_row(ev["pooled"]))
+            setting = ", ".join(f"{k}={v:g}" for k, v in ev["sampling"].items()) or "config default"
+            sweep_rows.append(
+                {"setting": f"{name}: {setting}", "data": _dataset(name)} | table_row(ev["pooled"])
+            )
 
     def clean(row: dict) -> dict:  # strict JSON: no NaN
         return {k: None if isinstance(v, float) and v != v else v for k, v in row.items()}
@@ -139,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("config", nargs="?")
     parser.add_argument("--name")
     parser.add_argument("--collect", nargs="+", help="gather these runs into --results instead")
-    parser.add_argument("--collect-sweep", help="the run whose _sweep file goes into --results")
+    parser.add_argument("--collect-sweep", nargs="*", help="runs whose _sweep files go into --results")
     parser.add_argument("--results", default="benchmarks/results/audio_link.json")
     parser.add_argument("--set", action="append", default=[], help="section.field=value override")
     parser.add_argument("--out", default="runs/audio_link")
