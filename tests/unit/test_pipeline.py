@@ -83,3 +83,84 @@ def test_invalid_config_fails_before_any_notebook(tmp_path, fake_notebooks, caps
     err = capsys.readouterr().err
     assert "spectral_frames_per_eda_step" in err and "config" in err
     assert not (tmp_path / "runs" / "bad").exists()
+
+
+# What notebook 03 writes to metrics.json: the same library calls on a tiny experiment.
+EVENT_LOCKED = {
+    "event_locked_peak_latency_s",
+    "event_locked_onset_latency_s",
+    "event_locked_peak_amplitude_us",
+    "event_locked_n_events",
+}
+REALISM = {
+    "n_scr",
+    "scr_rate_per_min",
+    "scr_amplitude_us",
+    "scr_rise_time_s",
+    "scr_half_recovery_s",
+    "step_decrease_p999_us",
+    "step_increase_p999_us",
+}
+VERSUS_REAL = {"diff_log_spectral_distance_db", "two_sample_auc"}
+FREE_RUNNING = {"rmse_us", "pearson_r", "dtw_us"}
+TEACHER_FORCED = {"cross_entropy_nats", "accuracy"}
+METRICS_KEYS = {
+    "real": EVENT_LOCKED | REALISM,
+    "generated": TEACHER_FORCED
+    | {"cross_entropy_gap_to_audio_blind_nats"}
+    | FREE_RUNNING
+    | EVENT_LOCKED
+    | REALISM
+    | VERSUS_REAL,
+    "audio_blind": TEACHER_FORCED | FREE_RUNNING | EVENT_LOCKED | REALISM | VERSUS_REAL,
+    "persistence": TEACHER_FORCED,
+}
+
+
+def test_metrics_json_keys_of_the_evaluation_notebook(tmp_path):
+    import torch
+
+    from tests.tiny_configs import TINY_MODEL
+    from wavenet_lib.configs import ExperimentConfig
+    from wavenet_lib.data.bundle import build_datasets
+    from wavenet_lib.evaluate.report import assess, build_report
+    from wavenet_lib.evaluate.sweep import realism_sweep
+    from wavenet_lib.models.wavenet import Wavenet
+
+    notebook = (ROOT / "notebooks" / "03_evaluation.ipynb").read_text()
+    assert "report.to_json(run_dir / 'metrics.json')" in notebook  # the pipeline's metrics.json
+
+    experiment = ExperimentConfig.model_validate(
+        {
+            "name": "keys",
+            "model": TINY_MODEL,
+            "data": {
+                "data_dir": str(tmp_path / "data"),
+                "cache_dir": str(tmp_path / "cache"),
+                "synthetic": {"n_recordings": 4, "n_subjects": 4, "duration_s": 40, "seed": 0},
+                "target_steps": 4,
+                "val_fraction": 0.25,
+                "test_fraction": 0.5,
+            },
+        }
+    )
+    torch.manual_seed(0)
+    model = Wavenet(experiment.model).eval()
+    bundle = build_datasets(experiment)
+    assessments = assess(model, experiment, bundle, samples=2)
+    path = build_report(assessments).to_json(tmp_path / "metrics.json")
+    data = json.loads(path.read_text())
+    assert set(data) == {"pooled", "per_recording"}
+    assert set(data["per_recording"]) == set(bundle.splits["test"])
+    for rows in [data["pooled"], *data["per_recording"].values()]:
+        assert list(rows) == list(METRICS_KEYS)
+        for source, keys in METRICS_KEYS.items():
+            extra = {"true_scr_latency_s"} if source == "real" else set()  # synthetic data only
+            assert keys <= set(rows[source]) <= keys | extra, source
+
+    sweep = realism_sweep(
+        model, experiment, bundle, [{}, {"temperature": 0.5}], samples=1, two_sample=False, progress=False
+    )
+    assert list(sweep.index) == ["real", "defaults", "temperature=0.5"]
+    assert REALISM | VERSUS_REAL == set(sweep.columns)
+    assert sweep.loc["temperature=0.5", "diff_log_spectral_distance_db"] > 0

@@ -52,8 +52,8 @@ def event_locked_response(
     traces = np.atleast_2d(np.asarray(eda_us, dtype=np.float64))
     n = traces.shape[1]
     t_trace = np.arange(n) / sampling_rate
-    times = np.arange(math.ceil(window_s[0] * sampling_rate), math.floor(window_s[1] * sampling_rate) + 1)
-    times = times / sampling_rate
+    steps = np.arange(math.ceil(window_s[0] * sampling_rate), math.floor(window_s[1] * sampling_rate) + 1)
+    times = steps / sampling_rate
     in_base = (times >= baseline_s[0]) & (times < baseline_s[1])
     if not in_base.any():
         raise ValueError(f"baseline window {baseline_s} contains no sample of the window {window_s}")

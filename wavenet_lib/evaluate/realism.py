@@ -47,6 +47,7 @@ __all__ = [
     "log_spectral_distance_db",
     "window_features",
     "classifier_two_sample_test",
+    "two_sample_test_on_features",
     "realism_metrics",
     "realism_by_recording",
 ]
@@ -63,6 +64,14 @@ REALISM_METRICS = (
     "diff_log_spectral_distance_db",
     "two_sample_auc",
 )
+
+# The two-sample classifier's smallest leaf; a fold whose training windows hold fewer than twice
+# this of either source is not scored (a classifier that cannot split would read as AUC 0.5).
+MIN_WINDOWS_PER_LEAF = 5
+
+# The resolution (µS) at which the two-sample classifier sees the traces (see `window_features`):
+# well below the 0.05 µS SCR threshold, about one quantization step of a few µS range in 256 levels.
+DEFAULT_RESOLUTION_US = 0.01
 
 # Spectral band edges (Hz) of the window features; bands above Nyquist are NaN.
 BAND_EDGES_HZ = (0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2)
@@ -88,13 +97,17 @@ def as_traces(traces_us: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
 
 
 def scr_summary(
-    traces_us: np.ndarray | Sequence[np.ndarray], sampling_rate: float, amplitude_min_us: float = 0.05
+    traces_us: np.ndarray | Sequence[np.ndarray],
+    sampling_rate: float,
+    amplitude_min_us: float = 0.05,
+    scr_tables: Sequence[pd.DataFrame] | None = None,
 ) -> dict[str, float]:
     """SCR statistics pooled over every SCR of every trace (one detector for all sources).
 
     Args:
         traces_us: (T,), (S, T) or a sequence of traces in µS at `sampling_rate` (Hz).
         amplitude_min_us: absolute SCR amplitude threshold (see `scrs.detect_scrs`).
+        scr_tables: `detect_scrs` of each trace if already computed (the threshold is then theirs).
 
     Returns:
         {"n_scr", "scr_rate_per_min" (SCRs / total minutes), "scr_amplitude_us",
@@ -103,7 +116,12 @@ def scr_summary(
         half amplitude before the next one).
     """
     traces = as_traces(traces_us)
-    found = [detect_scrs(t, sampling_rate, amplitude_min_us=amplitude_min_us) for t in traces]
+    if scr_tables is None:
+        found = [detect_scrs(t, sampling_rate, amplitude_min_us=amplitude_min_us) for t in traces]
+    elif len(scr_tables) != len(traces):
+        raise ValueError(f"got {len(scr_tables)} SCR tables for {len(traces)} traces")
+    else:
+        found = list(scr_tables)
     table = pd.concat(found, ignore_index=True) if found else pd.DataFrame()
     minutes = sum(t.size for t in traces) / sampling_rate / 60.0
 
@@ -209,7 +227,12 @@ def _windows(n: int, size: int, hop: int) -> list[slice]:
 
 
 def window_features(
-    trace_us: np.ndarray, sampling_rate: float, window_s: float = 30.0, hop_s: float = 15.0
+    trace_us: np.ndarray,
+    sampling_rate: float,
+    window_s: float = 30.0,
+    hop_s: float = 15.0,
+    scrs: pd.DataFrame | None = None,
+    resolution_us: float = DEFAULT_RESOLUTION_US,
 ) -> pd.DataFrame:
     """Level-free features of the windows of one trace, for the two-sample classifier.
 
@@ -219,7 +242,11 @@ def window_features(
     autocorrelation of d at lags 1, 2, 4; log10 std(Δd) / std(d) (roughness); the detrended
     range; relative log band powers of d (Welch, `BAND_EDGES_HZ`); and the SCRs (from one
     detection over the whole trace) whose peak lies in the window: count per minute, mean
-    amplitude, rise and half-recovery (NaN without SCRs).
+    amplitude, rise and half-recovery (NaN without SCRs). `scrs`: the trace's `detect_scrs`
+    table if already computed. The step statistics are computed on the trace plus Gaussian
+    dither of std `resolution_us` (µS), the same for every source: realism is judged at that
+    resolution, so a 256-level quantization of the output (steps of ~0.01 µS) is not by itself
+    what tells the sources apart. SCRs are detected on the trace itself.
 
     Returns:
         DataFrame (n_windows, n_features).
@@ -228,10 +255,14 @@ def window_features(
     size = int(round(window_s * sampling_rate))
     hop = max(1, int(round(hop_s * sampling_rate)))
     spans = _windows(x.size, size, hop)
-    scrs = detect_scrs(x, sampling_rate) if spans else None
+    if scrs is None and spans:
+        scrs = detect_scrs(x, sampling_rate)
+    # The same dither for every trace of a length: neutral between sources, it hides structure
+    # finer than `resolution_us` (such as the model's quantization levels) from the step statistics.
+    dithered = x + np.random.default_rng(0).normal(0.0, resolution_us, x.size) if resolution_us > 0 else x
     rows = []
     for span in spans:
-        w = x[span]
+        w = dithered[span]
         d = np.diff(w)
         sd = float(d.std()) + _TINY
         z = d / sd
@@ -272,10 +303,12 @@ def window_features(
 class TwoSampleTest:
     """Result of `classifier_two_sample_test`.
 
-    auc: ROC AUC of "real" vs "other" on held-out recordings, mean over the folds; auc_by_recording:
-    the AUC among each recording's own windows (out-of-fold scores; NaN where a recording has
-    windows of one source only); n_real / n_other: windows of each source; n_folds: folds used
-    (0 when fewer than two recordings have windows: auc is then NaN).
+    auc: ROC AUC of "real" vs "other" on held-out recordings, mean over the scored folds (NaN
+    when none could be scored: fewer than two recordings, or too few windows to train on, see
+    `MIN_WINDOWS_PER_LEAF`); auc_by_recording: the AUC among each recording's own windows
+    (out-of-fold scores; NaN where a recording has windows of one source only or was not
+    scored); n_real / n_other: windows of each source; n_folds: GroupKFold folds (0 when fewer
+    than two recordings have windows).
     """
 
     auc: float
@@ -307,40 +340,57 @@ def classifier_two_sample_test(
         seed: the classifier's random state.
 
     A HistGradientBoostingClassifier (scikit-learn) is trained on `window_features` (NaN → a
-    constant) with balanced class weights; the AUC of each held-out fold is averaged.
+    constant); the AUC of each held-out fold is averaged. Classes are not re-weighted: the AUC
+    is a ranking measure, indifferent to how many windows each source has (and scikit-learn's
+    weighted feature binning is slow).
     """
+
+    def features(source: Mapping[str, np.ndarray | Sequence[np.ndarray]]) -> dict[str, pd.DataFrame]:
+        return {
+            rid: pd.concat([window_features(t, sampling_rate, window_s, hop_s) for t in as_traces(traces)])
+            for rid, traces in source.items()
+        }
+
+    return two_sample_test_on_features(features(real_us), features(other_us), n_splits, seed)
+
+
+def two_sample_test_on_features(
+    real: Mapping[str, pd.DataFrame], other: Mapping[str, pd.DataFrame], n_splits: int = 5, seed: int = 0
+) -> TwoSampleTest:
+    """`classifier_two_sample_test` on precomputed `window_features`, {recording_id: (n_windows, F)}."""
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import GroupKFold
 
     frames, labels, groups = [], [], []
-    for label, source in ((1, real_us), (0, other_us)):
-        for rid, traces in source.items():
-            for trace in as_traces(traces):
-                f = window_features(trace, sampling_rate, window_s, hop_s)
-                frames.append(f)
-                labels += [label] * len(f)
-                groups += [rid] * len(f)
-    x = pd.concat(frames, ignore_index=True).to_numpy(np.float64) if frames else np.zeros((0, 0))
-    # NaN features (no SCR in a window, a band above Nyquist) → a constant outside every range
-    # (scikit-learn's binning fails on weighted columns that are all NaN).
+    for label, source in ((1, real), (0, other)):
+        for rid, f in source.items():
+            frames.append(f)
+            labels += [label] * len(f)
+            groups += [rid] * len(f)
+    used = [f for f in frames if len(f)]
+    x = pd.concat(used, ignore_index=True).to_numpy(np.float64) if used else np.zeros((0, 0))
+    # NaN features (no SCR in a window, a band above Nyquist) → a constant outside every range.
     x = np.nan_to_num(x, nan=-99.0)
-    y, g = np.asarray(labels), np.asarray(groups)
+    y, g = np.asarray(labels, dtype=int), np.asarray(groups, dtype=object)
     n_real, n_other = int((y == 1).sum()), int((y == 0).sum())
     recordings = sorted(set(g.tolist()))
     folds = min(n_splits, len(recordings))
     if folds < 2 or n_real == 0 or n_other == 0:
         return TwoSampleTest(math.nan, {r: math.nan for r in recordings}, n_real, n_other, 0)
-    weights = np.where(y == 1, len(y) / (2 * n_real), len(y) / (2 * n_other))
     scores = np.full(len(y), np.nan)
     fold_aucs = []
     for train, test in GroupKFold(n_splits=folds).split(x, y, g):
+        if min((y[train] == 1).sum(), (y[train] == 0).sum()) < 2 * MIN_WINDOWS_PER_LEAF:
+            continue  # too few windows to split on: the classifier would be a constant
         clf = HistGradientBoostingClassifier(
-            max_iter=150, learning_rate=0.05, max_leaf_nodes=8, min_samples_leaf=5, random_state=seed
+            max_iter=150,
+            learning_rate=0.05,
+            max_leaf_nodes=8,
+            min_samples_leaf=MIN_WINDOWS_PER_LEAF,
+            random_state=seed,
         )
-        if len(set(y[train].tolist())) < 2:
-            continue
-        clf.fit(x[train], y[train], sample_weight=weights[train])
+        clf.fit(x[train], y[train])
         scores[test] = clf.predict_proba(x[test])[:, 1]
         if len(set(y[test].tolist())) == 2:
             fold_aucs.append(float(roc_auc_score(y[test], scores[test])))
@@ -362,6 +412,7 @@ def realism_metrics(
     traces_us: np.ndarray | Sequence[np.ndarray],
     sampling_rate: float,
     reference_us: np.ndarray | Sequence[np.ndarray] | None = None,
+    scr_tables: Sequence[pd.DataFrame] | None = None,
 ) -> dict[str, float]:
     """SCR statistics, one-step change percentiles and (with a reference) the log-spectral distance.
 
@@ -370,12 +421,13 @@ def realism_metrics(
         sampling_rate: EDA rate (Hz).
         reference_us: the real trace(s) to compare spectra with; None → no
             "diff_log_spectral_distance_db" (use None for the real traces themselves).
+        scr_tables: `detect_scrs` of each trace if already computed.
 
     Returns:
         {metric: value} with the names of `REALISM_METRICS` except "two_sample_auc" (which needs
         several recordings: `classifier_two_sample_test`).
     """
-    out = scr_summary(traces_us, sampling_rate) | step_change_percentiles(traces_us)
+    out = scr_summary(traces_us, sampling_rate, scr_tables=scr_tables) | step_change_percentiles(traces_us)
     if reference_us is not None:
         lsd = log_spectral_distance_db(reference_us, traces_us, sampling_rate)
         out["diff_log_spectral_distance_db"] = lsd
@@ -410,18 +462,33 @@ def realism_by_recording(
         missing = [r for r in ids if r not in traces]
         if missing:
             raise ValueError(f"source {source!r} has no traces for recordings {missing}")
-    all_real = [np.asarray(real_us[r], dtype=np.float64) for r in ids]
-    pooled: dict[str, dict[str, float]] = {"real": realism_metrics(all_real, sampling_rate)}
-    per: dict[str, dict[str, dict[str, float]]] = {
-        r: {"real": realism_metrics(real_us[r], sampling_rate)} for r in ids
+    # Each trace's SCRs are detected once and shared by the statistics and the window features.
+    everything = {"real": {r: as_traces(real_us[r]) for r in ids}}
+    everything |= {source: {r: as_traces(traces[r]) for r in ids} for source, traces in sources_us.items()}
+    tables = {
+        source: {r: [detect_scrs(t, sampling_rate) for t in traces[r]] for r in ids}
+        for source, traces in everything.items()
     }
-    for source, traces in sources_us.items():
-        every = [t for r in ids for t in as_traces(traces[r])]
-        pooled[source] = realism_metrics(every, sampling_rate, reference_us=all_real)
+
+    def features(source: str, r: str) -> pd.DataFrame:
+        pairs = zip(everything[source][r], tables[source][r], strict=True)
+        return pd.concat([window_features(t, sampling_rate, scrs=tab) for t, tab in pairs])
+
+    real_features = {r: features("real", r) for r in ids} if two_sample else {}
+    all_real = [t for r in ids for t in everything["real"][r]]
+    pooled: dict[str, dict[str, float]] = {}
+    per: dict[str, dict[str, dict[str, float]]] = {r: {} for r in ids}
+    for source, traces in everything.items():
+        reference = None if source == "real" else all_real
+        every = [t for r in ids for t in traces[r]]
+        every_table = [tab for r in ids for tab in tables[source][r]]
+        pooled[source] = realism_metrics(every, sampling_rate, reference, every_table)
         for r in ids:
-            per[r][source] = realism_metrics(traces[r], sampling_rate, reference_us=real_us[r])
-        if two_sample:
-            test = classifier_two_sample_test(real_us, {r: traces[r] for r in ids}, sampling_rate, seed=seed)
+            ref = None if source == "real" else everything["real"][r]
+            per[r][source] = realism_metrics(traces[r], sampling_rate, ref, tables[source][r])
+        if two_sample and source != "real":
+            other = {r: features(source, r) for r in ids}
+            test = two_sample_test_on_features(real_features, other, seed=seed)
             pooled[source]["two_sample_auc"] = test.auc
             for r in ids:
                 per[r][source]["two_sample_auc"] = test.auc_by_recording.get(r, math.nan)

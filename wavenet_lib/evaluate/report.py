@@ -1,17 +1,23 @@
 """Evaluate a trained model on held-out recordings: the computation behind notebook 03.
 
-For every test recording this scores teacher-forced cross-entropy (model, audio-blind model,
-persistence), generates several EDA samples from the audio (and, as the audio-blind baseline,
-from silence), maps everything to µS, and measures free-running error, SCR statistics and the
-event-locked response to loud audio onsets. `summarize` pools the recordings into the flat
-metrics written to `<run_dir>/metrics.json`. All numbers come from `wavenet_lib.evaluate`,
-the same code for every row.
+For every test recording `assess_recording` scores teacher-forced cross-entropy (model,
+audio-blind model, persistence), generates several EDA samples from the audio (and, as the
+audio-blind baseline, from silence), maps everything to µS, and measures free-running error,
+SCR statistics and the event-locked response to loud audio onsets. `build_report` turns the
+assessments into an `EvaluationReport`: structured data {source: {metric_with_unit: value}},
+pooled over the recordings and per recording, with the realism metrics of
+`wavenet_lib.evaluate.realism`; `report.to_json(path)` writes `<run_dir>/metrics.json` and
+`report.table()` is the notebook's table. All numbers come from `wavenet_lib.evaluate`, the same
+code for every row.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,21 +28,31 @@ from wavenet_lib.configs import ExperimentConfig
 from wavenet_lib.data.bundle import DataBundle
 from wavenet_lib.data.recordings import LoadedRecording
 from wavenet_lib.evaluate.event_locked import EventLockedResponse, event_locked_response, pool_event_locked
+from wavenet_lib.evaluate.realism import realism_by_recording
 from wavenet_lib.evaluate.scoring import evaluate_recording, fit_persistence_scale, silent_mfcc_like
 from wavenet_lib.evaluate.scrs import scr_statistics
+from wavenet_lib.evaluate.tables import metrics_table, write_metrics_json
 from wavenet_lib.evaluate.traces import free_running_metrics
 from wavenet_lib.models.wavenet import Wavenet
 
 __all__ = [
+    "SOURCES",
     "RecordingAssessment",
+    "EvaluationReport",
     "audio_events",
     "loudness_envelope",
+    "sample_eda_us",
     "assess_recording",
     "assess",
-    "summarize",
+    "build_report",
+    "pooled_event_locked",
 ]
 
-SOURCES = ("real", "generated", "audio_blind")
+# The rows of every report, in order. "generated": the trained model given the audio (its
+# teacher-forced cross-entropy and its samples); "audio_blind": the same model given silence;
+# "persistence": the no-model baseline (cross-entropy only); "real": the recorded EDA.
+SOURCES = ("real", "generated", "audio_blind", "persistence")
+TRACE_SOURCES = ("real", "generated", "audio_blind")
 
 
 @dataclass
@@ -54,8 +70,18 @@ class RecordingAssessment:
     loudness_rate: float  # frames per second
     teacher_forced: dict[str, dict[str, float]]  # model / audio_blind / persistence
     free_running: dict[str, dict[str, float]]  # generated / audio_blind vs real, mean over samples
-    scr: pd.DataFrame  # one row per trace: source, sample, scr_statistics columns
+    scr: pd.DataFrame  # one row per trace: source, sample, scr_statistics columns (after the prime)
     event_locked: dict[str, EventLockedResponse] = field(default_factory=dict)
+    prime_steps: int = 0  # leading steps copied from the real trace, left out of every metric
+
+    def scored_traces(self) -> dict[str, np.ndarray]:
+        """{"real": (T',), "generated": (S, T'), "audio_blind": (S, T')} without the primed steps."""
+        p = self.prime_steps
+        return {
+            "real": self.real_us[p:],
+            "generated": self.generated_us[:, p:],
+            "audio_blind": self.audio_blind_us[:, p:],
+        }
 
 
 def audio_events(
@@ -108,6 +134,33 @@ def _to_us(rec: LoadedRecording, units: torch.Tensor) -> np.ndarray:
     return np.asarray(rec.normalizer.denormalize(units.detach().cpu().numpy()), dtype=np.float64)
 
 
+def sample_eda_us(
+    model: Wavenet,
+    rec: LoadedRecording,
+    samples: int,
+    prime_steps: int,
+    generator: torch.Generator,
+    audio: bool = True,
+    progress: bool = False,
+    **generate_kwargs: Any,
+) -> np.ndarray:
+    """`samples` EDA traces (S, T) in µS for one loaded recording (EDA signal 0).
+
+    Each is primed with the first `prime_steps` steps of the real trace (its level and trend),
+    then sampled by `model.generate` from the recording's audio (`audio=False`: from a silent
+    MFCC, the audio-blind baseline). `generate_kwargs` (temperature, greedy, ... whatever
+    `Wavenet.generate` accepts) are passed through; left out, the model's defaults apply.
+    """
+    mfcc = torch.as_tensor(np.asarray(rec.mfcc), dtype=torch.float32)[None].expand(samples, -1, -1, -1)
+    eda = torch.as_tensor(rec.eda, dtype=torch.float32)
+    prime = eda[None, :, :prime_steps].expand(samples, -1, -1)
+    features = mfcc if audio else silent_mfcc_like(mfcc)
+    out = model.generate(features, prime=prime, generator=generator, progress=progress, **generate_kwargs)
+    if isinstance(out, tuple):  # return_logits=True among generate_kwargs
+        out = out[0]
+    return _to_us(rec, out[:, 0])
+
+
 def assess_recording(
     model: Wavenet,
     experiment: ExperimentConfig,
@@ -118,10 +171,14 @@ def assess_recording(
     persistence_scale_bins: float | None = None,
     prime_steps: int | None = None,
     progress: bool = False,
+    generate_kwargs: Mapping[str, Any] | None = None,
 ) -> RecordingAssessment:
     """Score, generate and measure one held-out recording (EDA signal 0).
 
-    Samples are drawn with the experiment's `sampling` settings (temperature, top_p).
+    `samples` traces are generated from the audio and as many from silence (`sample_eda_us`),
+    primed with `prime_steps` real steps (default `first_full_step`), drawn with the experiment's
+    `sampling` settings (temperature, top_p: the defaults the pipeline and the CLI use);
+    `generate_kwargs` go to `Wavenet.generate` on top of them.
     """
     cfg = model.config
     rate = cfg.eda_sample_rate
@@ -133,14 +190,12 @@ def assess_recording(
 
     # Free-running samples, primed with the first steps of the real trace (its level and trend).
     prime_steps = cfg.first_full_step if prime_steps is None else prime_steps
-    prime = eda[None, :, :prime_steps].expand(samples, -1, -1)
     g = torch.Generator().manual_seed(seed)
-    audio = mfcc[None].expand(samples, -1, -1, -1)
     knobs = {"temperature": experiment.sampling.temperature, "top_p": experiment.sampling.top_p}
-    generated = model.generate(audio, prime=prime, generator=g, progress=progress, **knobs)
-    blind = model.generate(silent_mfcc_like(audio), prime=prime, generator=g, progress=progress, **knobs)
-    real_us = rec.eda_us[0]
-    gen_us, blind_us = _to_us(rec, generated[:, 0]), _to_us(rec, blind[:, 0])
+    kwargs = knobs | dict(generate_kwargs or {})
+    gen_us = sample_eda_us(model, rec, samples, prime_steps, g, True, progress, **kwargs)
+    blind_us = sample_eda_us(model, rec, samples, prime_steps, g, False, progress, **kwargs)
+    real_us = np.asarray(rec.eda_us[0], dtype=np.float64)
 
     duration = rec.n_steps / rate
     audio_path = Path(prepared.row.audio_path)
@@ -156,9 +211,12 @@ def assess_recording(
         .to_dict()
         for name, traces in (("generated", gen_us), ("audio_blind", blind_us))
     }
-    scr_rows = [{"source": "real", "sample": 0, **scr_statistics(real_us, rate)}]
+    # Per-trace SCR statistics for the distribution plots, on the same steps as the report.
+    scr_rows = [{"source": "real", "sample": 0, **scr_statistics(real_us[scored], rate)}]
     for name, traces in (("generated", gen_us), ("audio_blind", blind_us)):
-        scr_rows += [{"source": name, "sample": i, **scr_statistics(s, rate)} for i, s in enumerate(traces)]
+        scr_rows += [
+            {"source": name, "sample": i, **scr_statistics(s[scored], rate)} for i, s in enumerate(traces)
+        ]
     locked_events = events[events >= prime_steps / rate]
     locked = {
         name: event_locked_response(traces, rate, locked_events)
@@ -166,7 +224,7 @@ def assess_recording(
     }
     return RecordingAssessment(
         recording_id, rate, real_us, gen_us, blind_us, events, latencies, loud, loud_rate,
-        teacher, free, pd.DataFrame(scr_rows), locked,
+        teacher, free, pd.DataFrame(scr_rows), locked, prime_steps,
     )  # fmt: skip
 
 
@@ -177,6 +235,7 @@ def assess(
     split: str = "test",
     samples: int = 8,
     seed: int = 0,
+    generate_kwargs: Mapping[str, Any] | None = None,
 ) -> list[RecordingAssessment]:
     """`assess_recording` for every recording of a split, with the persistence jump scale fitted on train."""
     levels = model.config.quantization_levels
@@ -188,39 +247,182 @@ def assess(
     scale = fit_persistence_scale(train_traces, levels)
     model.eval()
     return [
-        assess_recording(model, experiment, bundle, rid, samples, seed + i, scale)
+        assess_recording(
+            model, experiment, bundle, rid, samples, seed + i, scale, generate_kwargs=generate_kwargs
+        )
         for i, rid in enumerate(tqdm(bundle.splits[split], desc=f"evaluating {split} recordings", unit="rec"))
     ]
 
 
-def summarize(assessments: list[RecordingAssessment]) -> dict[str, float]:
-    """Flat metrics over all assessed recordings (step-weighted CE; pooled events)."""
-    out: dict[str, float] = {}
-    rows = {"model": "test", "audio_blind": "audio_blind", "persistence": "persistence"}
-    for key, prefix in rows.items():
-        scores = [a.teacher_forced[key] for a in assessments]
-        n = np.array([s["n_steps"] for s in scores], dtype=float)
-        for metric, name in (("cross_entropy_nats", "cross_entropy"), ("accuracy", "accuracy")):
-            out[f"{prefix}_{name}"] = float(np.sum(n * [s[metric] for s in scores]) / n.sum())
-    for source in ("generated", "audio_blind"):
-        for metric in ("rmse_us", "pearson_r", "dtw_us"):
-            out[f"{source}_{metric}"] = float(np.mean([a.free_running[source][metric] for a in assessments]))
-    for source in SOURCES:
-        pooled = pool_event_locked([a.event_locked[source] for a in assessments])
-        out[f"event_locked_latency_{source}_s"] = pooled.peak_latency_s
-        out[f"event_locked_onset_latency_{source}_s"] = pooled.onset_latency_s
-        out[f"event_locked_amplitude_{source}"] = pooled.peak_amplitude_us
-        out["event_locked_n_events"] = float(pooled.n_events)
-    scr = pd.concat([a.scr for a in assessments])
-    for source, group in scr.groupby("source"):
-        for metric in ("scr_rate_per_min", "mean_amplitude_us", "mean_rise_time_s", "mean_recovery_time_s"):
-            out[f"{source}_{metric}"] = float(group[metric].mean())
+EVENT_LOCKED_METRICS = (
+    "event_locked_peak_latency_s",
+    "event_locked_onset_latency_s",
+    "event_locked_peak_amplitude_us",
+    "event_locked_n_events",
+)
+
+
+@dataclass
+class EvaluationReport:
+    """Held-out metrics as structured data: {source: {metric_with_unit: value}}.
+
+    pooled: over all assessed recordings; per_recording: {recording_id: {source: {...}}}. Sources
+    are `SOURCES` (a source has only the metrics that apply to it). Metrics, units in the names:
+
+    * teacher-forced (generated = the model with audio, audio_blind, persistence):
+      cross_entropy_nats (nats per step; pooled: weighted by scored steps), accuracy;
+      generated also cross_entropy_gap_to_audio_blind_nats = audio-blind − model cross-entropy
+      (> 0: the audio helps; the per-recording answer to "does the model use the audio?");
+    * free-running vs the real trace (generated, audio_blind; mean over samples, pooled: mean
+      over recordings): rmse_us, pearson_r, dtw_us;
+    * event-locked response to loud audio onsets (real, generated, audio_blind; pooled: over all
+      events): event_locked_peak_latency_s, event_locked_onset_latency_s,
+      event_locked_peak_amplitude_us, event_locked_n_events;
+    * realism (real, generated, audio_blind; see `wavenet_lib.evaluate.realism`): n_scr,
+      scr_rate_per_min, scr_amplitude_us, scr_rise_time_s, scr_half_recovery_s,
+      step_decrease_p999_us, step_increase_p999_us, and vs real diff_log_spectral_distance_db,
+      two_sample_auc;
+    * real, synthetic data only: true_scr_latency_s (mean known stimulus → SCR-onset latency).
+
+    NaN stands for "not measurable here" (no SCR, no event) and is written to JSON as null.
+    """
+
+    pooled: dict[str, dict[str, float]]
+    per_recording: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """{"pooled": {source: {metric: value}}, "per_recording": {recording_id: {source: ...}}}."""
+        return {"pooled": self.pooled, "per_recording": self.per_recording}
+
+    def to_json(self, path: str | Path) -> Path:
+        """Write `to_dict()` to `path` (`metrics.json`): floats, NaN → null, atomic replace."""
+        return write_metrics_json(path, self.to_dict())
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> EvaluationReport:
+        """Read a report written by `to_json` (null → NaN)."""
+        import json
+
+        data = json.loads(Path(path).read_text())
+
+        def floats(rows: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+            return {
+                s: {k: math.nan if v is None else float(v) for k, v in m.items()} for s, m in rows.items()
+            }
+
+        return cls(floats(data["pooled"]), {r: floats(v) for r, v in data.get("per_recording", {}).items()})
+
+    def table(self, recording_id: str | None = None, metrics: Iterable[str] | None = None) -> pd.DataFrame:
+        """Sources × metrics table, pooled or of one recording; `metrics` picks and orders columns."""
+        if recording_id is not None and recording_id not in self.per_recording:
+            raise KeyError(f"no recording {recording_id!r} in the report; have {sorted(self.per_recording)}")
+        rows = self.pooled if recording_id is None else self.per_recording[recording_id]
+        table = metrics_table(rows)
+        if metrics is not None:
+            table = table.reindex(columns=list(metrics))
+        return table.dropna(how="all")
+
+    def by_recording(self, source: str, metrics: Iterable[str] | None = None) -> pd.DataFrame:
+        """Recordings × metrics table of one source (e.g. the generated row's cross-entropy gap)."""
+        rows = {rid: sources.get(source, {}) for rid, sources in self.per_recording.items()}
+        table = metrics_table(rows)
+        table.index.name = "recording"
+        return table if metrics is None else table.reindex(columns=list(metrics))
+
+
+def _teacher_forced(scores: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """Step-weighted cross-entropy and accuracy over recordings."""
+    n = np.array([s["n_steps"] for s in scores], dtype=float)
+    total = n.sum()
+
+    def weighted(key: str) -> float:
+        return float(np.sum(n * [s[key] for s in scores]) / total) if total > 0 else math.nan
+
+    return {"cross_entropy_nats": weighted("cross_entropy_nats"), "accuracy": weighted("accuracy")}
+
+
+def _event_locked(response: EventLockedResponse) -> dict[str, float]:
+    return {
+        "event_locked_peak_latency_s": response.peak_latency_s,
+        "event_locked_onset_latency_s": response.onset_latency_s,
+        "event_locked_peak_amplitude_us": response.peak_amplitude_us,
+        "event_locked_n_events": float(response.n_events),
+    }
+
+
+def _pooled_event_locked(responses: Sequence[EventLockedResponse]) -> dict[str, float]:
+    if not any(r.n_events for r in responses):
+        return {name: (0.0 if name.endswith("n_events") else math.nan) for name in EVENT_LOCKED_METRICS}
+    return _event_locked(pool_event_locked(responses))
+
+
+def _rows(assessments: Sequence[RecordingAssessment]) -> dict[str, dict[str, float]]:
+    """{source: {metric: value}} of one or several recordings, before realism.
+
+    Cross-entropy weighted by scored steps, free-running metrics averaged over recordings,
+    event-locked responses pooled over events.
+    """
+    tf = {
+        k: _teacher_forced([a.teacher_forced[k] for a in assessments])
+        for k in ("model", "audio_blind", "persistence")
+    }
+    free = {
+        s: {
+            k: float(np.mean([a.free_running[s][k] for a in assessments]))
+            for k in ("rmse_us", "pearson_r", "dtw_us")
+        }
+        for s in ("generated", "audio_blind")
+    }
+    locked = {s: _pooled_event_locked([a.event_locked[s] for a in assessments]) for s in TRACE_SOURCES}
+    gap = tf["audio_blind"]["cross_entropy_nats"] - tf["model"]["cross_entropy_nats"]
+    rows = {
+        "real": locked["real"],
+        "generated": tf["model"]
+        | {"cross_entropy_gap_to_audio_blind_nats": gap}
+        | free["generated"]
+        | locked["generated"],
+        "audio_blind": tf["audio_blind"] | free["audio_blind"] | locked["audio_blind"],
+        "persistence": tf["persistence"],
+    }
     latencies = np.concatenate([a.true_latencies_s for a in assessments])
     if latencies.size:
-        out["true_scr_latency_mean_s"] = float(latencies.mean())
-    return out
+        rows["real"]["true_scr_latency_s"] = float(latencies.mean())
+    return rows
+
+
+def build_report(
+    assessments: Sequence[RecordingAssessment], two_sample: bool = True, seed: int = 0
+) -> EvaluationReport:
+    """The held-out report of assessed recordings, pooled and per recording (see `EvaluationReport`).
+
+    Args:
+        assessments: `assess` output (one per recording; the same EDA rate).
+        two_sample: run the classifier two-sample test (`realism.classifier_two_sample_test`).
+        seed: its random state.
+
+    Every trace metric leaves out each recording's primed steps (copied from the real trace).
+    """
+    if not assessments:
+        raise ValueError("no assessed recordings to report on")
+    rates = {a.eda_sample_rate for a in assessments}
+    if len(rates) != 1:
+        raise ValueError(
+            f"assessed recordings have different EDA rates {sorted(rates)}; report them separately"
+        )
+    pooled = _rows(assessments)
+    per = {a.recording_id: _rows([a]) for a in assessments}
+    traces = {a.recording_id: a.scored_traces() for a in assessments}
+    real = {rid: t["real"] for rid, t in traces.items()}
+    others = {s: {rid: t[s] for rid, t in traces.items()} for s in ("generated", "audio_blind")}
+    realism_pooled, realism_per = realism_by_recording(real, others, rates.pop(), two_sample, seed)
+    for source, metrics in realism_pooled.items():
+        pooled[source] |= metrics
+    for rid, sources in realism_per.items():
+        for source, metrics in sources.items():
+            per[rid][source] |= metrics
+    return EvaluationReport(pooled, per)
 
 
 def pooled_event_locked(assessments: list[RecordingAssessment]) -> dict[str, EventLockedResponse]:
     """Event-locked responses of every source, pooled over recordings (for plots)."""
-    return {s: pool_event_locked([a.event_locked[s] for a in assessments]) for s in SOURCES}
+    return {s: pool_event_locked([a.event_locked[s] for a in assessments]) for s in TRACE_SOURCES}

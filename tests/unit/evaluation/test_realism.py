@@ -17,6 +17,7 @@ from wavenet_lib.evaluate.realism import (
     step_change_percentiles,
     window_features,
 )
+from wavenet_lib.evaluate.scrs import detect_scrs
 
 TAU_RISE, TAU_DECAY = 0.75, 2.5
 # Bi-exponential exp(-s/TAU_DECAY) - exp(-s/TAU_RISE): onset → peak delay and peak → half amplitude.
@@ -125,9 +126,18 @@ def recordings(seeds, transform=lambda x, rng: x) -> dict[str, np.ndarray]:
     return out
 
 
-def test_two_sample_auc_near_half_for_real_vs_real():
+def quantized(x: np.ndarray, levels: int = 256) -> np.ndarray:
+    """x on `levels` evenly spaced values between its min and max (as the model's output is)."""
+    lo, hi = x.min(), x.max()
+    return lo + np.round((x - lo) / (hi - lo) * (levels - 1)) / (levels - 1) * (hi - lo)
+
+
+@pytest.mark.parametrize("quantize", [False, True])
+def test_two_sample_auc_near_half_for_real_vs_real(quantize):
     real = {k: v[0] for k, v in recordings(range(12)).items()}
     other = {k: v[1] for k, v in recordings(range(12)).items()}  # same process, other draws
+    if quantize:  # 256 levels over a ~2 µS range: ~0.01 µS steps, finer than the classifier looks
+        other = {k: quantized(v) for k, v in other.items()}
     test = classifier_two_sample_test(real, other, 4)
     assert test.n_folds == 5 and test.n_real == 12 * 9 and test.n_other == 12 * 9
     assert 0.35 <= test.auc <= 0.65
@@ -149,6 +159,11 @@ def test_two_sample_auc_high_for_obviously_different(name, transform):
     # One recording only: no grouped cross-validation is possible, the AUC is NaN.
     single = classifier_two_sample_test({"rec0": real["rec0"]}, {"rec0": other["rec0"]}, 4)
     assert single.n_folds == 0 and math.isnan(single.auc)
+    # Too few windows to train on (60 s: 3 windows a trace): NaN, not a constant classifier's 0.5.
+    few = classifier_two_sample_test(
+        {r: real[r][:240] for r in ("rec0", "rec1")}, {r: other[r][:, :240] for r in ("rec0", "rec1")}, 4
+    )
+    assert few.n_folds == 2 and math.isnan(few.auc)
 
 
 def test_realism_by_recording_structure():
@@ -167,3 +182,14 @@ def test_realism_by_recording_structure():
     )
     with pytest.raises(ValueError, match="rec2"):
         realism_by_recording(real, {"generated": {r: generated[r] for r in ("rec0", "rec1")}}, 4)
+
+
+def test_half_recovery_is_not_cut_short_by_a_small_wiggle_on_the_decay():
+    rate, onsets = 50, [5, 25, 45, 65, 85]
+    t = np.arange(110 * rate) / rate
+    clean = eda_trace(rate, onsets, [0.6] * 5, 110.0)
+    wiggly = clean + sum(0.03 * np.exp(-0.5 * ((t - o - PEAK_DELAY_S - 1.0) / 0.05) ** 2) for o in onsets)
+    scrs = detect_scrs(wiggly, rate)
+    assert len(scrs) == 5  # the 0.03 µS wiggles are below the 0.05 µS threshold
+    # Every SCR recovers to half amplitude (a search that stopped at the wiggle would give NaN).
+    np.testing.assert_allclose(scrs["recovery_time_s"], HALF_RECOVERY_S, atol=0.35)
