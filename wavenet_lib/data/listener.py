@@ -16,18 +16,20 @@ is known exactly and can be checked from the written files alone.
   feature is the RMS over bands of their difference. New instruments, sections, pieces.
 
 **Rule**: a feature event is a peak of the feature above the subject's threshold (the rule's
-threshold times a per-subject factor), at least `min_event_gap_s` after the previous one
+threshold, 6 dB for loudness_rise and 5.4 dB for spectral_novelty, times a per-subject factor
+0.85-1.15), at least `min_event_gap_s` after the previous one
 (`scipy.signal.find_peaks` with `height` and `distance`). Its strength is the feature value at
 the peak. Each event evokes an SCR with probability `evoked_probability`; no SCR is evoked
 without an event. The SCR starts `latency` after the event: loudness rises act fast
 (1.0-2.5 s, the latency of orienting SCRs), timbral novelty slower (2.5-4.0 s, as for
-stimuli that must be appraised); each subject has a mean latency in the range, each event
-jitters around it.
+stimuli that must be appraised); each subject has a mean latency in the middle 60 % of the
+range, each event adds Gaussian jitter (sd 20 % of the range), clipped to the range.
 
 **Amplitude** of an evoked SCR (µS): `gain * (0.3 + 0.7 * (1 - exp(-(strength - threshold) /
 scale))) * exp(-habituation * h) * lognormal(0, 0.15)`: grows with the strength of the event
-and saturates; `h` counts the earlier evoked SCRs, each fading with a 60 s time constant
-(habituation to repeated stimuli, recovering with rest: Dawson et al., 2017, sec. 3.2).
+and saturates (scale 10 dB for loudness_rise, 2 dB for spectral_novelty); `h` counts the
+earlier evoked SCRs, each fading with a 60 s time constant (habituation to repeated stimuli,
+recovering with rest); per-subject `habituation` 0.1-0.35.
 
 **Physiology** (Boucsein, *Electrodermal Activity*, 2nd ed., 2012; Dawson, Schell & Filion,
 "The electrodermal system", *Handbook of Psychophysiology*, 2017; Benedek & Kaernbach, 2010,
@@ -35,13 +37,13 @@ for the bi-exponential SCR):
 
 - SCR shape: a sudomotor burst (Gaussian, 0.2 s sd) through the bi-exponential skin
   response `exp(-t/tau_decay) - exp(-t/tau_rise)`; per subject tau_rise 0.4-0.75 s and
-  tau_decay 2.4-4.0 s, i.e. rise time (onset to peak) ~1.4-2.0 s and half-recovery ~2.1-3.6 s.
+  tau_decay 2.4-4.0 s, i.e. rise time (onset to peak) ~1.3-1.9 s and half-recovery ~2.1-3.6 s.
 - Evoked amplitudes ~0.1-1 µS (per-subject `gain` 0.4-1.2 µS).
 - Spontaneous (non-specific) SCRs: Poisson at a per-subject 1-3 per minute (configurable),
   amplitude lognormal around 0.08 µS, independent of the audio.
-- Tonic level (SCL): per subject 3-14 µS, per session ±15 %, a slow linear trend (mostly
-  downward, as during rest) and a smooth random drift (white noise through two 20 s EMAs,
-  0.2-0.6 µS sd); kept within 2-20 µS.
+- Tonic level (SCL): per subject 3-14 µS, per session ±15 %, a slow linear trend (-12 % to
+  +4 % of the level over the session: mostly downward, as during rest) and a smooth random
+  drift (white noise through two 20 s EMAs, 0.2-0.6 µS sd); kept within 2-20 µS.
 - Sensor: white noise of 2-6 nS sd, then quantized to 0.9 nS steps (the resolution of an
   Empatica E4).
 
@@ -65,7 +67,10 @@ __all__ = [
     "RULES",
     "Subject",
     "draw_subject",
+    "latency_range",
+    "rule_threshold",
     "mel_frames",
+    "causal_ema",
     "listener_feature",
     "feature_events",
     "scr_shape",
@@ -156,8 +161,9 @@ def rule_threshold(cfg: SyntheticDataConfig, subject: Subject) -> float:
 
 
 # --- audio features ---------------------------------------------------------------------------
-def _ema(x: np.ndarray, tau_s: float, rate: float) -> np.ndarray:
-    """Causal exponential moving average along the last axis, started at the first value."""
+def causal_ema(x: np.ndarray, tau_s: float, rate: float) -> np.ndarray:
+    """Causal exponential moving average (time constant `tau_s`) along the last axis, started at the
+    first value; `rate` is samples per second. Same shape as `x`."""
     a = np.exp(-1.0 / (tau_s * rate))
     first = x[..., :1]
     return lfilter([1.0 - a], [1.0, -a], x - first, axis=-1) + first
@@ -199,9 +205,9 @@ def listener_feature(name: str, audio: np.ndarray, sample_rate: int) -> tuple[np
     mel_db, times, rate = mel_frames(audio, sample_rate)
     if name == "loudness_rise":
         loud = 10.0 * np.log10(np.maximum(np.mean(10.0 ** (mel_db / 10.0), axis=0), 1e-10))
-        return _ema(loud, 0.2, rate) - _ema(loud, 3.0, rate), times
+        return causal_ema(loud, 0.2, rate) - causal_ema(loud, 3.0, rate), times
     shape = mel_db - mel_db.mean(axis=0, keepdims=True)
-    diff = _ema(shape, 0.5, rate) - _ema(shape, 5.0, rate)
+    diff = causal_ema(shape, 0.5, rate) - causal_ema(shape, 5.0, rate)
     return np.sqrt(np.mean(diff**2, axis=0)), times
 
 
@@ -257,7 +263,7 @@ def tonic_level(rng: np.random.Generator, n_steps: int, rate: float, subject: Su
     trend = base * rng.uniform(-0.12, 0.04) * t / max(duration, 1.0)
     warm = int(60 * rate)  # start the drift filters in their stationary regime
     noise = rng.standard_normal(n_steps + warm)
-    drift = _ema(_ema(noise, 20.0, rate), 20.0, rate)[warm:]
+    drift = causal_ema(causal_ema(noise, 20.0, rate), 20.0, rate)[warm:]
     drift = drift / (np.std(drift) + 1e-12) * rng.uniform(0.2, 0.6)
     return np.clip(base + trend + drift, 2.0, 20.0)
 

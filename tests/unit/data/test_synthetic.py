@@ -13,8 +13,9 @@ import pytest
 import soundfile as sf
 import yaml
 
-from wavenet_lib.configs import SyntheticDataConfig, load_config
-from wavenet_lib.data.listener import RULES, feature_events, listener_feature
+from wavenet_lib.configs import SyntheticDataConfig, WavenetConfig, load_config
+from wavenet_lib.data.features import compute_mfcc
+from wavenet_lib.data.listener import RULES, causal_ema, feature_events, listener_feature
 from wavenet_lib.data.manifest import read_manifest
 from wavenet_lib.data.playlists import PIECES, music_path
 from wavenet_lib.data.synthetic import make_synthetic_dataset
@@ -183,3 +184,32 @@ def test_quickstart_configs_differ_only_in_the_listener():
         load_config(ROOT / "configs" / "quickstart_novelty.yaml").data.synthetic.listener
         == "spectral_novelty"
     )
+
+
+@pytest.mark.parametrize("listener,min_r2", [("loudness_rise", 0.8), ("spectral_novelty", 0.55)])
+def test_rule_feature_is_readable_from_the_models_causal_mfccs(tmp_path, listener, min_r2):
+    """What the model sees (20 standardized MFCCs at 8 kHz) holds the rule's feature: a linear
+    read-out of causal averages of the MFCCs, fitted on two sessions, predicts a third."""
+    model = WavenetConfig(
+        context_size_in_seconds=6, audio_sample_rate=8000, eda_sample_rate=4, mfcc_window_size=400,
+        mfcc_hop_size=200, num_mfccs=20, hidden_channels=8,
+    )  # fmt: skip
+    cfg = SyntheticDataConfig(n_recordings=3, n_subjects=3, duration_s=60.0, seed=1, listener=listener)
+    out = make_synthetic_dataset(tmp_path, cfg, 8000, 4.0, progress=False).parent
+    rows = []
+    for rid in recording_ids(out):
+        audio, sr = sf.read(out / f"{rid}.wav", dtype="float32")
+        mfcc = compute_mfcc(audio[None], model, int(60 * 4))[0].T  # (20, frames)
+        mfcc = (mfcc - mfcc.mean(1, keepdims=True)) / mfcc.std(1, keepdims=True)
+        frame_end = (np.arange(mfcc.shape[1]) + 1) * 200 / 8000
+        values, times = listener_feature(listener, audio, sr)
+        short, long = causal_ema(mfcc, 0.5, 40.0), causal_ema(mfcc, 5.0, 40.0)
+        x = np.concatenate(
+            [causal_ema(mfcc, 0.2, 40.0), short, causal_ema(mfcc, 3.0, 40.0), long, (short - long) ** 2]
+        )
+        rows.append((np.vstack([x, np.ones(x.shape[1])]).T, np.interp(frame_end, times, values)))
+    (xa, ya), (xb, yb), (xt, yt) = rows
+    x_fit, y_fit = np.vstack([xa, xb]), np.concatenate([ya, yb])
+    coef = np.linalg.solve(x_fit.T @ x_fit + 1.0 * np.eye(x_fit.shape[1]), x_fit.T @ y_fit)
+    r2 = 1 - np.mean((xt @ coef - yt) ** 2) / np.var(yt)
+    assert r2 > min_r2
