@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
 from wavenet_lib.configs import ExperimentConfig, load_config
@@ -42,41 +41,40 @@ def apply_overrides(cfg: ExperimentConfig, overrides: list[str]) -> ExperimentCo
     return ExperimentConfig.model_validate(data)
 
 
-def step_change_percentiles(traces: np.ndarray, q: float = 99.9) -> dict[str, float]:
-    """99.9th percentile of one-step decreases and increases (µS), pooled over traces (S, T)."""
-    d = np.diff(np.atleast_2d(traces), axis=-1).ravel()
-    return {"decrease_p999_us": float(np.percentile(-d, q)), "increase_p999_us": float(np.percentile(d, q))}
-
-
 def evaluate_run(model, cfg: ExperimentConfig, bundle, samples: int, seed: int = 0) -> dict[str, Any]:
-    """Held-out numbers of one trained model (see module docstring)."""
-    from wavenet_lib.evaluate.report import assess, summarize
+    """Held-out numbers of one trained model: `build_report`'s, flattened (see module docstring)."""
+    from wavenet_lib.evaluate.report import assess, build_report
 
-    assessments = assess(model, cfg, bundle, "test", samples=samples, seed=seed)
-    out: dict[str, Any] = {"pooled": summarize(assessments)}
-    out["per_recording"] = [
-        {
-            "recording_id": a.recording_id,
-            **{f"ce_{k}": v["cross_entropy_nats"] for k, v in a.teacher_forced.items()},
-        }
-        for a in assessments
-    ]
-    from wavenet_lib.evaluate.realism import realism_by_recording
-
-    real = {a.recording_id: a.real_us for a in assessments}
-    sources = {
-        s: {a.recording_id: getattr(a, f"{s}_us") for a in assessments} for s in ("generated", "audio_blind")
+    report = build_report(assess(model, cfg, bundle, "test", samples=samples, seed=seed))
+    p = report.pooled
+    flat: dict[str, float] = {
+        "test_cross_entropy": p["generated"]["cross_entropy_nats"],
+        "audio_blind_cross_entropy": p["audio_blind"]["cross_entropy_nats"],
+        "persistence_cross_entropy": p["persistence"]["cross_entropy_nats"],
+        "two_sample_auc_generated": p["generated"].get("two_sample_auc", float("nan")),
+        "lsd_generated": p["generated"].get("diff_log_spectral_distance_db", float("nan")),
     }
-    realism, _ = realism_by_recording(real, sources, assessments[0].eda_sample_rate)
-    out["realism"] = realism
-    out["pooled"]["two_sample_auc_generated"] = realism["generated"].get("two_sample_auc", float("nan"))
-    out["pooled"]["lsd_generated"] = realism["generated"].get("diff_log_spectral_distance_db", float("nan"))
-    for name in ("real", "generated", "audio_blind"):
-        traces = [getattr(a, f"{name}_us") for a in assessments]
-        pooled = np.concatenate([np.diff(np.atleast_2d(t), axis=-1).ravel() for t in traces])
-        out["pooled"][f"{name}_decrease_p999_us"] = float(np.percentile(-pooled, 99.9))
-        out["pooled"][f"{name}_increase_p999_us"] = float(np.percentile(pooled, 99.9))
-    return out
+    names = {
+        "event_locked_peak_latency_s": "event_locked_latency_{}_s",
+        "event_locked_peak_amplitude_us": "event_locked_amplitude_{}",
+        "scr_rate_per_min": "{}_scr_rate_per_min",
+        "scr_amplitude_us": "{}_mean_amplitude_us",
+        "scr_rise_time_s": "{}_mean_rise_time_s",
+        "scr_half_recovery_s": "{}_mean_recovery_time_s",
+        "step_decrease_p999_us": "{}_decrease_p999_us",
+        "step_increase_p999_us": "{}_increase_p999_us",
+    }
+    for source in ("real", "generated", "audio_blind"):
+        for metric, name in names.items():
+            flat[name.format(source)] = p[source].get(metric, float("nan"))
+    per_recording = [
+        {
+            "recording_id": rid,
+            **{f"ce_{s}": rows[s]["cross_entropy_nats"] for s in ("generated", "audio_blind", "persistence")},
+        }
+        for rid, rows in report.per_recording.items()
+    ]
+    return {"pooled": flat, "per_recording": per_recording, "report": report.to_dict()}
 
 
 def table_row(p: dict[str, float]) -> dict[str, Any]:
@@ -121,19 +119,26 @@ def collect(out: Path, target: Path, experiments: list[str], sweep: list[str] | 
         # NAME, or NAME@knob=value: the evaluation of that sampling setting from NAME's sweep
         name, _, setting = spec.partition("@")
         path = out / f"{name}.json"
-        run = json.loads((path if path.is_file() and not setting else out / f"{name}_sweep.json").read_text())
+        run = json.loads(
+            (path if path.is_file() and "@" not in spec else out / f"{name}_sweep.json").read_text()
+        )
         wanted = {k: float(v) for k, v in (kv.split("=") for kv in setting.split(",") if kv)}
         evaluation = next(e for e in run["evaluations"] if e["sampling"] == wanted)
         row = {"variant": name, "data": _dataset(name), "overrides": " ".join(run["overrides"]) or "(none)"}
         used = yaml.safe_load((out / name / "config.yaml").read_text()).get("sampling", {}) | wanted
         row["sampling"] = ", ".join(f"{k}={float(used.get(k, 1.0)):g}" for k in ("temperature", "top_p"))
         row |= table_row(evaluation["pooled"])
+        if "report" not in evaluation:  # measured before the classifier judged at 0.01 µS resolution
+            row["two-sample AUC"] = float("nan")
         rows.append(row)
     sweep_rows = []
     for name in sweep or []:
         run = json.loads((out / f"{name}_sweep.json").read_text())
         for ev in run["evaluations"]:
-            setting = ", ".join(f"{k}={v:g}" for k, v in ev["sampling"].items()) or "config default"
+            used = (
+                yaml.safe_load((out / name / "config.yaml").read_text()).get("sampling", {}) | ev["sampling"]
+            )
+            setting = ", ".join(f"{k}={float(used.get(k, 1.0)):g}" for k in ("temperature", "top_p"))
             sweep_rows.append(
                 {"setting": f"{name}: {setting}", "data": _dataset(name)} | table_row(ev["pooled"])
             )
