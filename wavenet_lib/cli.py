@@ -4,7 +4,7 @@
     wavenet-eda config validate CONFIG      OK, or one line per invalid field
     wavenet-eda train CONFIG [--resume | --overwrite] [--run-dir DIR]
     wavenet-eda generate --checkpoint CKPT --audio FILE --out FILE.csv
-                         [--samples N] [--seed S] [--temperature T] [--greedy] [--format csv|e4]
+                         [--samples N] [--seed S] [--temperature T] [--top-p P] [--greedy] [--format csv|e4]
                          [--start-time UNIX_S] [--allow-short-audio]
     wavenet-eda data CONFIG                 prepare the data, fill the MFCC cache, list what is used
                          [--prime EDA.csv [--prime-rate HZ]]
@@ -188,13 +188,15 @@ def _os_reason(exc: OSError) -> str:
 
 
 # --- generate ------------------------------------------------------------------------------------
-def _check_sampling_arguments(samples: int, temperature: float, greedy: bool, out: str) -> None:
+def _check_sampling_arguments(
+    samples: int, temperature: float | None, greedy: bool, out: str, top_p: float | None = None
+) -> None:
     """--samples, --temperature and --out of `generate` and `screen`, checked before any work."""
     from wavenet_lib.atomic_write import check_writable
     from wavenet_lib.generation import check_sampling
 
     try:
-        check_sampling(samples, temperature, greedy)
+        check_sampling(samples, temperature, greedy, top_p)
     except ValueError as exc:
         raise _UserError(f"--{exc}") from None
     try:
@@ -209,7 +211,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from wavenet_lib.train.checkpoints import CheckpointError
     from wavenet_lib.train.loop import select_device
 
-    _check_sampling_arguments(args.samples, args.temperature, args.greedy, args.out)
+    _check_sampling_arguments(args.samples, args.temperature, args.greedy, args.out, args.top_p)
     start_time = _e4_start_time(args)
     try:
         device = select_device(args.device)
@@ -220,6 +222,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             seed=args.seed,
             temperature=args.temperature,
             greedy=args.greedy,
+            top_p=args.top_p,
             device=device,
             progress=not args.no_progress,
             allow_short=args.allow_short_audio,
@@ -407,7 +410,13 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--samples", type=int, default=1, help="independent samples (one column each)")
     gen.add_argument("--seed", type=_seed, default=0, help="sampling seed (0 <= seed < 2^32)")
     gen.add_argument(
-        "--temperature", type=_finite_float, default=1.0, help="softmax temperature (>= 0.001; or --greedy)"
+        "--temperature",
+        type=_finite_float,
+        default=None,
+        help="softmax temperature (>= 0.001, or --greedy; default: the config's sampling)",
+    )
+    gen.add_argument(
+        "--top-p", type=_finite_float, default=None, help="nucleus mass in (0, 1] (default: config sampling)"
     )
     gen.add_argument("--greedy", action="store_true", help="most likely level each step")
     gen.add_argument(

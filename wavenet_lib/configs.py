@@ -34,6 +34,7 @@ __all__ = [
     "SyntheticDataConfig",
     "DataConfig",
     "TrainConfig",
+    "SamplingConfig",
     "ExperimentConfig",
     "load_config",
 ]
@@ -125,6 +126,19 @@ class WavenetConfig(BaseModel):
     )
     quantization_levels: int = Field(
         default=256, le=LIMITS["quantization_levels"], description="EDA amplitude bins (softmax size)."
+    )
+    head: Literal["relative_softmax", "logistic_mixture"] = Field(
+        default="relative_softmax",
+        description="Output distribution over the change of level: a free softmax over the 2Q-1 changes, "
+        "or a discretized mixture of logistics (PixelCNN++).",
+    )
+    eda_value_input: bool = Field(
+        default=False,
+        description="Also feed the previous EDA value as a linear input (besides its level embedding), "
+        "so the network reads the trend of the last steps as a difference.",
+    )
+    mixture_components: PositiveInt = Field(
+        default=4, description="Logistic components of the logistic_mixture head."
     )
     max_stack_receptive_field: PositiveInt = Field(
         default=512,
@@ -482,6 +496,26 @@ class TrainConfig(BaseModel):
         return self
 
 
+class SamplingConfig(BaseModel):
+    """How generation draws each EDA step from the model's distribution over levels.
+
+    The pipeline (held-out evaluation, notebook 03) and `wavenet-eda generate` use these values
+    unless told otherwise, and the reported realism numbers are measured with them. Greedy
+    decoding is never the default: samples of the same audio must differ.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    temperature: PositiveFloat = Field(default=1.0, description="Softmax temperature (> 0).")
+    top_p: float = Field(
+        default=1.0,
+        gt=0.0,
+        le=1.0,
+        description="Nucleus sampling: draw from the most likely levels holding this much probability "
+        "(1.0 = the full distribution). Removes the far tails that make one-step cliffs.",
+    )
+
+
 class ExperimentConfig(BaseModel):
     """One experiment: a name, a seed, and the model, data and training sections."""
 
@@ -492,6 +526,7 @@ class ExperimentConfig(BaseModel):
     model: WavenetConfig
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
+    sampling: SamplingConfig = SamplingConfig()
 
     @field_validator("name")
     @classmethod

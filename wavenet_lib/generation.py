@@ -58,16 +58,20 @@ MIN_TEMPERATURE = 1e-3
 MAX_SAMPLES_PER_BATCH = 256
 
 
-def check_sampling(samples: int, temperature: float, greedy: bool) -> None:
+def check_sampling(samples: int, temperature: float | None, greedy: bool, top_p: float | None = None) -> None:
     """The one check of the sampling arguments (library and command line).
 
+    `None` for temperature or top_p means "the config's `sampling` section" (checked there).
+
     Raises:
-        ValueError: samples < 1, or (unless greedy) a temperature that is not a finite number
-            >= MIN_TEMPERATURE.
+        ValueError: samples < 1, top_p outside (0, 1], or (unless greedy) a temperature that is
+            not a finite number >= MIN_TEMPERATURE.
     """
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
-    if greedy:
+    if top_p is not None and not (math.isfinite(top_p) and 0.0 < top_p <= 1.0):
+        raise ValueError(f"top-p must be in (0, 1], got {top_p:g}")
+    if greedy or temperature is None:
         return
     if not math.isfinite(temperature) or temperature < MIN_TEMPERATURE:
         raise ValueError(
@@ -126,9 +130,10 @@ def generate_from_audio(
     audio_path: str | Path,
     samples: int = 1,
     seed: int | None = 0,
-    temperature: float = 1.0,
+    temperature: float | None = None,
     greedy: bool = False,
     *,
+    top_p: float | None = None,
     config: ExperimentConfig | None = None,
     normalizer: MinMaxNormalizer | None = None,
     device: str | torch.device = "cpu",
@@ -147,8 +152,10 @@ def generate_from_audio(
         audio_path: wav/flac/ogg/mp3; MFCCs are computed and standardized as for training.
         samples: independent traces to draw (in batches of at most MAX_SAMPLES_PER_BATCH).
         seed: seeds the sampling generator (reproducible draws).
-        temperature: softmax temperature (finite, >= MIN_TEMPERATURE).
+        temperature: softmax temperature (finite, >= MIN_TEMPERATURE); None → the config's
+            `sampling.temperature`.
         greedy: take the most likely level each step (then all samples are equal).
+        top_p: nucleus sampling in (0, 1]; None → the config's `sampling.top_p`.
         config: the experiment config when a model is passed.
         normalizer: the EDA normalization when a model is passed.
         device: where to run the model.
@@ -167,13 +174,13 @@ def generate_from_audio(
         FileNotFoundError, CheckpointError: a bad checkpoint path.
         DataError: the audio is missing, unreadable, shorter than one EDA step, gives
             non-finite features, or (unless `allow_short`) is shorter than the receptive field.
-        ValueError: see `check_sampling`.
+        ValueError: see `check_sampling` (samples, temperature, top_p).
     """
     from wavenet_lib.data.recordings import audio_features
     from wavenet_lib.errors import DataError
     from wavenet_lib.train.checkpoints import load_model, unwrap_model
 
-    check_sampling(samples, temperature, greedy)
+    check_sampling(samples, temperature, greedy, top_p)
     model: Wavenet
     if isinstance(model_or_checkpoint, (str, Path)):
         loaded, config, stored = load_model(model_or_checkpoint, map_location=device)
@@ -185,6 +192,8 @@ def generate_from_audio(
         model = cast("Wavenet", unwrap_model(model_or_checkpoint).to(device))
     if not allow_short:
         _refuse_short_audio(audio_path, config, start_s, n_steps)
+    temperature = config.sampling.temperature if temperature is None else temperature
+    top_p = config.sampling.top_p if top_p is None else top_p
     mfcc = audio_features(audio_path, config, n_steps=n_steps, start_s=start_s).to(device)
     if not bool(torch.isfinite(mfcc).all()):
         raise DataError(audio_path, "its features hold NaN or infinite values (clipped or corrupt audio?)")
@@ -207,6 +216,7 @@ def generate_from_audio(
                 greedy=greedy,
                 generator=generator,
                 progress=progress,
+                top_p=top_p,
             ),
         )
         if prime_units is not None:

@@ -294,3 +294,22 @@ def test_data_lists_recordings_used_and_left_out(tmp_path, capsys):
         and err[0].startswith("error: ")
         and "s00/day1: no audio file in the session folder" in err[0]
     )
+
+
+def test_generate_takes_its_sampling_defaults_from_the_config(tmp_path, checkpoint, capsys):
+    from wavenet_lib.configs import SamplingConfig
+    from wavenet_lib.generation import generate_from_audio
+    from wavenet_lib.train.checkpoints import load_model
+
+    audio = write_audio(tmp_path / "a.wav", 3.0)
+    model, cfg, norm = load_model(checkpoint)
+    nucleus_of_one = cfg.model_copy(update={"sampling": SamplingConfig(top_p=1e-6)})
+    kwargs = dict(config=nucleus_of_one, normalizer=norm, samples=2, progress=False)
+    greedy = generate_from_audio(model, audio, greedy=True, **kwargs).eda_units
+    by_default = generate_from_audio(model, audio, **kwargs).eda_units  # top_p from the config
+    np.testing.assert_array_equal(by_default, greedy)
+    overridden = generate_from_audio(model, audio, top_p=1.0, **kwargs).eda_units
+    assert not np.array_equal(overridden[0], overridden[1])  # full distribution: samples differ
+    argv = ["generate", "--checkpoint", str(checkpoint), "--audio", audio, "--out", str(tmp_path / "o.csv")]
+    assert main([*argv, "--top-p", "1.5", "--no-progress"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --top-p must be in (0, 1], got 1.5"

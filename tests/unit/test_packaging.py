@@ -81,6 +81,7 @@ def test_the_ordered_notebooks_exist():
         "02_training.ipynb",
         "03_evaluation.ipynb",
         "04_stimuli.ipynb",
+        "05_audio_link.ipynb",
     ]
 
 

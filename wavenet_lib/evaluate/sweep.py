@@ -49,7 +49,8 @@ def realism_sweep(
         experiment, bundle: the experiment and its data (`build_datasets`).
         settings: keyword arguments for `Wavenet.generate`, one dict per row (e.g.
             [{"temperature": 0.7}, {"temperature": 1.0}]); passed through unchanged, so new
-            sampling controls need no change here. {} is the model's default sampling.
+            sampling controls need no change here; each applies on top of the experiment's
+            `sampling` section, so {} is the default sampling the pipeline and the CLI use.
         split: which split's recordings (ignored when `recording_ids` is given).
         recording_ids: the recordings to generate for (default: all of `split`).
         samples: samples per recording and setting, each primed with `first_full_step` real
@@ -79,7 +80,8 @@ def realism_sweep(
         generated = {}
         for i, (rid, rec) in enumerate(loaded.items()):
             g = torch.Generator().manual_seed(seed + i)
-            generated[rid] = sample_eda_us(model, rec, samples, prime, g, **dict(setting))[:, prime:]
+            knobs = experiment.sampling.model_dump() | dict(setting)  # on top of the config's sampling
+            generated[rid] = sample_eda_us(model, rec, samples, prime, g, **knobs)[:, prime:]
             bar.update()
         pooled, _ = realism_by_recording(real, {"generated": generated}, rate, two_sample, seed)
         rows.setdefault("real", pooled["real"])

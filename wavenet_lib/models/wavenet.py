@@ -6,7 +6,7 @@ Reads top to bottom like the architecture in docs/design.md ("Model contract"):
     eda_prev (B, C_out, T) ──causal Upsampler──────────► c (B, cond, T*spf)
     x, c ──WavenetStack × num_stacks (gated, dilated, causal)──► Σ skips (B, S, T*spf)
     Σ skips ──ReLU, 1×1, ReLU, 1×1, ReLU──► h (B, D, T*spf)
-    h ──Downsampler (attention over each step's spf frames) + 1×1──► logits (B, Q, C_out, T)
+    h ──Downsampler (attention over each step's spf frames) + 1×1 + head──► logits (B, Q, C_out, T)
 
 Shapes use B batch, T EDA steps, spf = spectral frames per EDA step, R residual width,
 G gate width, S skip width, D post-net width, Q quantization levels.
@@ -39,26 +39,44 @@ class Upsampler(nn.Module):
     Each previous value is first embedded by its quantization level (a learned vector per level
     and EDA signal, summed over signals), as WaveNet embeds its previous sample: predicting a
     distribution peaked near the previous level is then easy, where a raw scalar would have to
-    be unfolded into 256 bumps by the network. A transposed conv with kernel = stride = spf then
-    gives each of a step's spf frames its own learned mix of that step's embedding only,
+    be unfolded into 256 bumps by the network. With `value_input`, the value itself (in levels
+    around the middle, divided by `VALUE_LEVELS_PER_UNIT`) is added through a learned linear map:
+    level embeddings are unrelated vectors, so the trend (the change over the last steps, which
+    an EDA trace keeps for seconds) is hard to read from them, while from a linear input the
+    dilated convolutions get it as a difference. A transposed conv with kernel = stride = spf
+    then gives each of a step's spf frames its own learned mix of that step's embedding only,
     followed by a pointwise ReLU MLP. Frame f never sees eda_prev beyond step f // spf; a
     vocoder-style upsampler (kernel wider than stride) would let frames see the next step's
     value and leak future EDA.
     """
 
-    def __init__(self, out_channels: int, cond_channels: int, factor: int, levels: int) -> None:
+    VALUE_LEVELS_PER_UNIT = 4.0  # a one-level change moves the value input by 0.25
+
+    def __init__(
+        self, out_channels: int, cond_channels: int, factor: int, levels: int, value_input: bool = False
+    ) -> None:
         super().__init__()
         self.factor, self.levels = factor, levels
         self.embed = nn.Embedding(out_channels * levels, cond_channels)
         nn.init.uniform_(self.embed.weight, -1.0, 1.0)  # the scale a conv input has, not N(0, 1)
         self.register_buffer("offsets", torch.arange(out_channels) * levels, persistent=False)
+        self.value = None
+        if value_input:
+            self.value = nn.Linear(out_channels, cond_channels, bias=False)
+            # Inputs reach ±(Q-1)/(2·VALUE_LEVELS_PER_UNIT); start with outputs of order one.
+            bound = 2 * self.VALUE_LEVELS_PER_UNIT / (levels - 1)
+            nn.init.uniform_(self.value.weight, -bound, bound)
         self.expand = nn.ConvTranspose1d(cond_channels, cond_channels, kernel_size=factor, stride=factor)
         self.mix = nn.Conv1d(cond_channels, cond_channels, 1)
 
     def embed_values(self, eda_prev: torch.Tensor) -> torch.Tensor:
         """(B, C_out, T) values in normalized units → (B, T, cond) level embeddings."""
-        idx = quantize(eda_prev, self.levels) + self.offsets[:, None]  # (B, C_out, T)
-        return self.embed(idx).sum(dim=1)
+        level = quantize(eda_prev, self.levels)  # (B, C_out, T)
+        e = self.embed(level + self.offsets[:, None]).sum(dim=1)
+        if self.value is not None:
+            centred = (level.to(e.dtype) - (self.levels - 1) / 2) / self.VALUE_LEVELS_PER_UNIT
+            e = e + self.value(centred.transpose(1, 2))
+        return e
 
     def forward(self, eda_prev: torch.Tensor) -> torch.Tensor:
         e = self.embed_values(eda_prev).transpose(1, 2)  # (B, cond, T)
@@ -259,34 +277,88 @@ class Downsampler(nn.Module):
     linear in the values, so projecting pooled vectors equals pooling per-frame projections
     (the textbook order) at 1/spf of the cost.
 
-    The projection scores each level *relative to the previous step's level*: 2Q - 1 logits for
-    the changes -(Q-1) .. Q-1, gathered into the Q absolute levels (B, Q, C_out, T). EDA moves
-    slowly, so "stay near the last level" and "rise by a few levels after a loud onset" are
-    single, level-independent patterns to learn instead of Q separate ones. The output is still
-    a softmax over the Q absolute levels.
+    The projection gives P head parameters per step and signal, which `to_levels` turns into
+    logits over the Q absolute levels (B, Q, C_out, T), always *relative to the previous step's
+    level*: EDA moves slowly, so "stay near the last level" and "rise by a few levels after a
+    loud onset" are single, level-independent patterns to learn instead of Q separate ones.
+    Two heads (`WavenetConfig.head`):
+
+    - ``relative_softmax``: P = 2Q - 1 free logits for the changes -(Q-1) .. Q-1, gathered into
+      the Q absolute levels.
+    - ``logistic_mixture``: P = 3K, a mixture of K logistics over the change of level (weights,
+      means in levels, log-scales), discretized onto the Q levels as in PixelCNN++ (mass beyond
+      either end folds into the edge level). The returned "logits" are exact log-probabilities.
+      A few smooth components cannot put mass on isolated far levels, which a free 511-way
+      softmax learns from noise and sampling then draws as one-step cliffs.
+
+    Both start from a persistence prior (mass peaked on "no change", a scale of max(1, Q/64)
+    levels), so training spends its steps on what the audio adds.
     """
 
-    def __init__(self, channels: int, factor: int, out_channels: int, levels: int) -> None:
+    def __init__(
+        self,
+        channels: int,
+        factor: int,
+        out_channels: int,
+        levels: int,
+        head: str = "relative_softmax",
+        components: int = 4,
+    ) -> None:
         super().__init__()
-        self.factor, self.levels = factor, levels
+        self.factor, self.levels, self.head, self.components = factor, levels, head, components
+        self.scale = max(1.0, levels / 64)  # prior scale of a change, in levels
+        params = 2 * levels - 1 if head == "relative_softmax" else 3 * components
+        if head not in ("relative_softmax", "logistic_mixture"):
+            raise ValueError(f"head must be 'relative_softmax' or 'logistic_mixture', got {head!r}")
         self.score = nn.Conv1d(channels, out_channels, 1)
         self.position = nn.Parameter(torch.zeros(out_channels, factor))
-        self.proj_weight = nn.Parameter(torch.empty(out_channels, 2 * levels - 1, channels))
-        self.proj_bias = nn.Parameter(torch.zeros(2 * levels - 1, out_channels))
+        self.proj_weight = nn.Parameter(torch.empty(out_channels, params, channels))
+        self.proj_bias = nn.Parameter(torch.zeros(params, out_channels))
         nn.init.kaiming_uniform_(self.proj_weight, a=math.sqrt(5))
-        # Start from a persistence prior: a Laplace over changes of level with a scale of
-        # max(1, Q/64) levels, so that a fresh model already puts little mass on far jumps and
-        # training spends its steps on what the audio adds.
         with torch.no_grad():
-            change = torch.arange(2 * levels - 1) - (levels - 1)
-            self.proj_bias.copy_((-change.abs() / max(1.0, levels / 64))[:, None].expand(-1, out_channels))
+            if head == "relative_softmax":
+                # A Laplace over changes of level: little mass on far jumps from the start.
+                change = torch.arange(2 * levels - 1) - (levels - 1)
+                self.proj_bias.copy_((-change.abs() / self.scale)[:, None].expand(-1, out_channels))
+            else:
+                # Equal weights, means spread over ±1 prior scale, scales of one prior scale.
+                k = components
+                self.proj_weight[:, k : 2 * k].mul_(0.1)
+                self.proj_bias[k : 2 * k] = torch.linspace(-1.0, 1.0, k)[:, None] if k > 1 else 0.0
+                self.proj_bias[2 * k :] = math.log(self.scale)
         # change index for (level q, previous level k) is q - k + Q - 1
         self.register_buffer("levels_range", torch.arange(levels), persistent=False)
 
-    def to_levels(self, relative: torch.Tensor, prev_level: torch.Tensor) -> torch.Tensor:
-        """(B, 2Q-1, C_out, T) change logits + (B, C_out, T) previous levels → (B, Q, C_out, T)."""
-        idx = self.levels_range[None, :, None, None] - prev_level[:, None] + (self.levels - 1)
-        return torch.gather(relative, 1, idx)
+    def to_levels(self, params: torch.Tensor, prev_level: torch.Tensor) -> torch.Tensor:
+        """(B, P, C_out, T) head parameters + (B, C_out, T) previous levels → (B, Q, C_out, T) logits."""
+        if self.head == "relative_softmax":
+            idx = self.levels_range[None, :, None, None] - prev_level[:, None] + (self.levels - 1)
+            return torch.gather(params, 1, idx)
+        return self.mixture_log_probs(params, prev_level)
+
+    def mixture_log_probs(self, params: torch.Tensor, prev_level: torch.Tensor) -> torch.Tensor:
+        """Discretized logistic mixture over the change of level: (B, 3K, C_out, T) → (B, Q, C_out, T).
+
+        Level q takes the mixture's mass on changes in [q - prev - 1/2, q - prev + 1/2]; levels 0
+        and Q-1 also take the tails beyond them. With a = (d + 1/2 - µ)/s and b = (d - 1/2 - µ)/s,
+        σ(a) - σ(b) = σ(a) σ(-b) (1 - e^(b-a)) gives the log-mass without cancellation.
+        """
+        k = self.components
+        params = params.float()
+        logit_w = params[:, :k]  # (B, K, C, T)
+        mean = params[:, k : 2 * k] * self.scale
+        log_s = params[:, 2 * k :].clamp(min=-4.0, max=math.log(self.levels))
+        change = (self.levels_range[None, :, None, None] - prev_level[:, None]).float()  # (B, Q, C, T)
+        inv_s = torch.exp(-log_s)[:, None]  # (B, 1, K, C, T)
+        centred = change[:, :, None] - mean[:, None]  # (B, Q, K, C, T)
+        a = (centred + 0.5) * inv_s
+        b = (centred - 0.5) * inv_s
+        lower = F.logsigmoid(a)  # log σ(a): all mass below the level's upper edge
+        upper = F.logsigmoid(-b)  # log σ(-b): all mass above its lower edge
+        interior = lower + upper + torch.log(-torch.expm1(-inv_s))
+        log_mass = torch.cat([lower[:, :1], interior[:, 1:-1], upper[:, -1:]], dim=1)
+        log_w = torch.log_softmax(logit_w, dim=1)[:, None]
+        return torch.logsumexp(log_mass + log_w, dim=2)  # (B, Q, C, T)
 
     def forward(self, h: torch.Tensor, prev_level: torch.Tensor) -> torch.Tensor:
         b, d, frames = h.shape
@@ -294,8 +366,8 @@ class Downsampler(nn.Module):
         scores = self.score(h).view(b, -1, t, self.factor) + self.position[:, None, :]
         attn = torch.softmax(scores, dim=-1)  # (B, C_out, T, spf)
         pooled = torch.einsum("bcts,bdts->bctd", attn, h.view(b, d, t, self.factor))
-        relative = torch.einsum("bctd,cqd->bqct", pooled, self.proj_weight) + self.proj_bias[None, :, :, None]
-        return self.to_levels(relative, prev_level)  # (B, Q, C_out, T)
+        params = torch.einsum("bctd,cpd->bpct", pooled, self.proj_weight) + self.proj_bias[None, :, :, None]
+        return self.to_levels(params, prev_level)  # (B, Q, C_out, T)
 
 
 class Wavenet(nn.Module):
@@ -313,6 +385,7 @@ class Wavenet(nn.Module):
             config.condition_channels,
             config.upsampling_factor,
             config.quantization_levels,
+            value_input=config.eda_value_input,
         )
         self.stacks = nn.ModuleList(
             WavenetStack(config, last=k == config.num_stacks - 1) for k in range(config.num_stacks)
@@ -328,7 +401,12 @@ class Wavenet(nn.Module):
         )
         # The post-net's third 1×1 (to Q logits) sits after pooling, inside the Downsampler.
         self.downsampler = Downsampler(
-            d, config.downsampling_factor, config.out_channels, config.quantization_levels
+            d,
+            config.downsampling_factor,
+            config.out_channels,
+            config.quantization_levels,
+            head=config.head,
+            components=config.mixture_components,
         )
 
     # --- shapes --------------------------------------------------------------------------
@@ -408,16 +486,33 @@ class Wavenet(nn.Module):
 
     # --- generation -------------------------------------------------------------------------
     def _sample(
-        self, logits: torch.Tensor, temperature: float, greedy: bool, generator: torch.Generator | None
+        self,
+        logits: torch.Tensor,
+        temperature: float,
+        greedy: bool,
+        generator: torch.Generator | None,
+        top_p: float = 1.0,
     ) -> torch.Tensor:
-        """logits (B, Q, C_out) → class indices (B, C_out)."""
+        """logits (B, Q, C_out) → class indices (B, C_out).
+
+        With top_p < 1 (nucleus sampling) only the most likely levels whose probabilities add
+        up to top_p are kept (always at least the most likely one), then renormalized: the far
+        tails of a 256-way softmax, each tiny but together drawn every few hundred steps, are
+        what make one-step cliffs in a free-running trace.
+        """
         if greedy:
             return logits.argmax(dim=1)
         # Inverse-CDF sampling: one uniform draw per signal against the cumulative softmax. Same
         # distribution as torch.multinomial at a fraction of its per-call cost, which matters
         # when a step takes about a millisecond.
         b, q, c = logits.shape
-        cdf = torch.softmax(logits.float() / temperature, dim=1).cumsum_(dim=1)  # (B, Q, C_out)
+        probs = torch.softmax(logits.float() / temperature, dim=1)  # (B, Q, C_out)
+        if top_p < 1.0:
+            sorted_p, order = probs.sort(dim=1, descending=True)
+            before = sorted_p.cumsum(dim=1) - sorted_p  # mass of the more likely levels
+            sorted_p = sorted_p.masked_fill(before >= top_p, 0.0)
+            probs = torch.zeros_like(probs).scatter_(1, order, sorted_p)
+        cdf = probs.cumsum_(dim=1)
         u = torch.rand(b, 1, c, generator=generator, device=logits.device) * cdf[:, -1:, :]
         return (cdf < u).sum(dim=1).clamp_(max=q - 1)  # first level whose cdf reaches u
 
@@ -441,6 +536,7 @@ class Wavenet(nn.Module):
         greedy: bool = False,
         generator: torch.Generator | None = None,
         incremental: bool = True,
+        top_p: float = 1.0,
         return_logits: bool = False,
         progress: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
@@ -452,6 +548,7 @@ class Wavenet(nn.Module):
                 are teacher-forced to its quantized values instead of sampled.
             temperature: softmax temperature (> 0) for sampling.
             greedy: take the most likely level instead of sampling.
+            top_p: nucleus sampling, in (0, 1]; 1.0 draws from the whole distribution.
             generator: torch.Generator for reproducible sampling.
             incremental: fast path with per-layer caches (True) or the reference path that
                 re-runs `forward` over one receptive field per step (False).
@@ -460,6 +557,8 @@ class Wavenet(nn.Module):
         """
         if temperature <= 0 and not greedy:
             raise ValueError(f"temperature must be > 0 (got {temperature}); use greedy=True for argmax")
+        if not 0.0 < top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
         _, steps = self._check_inputs(mfcc, None)
         cfg = self.config
         b, device = mfcc.shape[0], mfcc.device
@@ -497,7 +596,7 @@ class Wavenet(nn.Module):
                 if t < n_prime:
                     value = prime[:, :, t]
                 else:
-                    value = dequantize(self._sample(logits, temperature, greedy, generator), q)
+                    value = dequantize(self._sample(logits, temperature, greedy, generator, top_p), q)
                 eda_prev[:, :, t + 1] = value.to(eda_prev.dtype)
         finally:
             self.train(was_training)

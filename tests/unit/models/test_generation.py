@@ -18,7 +18,15 @@ from wavenet_lib.models.wavenet import Wavenet
 
 from .test_wavenet import CONFIGS, make_config
 
-GEN_CONFIGS = ["spf1", "spf25", "spf7_stereo_2eda", "multistack"]
+GEN_CONFIGS = [
+    "spf1",
+    "spf25",
+    "spf7_stereo_2eda",
+    "multistack",
+    "mixture",
+    "mixture_value_stereo_2eda",
+    "value_multistack",
+]
 HAVE_COMPILER = fused_step._compiler() is not None
 
 
@@ -207,3 +215,45 @@ def test_compiled_step_is_built_once_into_the_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(fused_step, "_tried", False)
     fused_step.load_library()
     assert built[0].stat().st_mtime_ns == mtime
+
+
+def test_top_p_draws_only_from_the_nucleus_renormalized():
+    model, _ = model_and_audio("spf1")
+    q = model.config.quantization_levels
+    probs = torch.zeros(q)
+    probs[[4, 9, 1, 7]] = torch.tensor([0.5, 0.3, 0.15, 0.05])
+    logits = probs.clamp_min(1e-30).log().view(1, q, 1).expand(20000, q, 1)
+    g = torch.Generator().manual_seed(0)
+    draws = model._sample(logits, 1.0, False, g, top_p=0.8).flatten()
+    counts = torch.bincount(draws, minlength=q).float() / draws.numel()
+    assert set(draws.unique().tolist()) == {4, 9}  # 0.5 + 0.3 reach 0.8: levels 1 and 7 are cut
+    assert abs(counts[4] - 0.5 / 0.8) < 0.01 and abs(counts[9] - 0.3 / 0.8) < 0.01
+    assert set(model._sample(logits, 1.0, False, g, top_p=0.3).unique().tolist()) == {4}  # the mode stays
+    mfcc = torch.randn(1, 1, 4 * model.spf, model.config.num_mfccs)
+    with pytest.raises(ValueError, match="top_p"):
+        model.generate(mfcc, top_p=0.0)
+
+
+def test_samples_of_the_same_audio_differ_at_the_default_settings():
+    model, mfcc = model_and_audio("mixture")
+    eda = model.generate(mfcc[:1].expand(4, -1, -1, -1), generator=torch.Generator().manual_seed(0))
+    assert all(not torch.equal(eda[0], eda[i]) for i in range(1, 4))
+
+
+def test_logistic_mixture_head_gives_normalized_log_probs_around_the_previous_level():
+    cfg = make_config(head="logistic_mixture", mixture_components=2)
+    head = Wavenet(cfg).downsampler
+    q, k = cfg.quantization_levels, 2
+    params = torch.zeros(1, 3 * k, 1, 3)
+    params[0, 0, 0] = 20.0  # component 0 takes all the weight
+    params[0, k, 0] = torch.tensor([2.0, 0.0, 50.0]) / head.scale  # mean change, in levels
+    params[0, 2 * k] = -2.0  # narrow: scale e^-2 levels
+    prev = torch.tensor([[[5, 5, 12]]])
+    log_probs = head.to_levels(params, prev)  # (1, Q, 1, 3)
+    torch.testing.assert_close(log_probs.exp().sum(dim=1), torch.ones(1, 1, 3))
+    # +2 levels from 5 → 7; no change → 5; +50 from 12 runs past the top: folded into Q-1.
+    assert log_probs.argmax(dim=1).flatten().tolist() == [7, 5, q - 1]
+    assert log_probs[0, q - 1, 0, 2].exp() > 0.999
+    # A symmetric component gives symmetric masses around the previous level.
+    p = log_probs[0, :, 0, 1].exp()
+    torch.testing.assert_close(p[4], p[6])

@@ -36,6 +36,18 @@ CONFIGS = {
         gate_channels=5,
     ),
     "multistack": dict(max_stack_receptive_field=16, context_size_in_seconds=3),
+    # The second head and the linear value input (config choices) go through the same contract.
+    "mixture": dict(head="logistic_mixture", mixture_components=3),
+    "mixture_value_stereo_2eda": dict(
+        audio_sample_rate=2800,
+        mfcc_hop_size=100,
+        mfcc_window_size=200,
+        in_channels=2,
+        out_channels=2,
+        head="logistic_mixture",
+        eda_value_input=True,
+    ),
+    "value_multistack": dict(max_stack_receptive_field=16, context_size_in_seconds=3, eda_value_input=True),
 }
 
 
@@ -129,7 +141,9 @@ def test_exact_causality(name):
     assert torch.equal(model(mfcc, moved)[..., :t], base[..., :t])
 
 
-@pytest.mark.parametrize("name", ["spf1", "spf25", "spf7_stereo_2eda", "multistack"])
+@pytest.mark.parametrize(
+    "name", ["spf1", "spf25", "spf7_stereo_2eda", "multistack", "mixture", "value_multistack"]
+)
 def test_receptive_field_measured_by_gradients(name):
     cfg = make_config(**CONFIGS[name])
     spf = cfg.spectral_frames_per_eda_step
