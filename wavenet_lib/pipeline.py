@@ -91,11 +91,14 @@ def run_experiment(
         output = run_dir / name
         log(f"[{experiment.name}] {i}/{len(notebooks)} {name} ...", flush=True)
         started = time.perf_counter()
+        parameters = {"config_path": str(config_path), "run_dir": str(run_dir)}
+        if "overwrite" in pm.inspect_notebook(str(source)):  # only the training notebook takes it
+            parameters["overwrite"] = overwrite
         try:
             pm.execute_notebook(
                 str(source),
                 str(output),
-                parameters={"config_path": str(config_path), "run_dir": str(run_dir), "overwrite": overwrite},
+                parameters=parameters,
                 cwd=str(notebook_dir),
                 kernel_name=kernel_name,
                 progress_bar=False,
