@@ -91,7 +91,7 @@ def run_experiment(
         output = run_dir / name
         log(f"[{experiment.name}] {i}/{len(notebooks)} {name} ...", flush=True)
         started = time.perf_counter()
-        parameters = {"config_path": str(config_path), "run_dir": str(run_dir)}
+        parameters: dict[str, object] = {"config_path": str(config_path), "run_dir": str(run_dir)}
         if "overwrite" in pm.inspect_notebook(str(source)):  # only the training notebook takes it
             parameters["overwrite"] = overwrite
         try:
