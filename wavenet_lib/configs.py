@@ -504,9 +504,11 @@ class SamplingConfig(BaseModel):
     decoding is never the default: samples of the same audio must differ.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    temperature: PositiveFloat = Field(default=1.0, description="Softmax temperature (> 0).")
+    temperature: float = Field(
+        default=1.0, ge=1e-3, description="Softmax temperature (>= 0.001, the library's minimum)."
+    )
     top_p: float = Field(
         default=1.0,
         gt=0.0,

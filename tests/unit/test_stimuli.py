@@ -63,7 +63,9 @@ class BurstResponder(nn.Module):
         self.dummy = nn.Parameter(torch.zeros(1))
         self.seen_frames: list[int] = []
 
-    def generate(self, mfcc, prime=None, temperature=1.0, greedy=False, generator=None, progress=False):
+    def generate(
+        self, mfcc, prime=None, temperature=1.0, greedy=False, generator=None, progress=False, top_p=1.0
+    ):
         b, _, frames, _ = mfcc.shape
         self.seen_frames.append(frames)
         steps = frames // self.spf
