@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from tests.tiny_configs import TINY_MODEL
-from tests.unit.test_cli import NORMALIZER, SPF2, _Windows, write_audio
+from tests.unit.test_cli import NORMALIZER, write_audio
 from wavenet_lib.attribution import attribute_audio, expected_eda
 from wavenet_lib.cli import main
 from wavenet_lib.configs import ExperimentConfig, WavenetConfig
@@ -28,7 +28,6 @@ from wavenet_lib.generation import generate_from_audio
 from wavenet_lib.models.quantization import dequantize
 from wavenet_lib.models.wavenet import Wavenet
 from wavenet_lib.screening import find_audio_files, screen_stimuli
-from wavenet_lib.train.loop import train
 
 SR = 1600  # TINY_MODEL audio rate
 
@@ -323,19 +322,6 @@ def test_add_metrics_section_keeps_the_other_keys(tmp_path):
 
 
 # --- command line ------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    root = tmp_path_factory.mktemp("stim")
-    cfg = ExperimentConfig.model_validate(
-        {
-            "name": "stim",
-            "model": SPF2,
-            "data": {"target_steps": 4, "cache_dir": str(root / "cache")},
-            "train": {"batch_size": 2, "max_steps": 2, "warmup_steps": 1, "val_every": 2, "device": "cpu"},
-        }
-    )
-    train(cfg, _Windows(cfg, 4), None, root / "run", normalizer=NORMALIZER, progress=False)
-    return str(root / "run" / "last.pt")
 
 
 def test_screen_command_writes_a_ranking_and_lists_skipped_files(tmp_path, checkpoint, capsys):
@@ -345,7 +331,17 @@ def test_screen_command_writes_a_ranking_and_lists_skipped_files(tmp_path, check
     write_audio(folder / "b.wav", 5.0)
     (folder / "c.wav").write_text("garbage")
     out, plots = tmp_path / "ranking.csv", tmp_path / "plots"
-    argv = ["screen", "--checkpoint", checkpoint, "--audio", str(folder), "--samples", "2", "--out", str(out)]
+    argv = [
+        "screen",
+        "--checkpoint",
+        str(checkpoint),
+        "--audio",
+        str(folder),
+        "--samples",
+        "2",
+        "--out",
+        str(out),
+    ]
     assert main([*argv, "--plots", str(plots), "--no-progress"]) == 0
     ranking = pd.read_csv(out)
     assert sorted(ranking["file"].str.rsplit("/", n=1).str[-1]) == ["a.wav", "b.wav"]
@@ -386,7 +382,7 @@ def test_screen_and_generate_user_errors_are_one_line(tmp_path, checkpoint, caps
         expected = "prime.csv: prime sample-rate mismatch: the file says 32 Hz, expected 4 Hz"
     else:
         argv, expected = ["screen", "--audio", audio, "--samples", "0"], "--samples must be >= 1, got 0"
-    assert main([*argv, "--checkpoint", checkpoint, "--out", str(out), "--no-progress"]) == 2
+    assert main([*argv, "--checkpoint", str(checkpoint), "--out", str(out), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     lines = [line for line in err.splitlines() if not line.startswith("warning: ")]
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], err
@@ -401,7 +397,7 @@ def test_generate_command_with_a_prime_at_another_rate(tmp_path, checkpoint, cap
     argv = [
         "generate",
         "--checkpoint",
-        checkpoint,
+        str(checkpoint),
         "--audio",
         audio,
         "--out",
