@@ -33,6 +33,23 @@ def write_config(path, **sections) -> str:
     return str(path)
 
 
+def tiny_train_config(tmp_path, **train) -> str:
+    """A synthetic-data experiment that trains in seconds (3 recordings, 2 steps); its YAML path."""
+    return write_config(
+        tmp_path / "c.yaml",
+        model=SPF2,
+        data={
+            "data_dir": str(tmp_path / "data"),
+            "cache_dir": str(tmp_path / "cache"),
+            "synthetic": {"n_recordings": 3, "n_subjects": 3, "duration_s": 20},
+            "target_steps": 4,
+            "val_fraction": 0.34,
+            "test_fraction": 0.0,
+        },
+        train={"batch_size": 4, "max_steps": 2, "warmup_steps": 1, "val_every": 2, "device": "cpu", **train},
+    )
+
+
 def test_config_show_prints_the_derived_architecture(tmp_path, capsys):
     path = write_config(tmp_path / "c.yaml")
     assert main(["config", "show", path]) == 0
@@ -223,19 +240,7 @@ def test_eda_to_microsiemens():
 @pytest.mark.slow
 def test_train_then_resume_then_generate_from_the_command_line(tmp_path, capsys):
     """Synthetic data → `train` → `train --resume` (already done) → `generate`."""
-    path = write_config(
-        tmp_path / "c.yaml",
-        model=SPF2,
-        data={
-            "data_dir": str(tmp_path / "data"),
-            "cache_dir": str(tmp_path / "cache"),
-            "synthetic": {"n_recordings": 3, "n_subjects": 3, "duration_s": 20},
-            "target_steps": 4,
-            "val_fraction": 0.34,
-            "test_fraction": 0.0,
-        },
-        train={"batch_size": 4, "max_steps": 2, "warmup_steps": 1, "val_every": 2, "device": "cpu"},
-    )
+    path = tiny_train_config(tmp_path)
     run_dir = tmp_path / "run"
     assert main(["train", path, "--run-dir", str(run_dir), "--no-progress"]) == 0
     assert "trained 2 steps" in capsys.readouterr().out

@@ -16,8 +16,8 @@ import yaml
 
 import wavenet_lib.generation as generation
 from tests.unit.test_cli import (
-    SPF2,
     SPF25,
+    tiny_train_config,
     write_audio,
     write_config,
 )
@@ -232,20 +232,6 @@ def test_a_malicious_checkpoint_message_keeps_its_reason(tmp_path, checkpoint, c
 
 
 # --- train ---------------------------------------------------------------------------------------
-def tiny_train_config(tmp_path, **train) -> str:
-    return write_config(
-        tmp_path / "c.yaml",
-        model=SPF2,
-        data={
-            "data_dir": str(tmp_path / "data"),
-            "cache_dir": str(tmp_path / "cache"),
-            "synthetic": {"n_recordings": 3, "n_subjects": 3, "duration_s": 20},
-            "target_steps": 4,
-            "val_fraction": 0.34,
-            "test_fraction": 0.0,
-        },
-        train={"batch_size": 4, "max_steps": 2, "warmup_steps": 1, "val_every": 2, "device": "cpu", **train},
-    )
 
 
 @pytest.mark.slow

@@ -32,6 +32,23 @@ def _reason(exc: BaseException) -> str:
     return type(exc).__name__ + (f" (libsndfile error code {code})" if code is not None else "")
 
 
+def _librosa_decode(path: Path, sf_exc: Exception) -> tuple[np.ndarray, int]:
+    """Decode what libsndfile could not open (some mp3s) with librosa/audioread: (channels, n), rate.
+
+    Raises:
+        DataError: neither decoder can read it, with both reasons.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            audio, sr = librosa.load(str(path), sr=None, mono=False)
+    except Exception as exc:
+        raise DataError(
+            path, f"unreadable audio (soundfile: {_reason(sf_exc)}; librosa: {_reason(exc)})"
+        ) from exc
+    return np.atleast_2d(audio).astype(np.float32), int(sr)
+
+
 def _read_raw(path: Path) -> tuple[np.ndarray, int]:
     """Decode a file to (channels, samples) float32 at its own rate; DataError if impossible."""
     if not path.is_file():
@@ -40,15 +57,7 @@ def _read_raw(path: Path) -> tuple[np.ndarray, int]:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)  # (n, channels)
         audio = np.ascontiguousarray(data.T)
     except Exception as sf_exc:  # libsndfile cannot read it (some mp3s): try librosa/audioread
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                audio, sr = librosa.load(str(path), sr=None, mono=False)
-        except Exception as exc:
-            raise DataError(
-                path, f"unreadable audio (soundfile: {_reason(sf_exc)}; librosa: {_reason(exc)})"
-            ) from exc
-        audio = np.atleast_2d(audio).astype(np.float32)
+        audio, sr = _librosa_decode(path, sf_exc)
     if audio.shape[-1] == 0:
         raise DataError(path, "audio file is empty (0 samples)")
     if not np.isfinite(audio).all():
@@ -78,14 +87,7 @@ def _decoded_seconds(path: Path) -> float:
     except DataError:
         raise
     except Exception as sf_exc:  # libsndfile cannot open it: decode with librosa/audioread
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                y, sr = librosa.load(str(path), sr=None, mono=False)
-        except Exception as exc:
-            raise DataError(
-                path, f"unreadable audio (soundfile: {_reason(sf_exc)}; librosa: {_reason(exc)})"
-            ) from exc
+        y, sr = _librosa_decode(path, sf_exc)
         return y.shape[-1] / sr
     if decoded < header - TRUNCATION_TOLERANCE_S:
         raise DataError(

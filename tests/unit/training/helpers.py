@@ -109,8 +109,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def ddp_worker(rank: int, world_size: int, port: int, run_dir: str, out_dir: str, train_kw: dict) -> None:
-    """One process of a gloo DDP run (torch.multiprocessing.spawn target): train, save weights."""
+def _join_local_group(rank: int, world_size: int, port: int) -> None:
+    """Environment of one process of a loopback gloo group; one thread; a 90 s hang watchdog."""
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
@@ -120,6 +120,11 @@ def ddp_worker(rank: int, world_size: int, port: int, run_dir: str, out_dir: str
     )
     torch.set_num_threads(1)
     faulthandler.dump_traceback_later(90, exit=True)  # a hung collective fails the test, never blocks CI
+
+
+def ddp_worker(rank: int, world_size: int, port: int, run_dir: str, out_dir: str, train_kw: dict) -> None:
+    """One process of a gloo DDP run (torch.multiprocessing.spawn target): train, save weights."""
+    _join_local_group(rank, world_size, port)
     from wavenet_lib.train.loop import train
 
     cfg = tiny_experiment(**train_kw)
@@ -132,15 +137,7 @@ def ddp_interrupt_worker(rank: int, world_size: int, port: int, run_dir: str, ou
     rank records the step at which it stopped."""
     import signal
 
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        LOCAL_RANK=str(rank),
-        WORLD_SIZE=str(world_size),
-    )
-    torch.set_num_threads(1)
-    faulthandler.dump_traceback_later(90, exit=True)
+    _join_local_group(rank, world_size, port)
     from wavenet_lib.train.interrupts import TrainingInterrupted
     from wavenet_lib.train.loop import train
 
