@@ -71,7 +71,7 @@ def per_frame_gemm_flops(cfg: WavenetConfig) -> int:
     )
     layers = cfg.num_layers
     per_layer = 2 * (2 * r * 2 * g) + 2 * (c * 2 * g) + 2 * (g * r) + 2 * (g * s)
-    audio = 2 * cfg.in_channels * cfg.num_mfccs * r
+    audio = 2 * cfg.in_channels * cfg.features_per_frame * r
     upsampler = 2 * cfg.out_channels * c + 2 * c * c
     postnet = 2 * s * d + 2 * d * d + 2 * d * cfg.out_channels
     return layers * per_layer + audio + upsampler + postnet

@@ -61,7 +61,7 @@ def layers(compiled: bool) -> Iterator[None]:
 def clip(cfg: WavenetConfig, batch: int, steps: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(0)
     spf = cfg.spectral_frames_per_eda_step
-    return torch.randn(batch, cfg.in_channels, steps * spf, cfg.num_mfccs, generator=g)
+    return torch.randn(batch, cfg.in_channels, steps * spf, cfg.features_per_frame, generator=g)
 
 
 def fast_step_time(model: Wavenet, batch: int, steps: int, repeats: int, compiled: bool = True) -> float:
@@ -111,7 +111,7 @@ def naive_step_time(model: Wavenet, batch: int, steps: int, repeats: int) -> flo
     spf = cfg.spectral_frames_per_eda_step
     first = cfg.receptive_field_eda_steps
     g = torch.Generator().manual_seed(0)
-    mfcc = torch.randn(batch, cfg.in_channels, (first + steps) * spf, cfg.num_mfccs, generator=g)
+    mfcc = torch.randn(batch, cfg.in_channels, (first + steps) * spf, cfg.features_per_frame, generator=g)
     eda_prev = torch.zeros(batch, cfg.out_channels, first + steps)
 
     def run():
@@ -172,7 +172,9 @@ def bench_hour(cfg: WavenetConfig, seconds: float) -> dict:
     torch.manual_seed(0)
     model = Wavenet(cfg).eval()
     rng = np.random.default_rng(0)
-    model.generate(torch.zeros(1, cfg.in_channels, 2 * model.spf, cfg.num_mfccs))  # the one-time build
+    model.generate(
+        torch.zeros(1, cfg.in_channels, 2 * model.spf, cfg.features_per_frame)
+    )  # the one-time build
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "hour.wav"
         sf.write(

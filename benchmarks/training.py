@@ -44,7 +44,7 @@ def make_step(exp, batch: int, target_steps: int, compiled: bool):
     spf = cfg.spectral_frames_per_eda_step
     g = torch.Generator().manual_seed(0)
     window = {
-        "mfcc": torch.randn(batch, cfg.in_channels, steps * spf, cfg.num_mfccs, generator=g),
+        "mfcc": torch.randn(batch, cfg.in_channels, steps * spf, cfg.features_per_frame, generator=g),
         "eda_prev": torch.rand(batch, cfg.out_channels, steps, generator=g) * 2 - 1,
         "target": torch.randint(0, cfg.quantization_levels, (batch, cfg.out_channels, steps), generator=g),
     }

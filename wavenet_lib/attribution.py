@@ -144,14 +144,18 @@ def attribute_audio(
     x = torch.as_tensor(np.asarray(mfcc, dtype=np.float32)) if not isinstance(mfcc, torch.Tensor) else mfcc
     x = x.detach().float()
     if x.dim() != 3:
-        raise ValueError(f"mfcc must be (in_channels, frames, num_mfccs), got {tuple(x.shape)}")
+        raise ValueError(f"mfcc must be (in_channels, frames, features_per_frame), got {tuple(x.shape)}")
     spf = model.spf
     if x.shape[1] % spf:
         raise ValueError(f"mfcc has {x.shape[1]} frames, not a whole number of EDA steps of {spf} frames")
     steps = x.shape[1] // spf
     device = next(model.parameters()).device
     x = x.to(device)
-    base = silent_mfcc_like(x) if baseline is None else torch.as_tensor(baseline, dtype=torch.float32)
+    base = (
+        silent_mfcc_like(x, cfg.num_mfccs)
+        if baseline is None
+        else torch.as_tensor(baseline, dtype=torch.float32)
+    )
     if base.shape != x.shape:
         raise ValueError(f"baseline must have the mfcc's shape {tuple(x.shape)}, got {tuple(base.shape)}")
     base = base.to(device)

@@ -103,6 +103,14 @@ class WavenetConfig(BaseModel):
         le=LIMITS["samples_per_frame"], description="MFCC hop, audio samples; sets the frame rate."
     )
     num_mfccs: PositiveInt = Field(le=LIMITS["num_mfccs"], description="MFCC coefficients per frame.")
+    mfcc_contrast_seconds: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=60.0,
+        description="When > 0, each frame also carries its MFCCs minus their mean over the last this many "
+        "seconds (causal): what changed against the recent past, the cue a listener responds to. "
+        "0 feeds the MFCCs alone.",
+    )
 
     # --- widths -------------------------------------------------------------------------
     in_channels: PositiveInt = Field(
@@ -193,6 +201,19 @@ class WavenetConfig(BaseModel):
     def spectral_frames_per_eda_step(self) -> int:
         """MFCC frames per EDA step: audio_sample_rate / (eda_sample_rate * mfcc_hop_size)."""
         return int(_fraction(self.audio_sample_rate) / (_fraction(self.eda_sample_rate) * self.mfcc_hop_size))
+
+    @property
+    def contrast_frames(self) -> int:
+        """MFCC frames averaged for the contrast features (0 when `mfcc_contrast_seconds` is 0)."""
+        if self.mfcc_contrast_seconds <= 0:
+            return 0
+        frame_rate = _fraction(self.audio_sample_rate) / self.mfcc_hop_size
+        return max(2, int(round(self.mfcc_contrast_seconds * frame_rate)))
+
+    @property
+    def features_per_frame(self) -> int:
+        """Audio features per channel and frame the model reads: the MFCCs, then their contrasts if on."""
+        return self.num_mfccs * (2 if self.contrast_frames else 1)
 
     @property
     def audio_time_steps_per_spectral_frame(self) -> int:

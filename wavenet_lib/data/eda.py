@@ -93,12 +93,22 @@ def _as_float(values, path: Path, what: str, first_row: int | None = None) -> np
     return out
 
 
-def _rate_from_times(times: np.ndarray, path: Path, first_row: int = 2, column: str = "time") -> float:
+def _rate_from_times(
+    times: np.ndarray,
+    path: Path,
+    first_row: int = 2,
+    column: str = "time",
+    even_within: float | None = None,
+) -> float:
     """Rate from a time column (s), which must increase at a regular step.
+
+    `even_within`: when given, every step must lie within this fraction of the usual (median)
+    step, not only below twice it (a prime must be at one fixed rate).
 
     Raises:
         DataError: a time that does not increase (names the row and both times), a jump of more
-            than twice the usual step (a gap in the recording), or fewer than two times.
+            than twice the usual step (a gap in the recording), an uneven step (`even_within`),
+            or fewer than two times.
     """
     finite = np.flatnonzero(np.isfinite(times))
     if finite.size < 2:
@@ -122,6 +132,14 @@ def _rate_from_times(times: np.ndarray, path: Path, first_row: int = 2, column: 
             f"time column {column!r} jumps from {t[i]:g} s to {t[i + 1]:g} s at row "
             f"{first_row + int(finite[i + 1])} (the usual step is {step:g} s): a gap in the recording",
         )
+    if even_within is not None:
+        i = int(np.argmax(np.abs(dt - step)))
+        if abs(dt[i] - step) > even_within * step:
+            raise DataError(
+                path,
+                f"time column {column!r} is not evenly spaced: step {dt[i]:.4g} s at row "
+                f"{first_row + int(finite[i + 1])} vs the usual {step:.4g} s; give it at one fixed rate",
+            )
     return 1.0 / step
 
 
@@ -250,6 +268,7 @@ def read_generic_eda(
     column: str | None = None,
     sample_rate: float | None = None,
     time_column: str | None = None,
+    even_within: float | None = None,
 ) -> EdaSignal:
     """Generic CSV with a header: an EDA column in µS, and a time column (s) or a given rate.
 
@@ -258,6 +277,8 @@ def read_generic_eda(
         column: EDA column name; default: `eda`, `eda_us`, `EDA` or the only non-time column.
         sample_rate: used when the file has no time column.
         time_column: name of the time column (default: auto-detected, e.g. `time`, `time_s`).
+        even_within: require every time step within this fraction of the usual step
+            (default: only gaps of more than twice the step are refused).
     """
     path = Path(path)
     _need_file(path)
@@ -277,7 +298,8 @@ def read_generic_eda(
         raise DataError(path, f"no column {column!r}; columns are {list(df.columns)[:20]}")
     values = _as_float(df[column], path, f"column {column!r}", 2)
     if tcol is not None:
-        rate = _rate_from_times(_as_float(df[tcol], path, f"time column {tcol!r}", 2), path, 2, tcol)
+        times = _as_float(df[tcol], path, f"time column {tcol!r}", 2)
+        rate = _rate_from_times(times, path, 2, tcol, even_within)
     elif sample_rate is not None:
         rate = float(sample_rate)
     else:

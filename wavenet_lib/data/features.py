@@ -1,4 +1,4 @@
-"""MFCC features aligned to EDA steps, their standardization, and their on-disk cache.
+"""MFCC features aligned to EDA steps, their standardization, contrast, and their on-disk cache.
 
 Alignment (docs/design.md, "Time bases"): EDA step `t` owns MFCC frames `[t*spf, (t+1)*spf)` and a
 recording of `T` steps yields exactly `T*spf` frames. Frames are computed with `center=False`
@@ -10,6 +10,14 @@ are causal in audio time (the log-mel floor is the fixed `amin`, not librosa's d
 "loudest frame - 80 dB", which would depend on the whole file). Audio is zero-padded or
 trimmed at the end to exactly `T*spf*hop` samples (callers check beforehand that audio and
 EDA durations agree).
+
+What the model reads (`model_features`): the MFCCs, standardized per recording, and when
+`model.mfcc_contrast_seconds` > 0 their *contrast*: each frame minus the mean of the frames of
+the last `mfcc_contrast_seconds` (fewer at the start of a recording). A listener responds to
+what changed against the recent past (a level rise, a new timbre); the contrast hands the
+network that difference instead of asking it to learn a long average from a few recordings.
+It is causal and computed from the recording's frames alone, so a training window (read with
+its history) and the whole recording give the same values.
 
 Features are cached as `.npy` files (memory-mappable) named by a hash of the feature settings
 and of the audio file's bytes, so an edited file or a changed setting never reuses stale
@@ -281,3 +289,64 @@ def standardize_mfcc(mfcc: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.
         float32 (C, F, M).
     """
     return ((np.asarray(mfcc, dtype=np.float32) - mean[:, None, :]) / std[:, None, :]).astype(np.float32)
+
+
+def model_features(
+    mfcc: np.ndarray,
+    mean: np.ndarray,
+    std: np.ndarray,
+    cfg: WavenetConfig,
+    first: int = 0,
+    last: int | None = None,
+    standardize: bool = True,
+) -> np.ndarray:
+    """Frames `[first, last)` of a recording's model input (module docstring).
+
+    Args:
+        mfcc: (C, F, num_mfccs) raw MFCCs of the whole recording; a memory map is fine, only
+            frames `[first - contrast_frames + 1, last)` are read.
+        mean, std: (C, num_mfccs) the recording's statistics (`mfcc_statistics`).
+        cfg: model config (`mfcc_contrast_seconds`).
+        first, last: the frames wanted (default: all).
+        standardize: apply `standardize_mfcc` (`data.mfcc_standardize`).
+
+    Returns:
+        float32 (C, last - first, cfg.features_per_frame): the MFCCs, then their contrasts if on.
+    """
+    last = mfcc.shape[1] if last is None else int(last)
+    n = cfg.contrast_frames
+    lo = max(0, first - n + 1) if n else first
+    x = np.array(mfcc[:, lo:last, :], dtype=np.float32)
+    if standardize:
+        x = standardize_mfcc(x, mean, std)
+    if not n:
+        return x
+    csum = np.zeros((x.shape[0], x.shape[1] + 1, x.shape[2]), dtype=np.float64)
+    np.cumsum(x, axis=1, dtype=np.float64, out=csum[:, 1:])
+    end = np.arange(first - lo, last - lo) + 1  # local frame f is averaged over (start, end]
+    start = np.maximum(end - n, 0)
+    recent = (csum[:, end] - csum[:, start]) / (end - start)[None, :, None]
+    own = x[:, first - lo :]
+    return np.concatenate([own, (own - recent).astype(np.float32)], axis=-1)
+
+
+def silent_mfcc_like(mfcc: torch.Tensor, num_mfccs: int | None = None) -> torch.Tensor:
+    """A constant "silent" input of the same shape: each MFCC's minimum over the clip, repeated.
+
+    Silence after MFCC extraction is a time-constant frame at the bottom of the log-energy
+    range (c0 at its minimum). Taking each coefficient's minimum over the clip gives such a frame
+    in the clip's own units — whatever scaling or per-recording standardization was applied —
+    without re-running feature extraction on zeroed audio. A constant input changes nothing, so
+    its contrast features (`model.mfcc_contrast_seconds`, the columns after the first
+    `num_mfccs`) are zero. What matters for the baseline is that the input carries no audio
+    events; pass any other mfcc to `audio_blind_metrics` to try another.
+
+    Args:
+        mfcc: (..., frames, F); the minimum is taken over the frames axis (-2), per channel.
+        num_mfccs: the MFCC columns (`model.config.num_mfccs`); later columns are contrasts, set
+            to 0. None: every column is an MFCC.
+    """
+    silent = mfcc.amin(dim=-2, keepdim=True).expand_as(mfcc).clone()
+    if num_mfccs is not None:
+        silent[..., num_mfccs:] = 0.0
+    return silent

@@ -19,9 +19,8 @@ import math
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from wavenet_lib.data.eda import RATE_TOLERANCE, TIME_COLUMNS, read_e4_eda, read_generic_eda, resample_eda
+from wavenet_lib.data.eda import RATE_TOLERANCE, read_e4_eda, read_generic_eda, resample_eda
 from wavenet_lib.data.normalization import MinMaxNormalizer
 from wavenet_lib.errors import DataError
 
@@ -39,28 +38,6 @@ def _first_cell_is_number(path: Path) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _check_time_spacing(path: Path) -> None:
-    """Generic CSV: the time column must be evenly spaced (within 1 % of its median step)."""
-    try:
-        df = pd.read_csv(path)
-    except Exception:  # read_generic_eda has already reported unreadable files
-        return
-    tcol = next((c for c in df.columns if str(c).strip().lower() in TIME_COLUMNS), None)
-    if tcol is None:
-        return
-    times = pd.to_numeric(df[tcol], errors="coerce").to_numpy(float)
-    dt = np.diff(times)
-    if dt.size and np.all(np.isfinite(dt)):
-        med = float(np.median(dt))
-        worst = int(np.argmax(np.abs(dt - med)))
-        if abs(dt[worst] - med) > RATE_TOLERANCE * abs(med):
-            raise DataError(
-                path,
-                f"time column {tcol!r} is not evenly spaced: step {dt[worst]:.4g} s at row {worst + 2} "
-                f"vs the usual {med:.4g} s; give the prime at one fixed rate",
-            )
 
 
 def check_prime(values: np.ndarray, sample_rate: float, path: str | Path | None = None) -> None:
@@ -119,8 +96,7 @@ def read_prime(
     if _first_cell_is_number(path):
         signal = read_e4_eda(path)
     else:
-        signal = read_generic_eda(path, column=column, sample_rate=sample_rate)
-        _check_time_spacing(path)
+        signal = read_generic_eda(path, column=column, sample_rate=sample_rate, even_within=RATE_TOLERANCE)
     rate = float(signal.sample_rate)
     if sample_rate is not None and abs(rate - sample_rate) > RATE_TOLERANCE * sample_rate:
         raise DataError(

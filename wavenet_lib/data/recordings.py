@@ -19,7 +19,7 @@ import torch
 from wavenet_lib.configs import DataConfig, ExperimentConfig, WavenetConfig
 from wavenet_lib.data.audio import audio_duration
 from wavenet_lib.data.eda import check_eda_limits, check_eda_values, clean_eda, read_eda, resample_eda
-from wavenet_lib.data.features import mfcc_for_recording, mfcc_statistics, standardize_mfcc
+from wavenet_lib.data.features import mfcc_for_recording, mfcc_statistics, model_features
 from wavenet_lib.data.manifest import ManifestRow
 from wavenet_lib.data.normalization import MinMaxNormalizer
 from wavenet_lib.errors import DataError
@@ -220,7 +220,7 @@ class LoadedRecording:
 
     Attributes:
         recording_id, subject_id: from the manifest.
-        mfcc: float32 (in_channels, T*spf, num_mfccs), standardized like the training windows.
+        mfcc: float32 (in_channels, T*spf, features_per_frame): `model_features`, as the training windows.
         eda: float32 (out_channels, T) EDA in model units (normalized, not quantized).
         eda_us: float64 (out_channels, T) EDA in µS.
         normalizer: maps µS ↔ units for this recording.
@@ -251,9 +251,13 @@ def load_recording(
     if isinstance(recording, ManifestRow):
         recording = prepare_recording(recording, cfg.model, cfg.data)
     normalizer = normalizer or MinMaxNormalizer.fit(recording.eda_us, margin=cfg.data.normalization_margin)
-    mfcc = np.array(recording.mfcc(), dtype=np.float32)
-    if cfg.data.mfcc_standardize:
-        mfcc = standardize_mfcc(mfcc, recording.mfcc_mean, recording.mfcc_std)
+    mfcc = model_features(
+        recording.mfcc(),
+        recording.mfcc_mean,
+        recording.mfcc_std,
+        cfg.model,
+        standardize=cfg.data.mfcc_standardize,
+    )
     units = np.asarray(normalizer.normalize(recording.eda_us), dtype=np.float32)
     return LoadedRecording(
         recording.recording_id,
@@ -277,13 +281,13 @@ def audio_features(
         start_s: audio time of step 0.
 
     Returns:
-        float32 (in_channels, n_steps*spf, num_mfccs), standardized when `data.mfcc_standardize`.
+        float32 (in_channels, n_steps*spf, features_per_frame): `model_features` (standardized when
+        `data.mfcc_standardize`).
     """
     if n_steps is None:
         n_steps = int(math.floor((audio_duration(path) - start_s) * cfg.model.eda_sample_rate + 1e-9))
     if n_steps < 1:
         raise DataError(path, "audio is shorter than one EDA step")
-    mfcc = np.array(mfcc_for_recording(path, cfg.model, n_steps, start_s, cfg.data.cache_dir), np.float32)
-    if cfg.data.mfcc_standardize:
-        mfcc = standardize_mfcc(mfcc, *mfcc_statistics(mfcc))
+    raw = mfcc_for_recording(path, cfg.model, n_steps, start_s, cfg.data.cache_dir)
+    mfcc = model_features(raw, *mfcc_statistics(raw), cfg.model, standardize=cfg.data.mfcc_standardize)
     return torch.from_numpy(mfcc)

@@ -2,7 +2,7 @@
 
 A window of `W = model.first_full_step + data.target_steps` EDA steps is one item::
 
-    "mfcc"         float32 (in_channels, W*spf, num_mfccs)
+    "mfcc"         float32 (in_channels, W*spf, features_per_frame): `model_features`
     "eda_prev"     float32 (out_channels, W): eda_prev[:, t] = dequantize(quantize(eda_norm[start+t-1])),
                    eda_prev[:, 0] = that of the step before the window (0.0 at step 0)
     "target"       int64 (out_channels, W): quantize(eda_norm[start+t])
@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from wavenet_lib.configs import WavenetConfig
-from wavenet_lib.data.features import standardize_mfcc
+from wavenet_lib.data.features import model_features
 from wavenet_lib.data.normalization import MinMaxNormalizer
 from wavenet_lib.data.recordings import Recording, window_steps
 from wavenet_lib.errors import DataError
@@ -127,9 +127,15 @@ class WindowDataset(Dataset):
         rec, W, spf = self.recordings[i], self.window, self.spf
         if i not in self._mmaps:
             self._mmaps[i] = rec.mfcc()
-        mfcc = np.array(self._mmaps[i][:, start * spf : (start + W) * spf, :], dtype=np.float32)
-        if self.standardize:
-            mfcc = standardize_mfcc(mfcc, rec.mfcc_mean, rec.mfcc_std)
+        mfcc = model_features(
+            self._mmaps[i],
+            rec.mfcc_mean,
+            rec.mfcc_std,
+            self.model,
+            start * spf,
+            (start + W) * spf,
+            self.standardize,
+        )
         prev = self._prev[i]
         eda_prev = np.empty((prev.shape[0], W), dtype=np.float32)
         eda_prev[:, 1:] = prev[:, start : start + W - 1]

@@ -154,7 +154,7 @@ def sample_eda_us(
     mfcc = torch.as_tensor(np.asarray(rec.mfcc), dtype=torch.float32)[None].expand(samples, -1, -1, -1)
     eda = torch.as_tensor(rec.eda, dtype=torch.float32)
     prime = eda[None, :, :prime_steps].expand(samples, -1, -1)
-    features = mfcc if audio else silent_mfcc_like(mfcc)
+    features = mfcc if audio else silent_mfcc_like(mfcc, model.config.num_mfccs)
     out = model.generate(features, prime=prime, generator=generator, progress=progress, **generate_kwargs)
     if isinstance(out, tuple):  # return_logits=True among generate_kwargs
         out = out[0]

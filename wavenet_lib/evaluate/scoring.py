@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from wavenet_lib.data.features import silent_mfcc_like
 from wavenet_lib.models.quantization import dequantize, quantize
 from wavenet_lib.models.wavenet import Wavenet
 
@@ -155,21 +156,6 @@ def teacher_forced_metrics(
 # ======================================================================================
 
 
-def silent_mfcc_like(mfcc: torch.Tensor) -> torch.Tensor:
-    """A constant "silent" MFCC of the same shape: each coefficient's minimum over the clip, repeated.
-
-    Silence after MFCC extraction is a time-constant frame at the bottom of the log-energy
-    range (c0 at its minimum). Taking each coefficient's minimum over the clip gives such a frame
-    in the clip's own units — whatever scaling or per-recording standardization was applied —
-    without re-running feature extraction on zeroed audio. What matters for the baseline is that
-    the input carries no audio events; pass any other mfcc to `audio_blind_metrics` to try another.
-
-    Args:
-        mfcc: (..., frames, M); the minimum is taken over the frames axis (-2), per channel.
-    """
-    return mfcc.amin(dim=-2, keepdim=True).expand_as(mfcc).clone()
-
-
 def audio_blind_metrics(
     model: Wavenet,
     mfcc: torch.Tensor,
@@ -182,7 +168,7 @@ def audio_blind_metrics(
 
     `silent_mfcc` defaults to `silent_mfcc_like(mfcc)`; any (C_in, T*spf, M) tensor can be passed.
     """
-    silent = silent_mfcc_like(mfcc) if silent_mfcc is None else silent_mfcc
+    silent = silent_mfcc_like(mfcc, model.config.num_mfccs) if silent_mfcc is None else silent_mfcc
     return teacher_forced_metrics(model, silent, eda_norm, first_step, chunk_steps)
 
 

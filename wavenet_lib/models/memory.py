@@ -82,7 +82,9 @@ def training_memory(cfg: ExperimentConfig, processes: int = 1) -> MemoryEstimate
     batch = max(1, cfg.train.batch_size // processes)
     steps = m.first_full_step + cfg.data.target_steps
     frames = steps * m.spectral_frames_per_eda_step
-    per_frame = m.num_layers * _per_frame_layer(m) + 3 * m.postnet_width + m.in_channels * m.num_mfccs
+    per_frame = (
+        m.num_layers * _per_frame_layer(m) + 3 * m.postnet_width + m.in_channels * m.features_per_frame
+    )
     per_step = 3 * m.quantization_levels * m.out_channels
     return MemoryEstimate(
         fixed=4 * _F32 * parameter_count(m),
@@ -99,7 +101,7 @@ def generation_memory(model: WavenetConfig, batch: int, n_steps: int) -> MemoryE
         model.num_layers * model.stack_receptive_field * (model.hidden_channels + model.condition_channels)
     )
     per_sample = _F32 * (
-        frames * model.in_channels * model.num_mfccs + state + 4 * n_steps * model.out_channels
+        frames * model.in_channels * model.features_per_frame + state + 4 * n_steps * model.out_channels
     )
     return MemoryEstimate(
         fixed=_F32 * parameter_count(model),

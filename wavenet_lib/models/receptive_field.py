@@ -43,7 +43,9 @@ def measure_receptive_field(model: Wavenet, batch: int = 4, seed: int = 0) -> Me
     g = torch.Generator().manual_seed(seed)
     probe = Wavenet(cfg).double().eval()
     probe.load_state_dict(model.state_dict())
-    mfcc = torch.randn(batch, cfg.in_channels, steps * spf, cfg.num_mfccs, generator=g, dtype=torch.float64)
+    mfcc = torch.randn(
+        batch, cfg.in_channels, steps * spf, cfg.features_per_frame, generator=g, dtype=torch.float64
+    )
     eda_prev = torch.rand(batch, cfg.out_channels, steps, generator=g, dtype=torch.float64) * 2 - 1
     mfcc.requires_grad_(True)
     probe(mfcc, eda_prev)[..., step].square().sum().backward()

@@ -378,8 +378,8 @@ class Wavenet(nn.Module):
         self.config = config
         spf = config.spectral_frames_per_eda_step
         self.spf = spf
-        # Audio 1×1 input projection over (in_channels, num_mfccs) at each frame.
-        self.input_proj = nn.Conv1d(config.in_channels * config.num_mfccs, config.hidden_channels, 1)
+        # Audio 1×1 input projection over (in_channels, features_per_frame) at each frame.
+        self.input_proj = nn.Conv1d(config.in_channels * config.features_per_frame, config.hidden_channels, 1)
         self.upsampler = Upsampler(
             config.out_channels,
             config.condition_channels,
@@ -418,9 +418,10 @@ class Wavenet(nn.Module):
         self, mfcc: torch.Tensor, eda_prev: torch.Tensor | None
     ) -> tuple[torch.Tensor | None, int]:
         cfg = self.config
-        if mfcc.dim() != 4 or mfcc.shape[1] != cfg.in_channels or mfcc.shape[3] != cfg.num_mfccs:
+        if mfcc.dim() != 4 or mfcc.shape[1] != cfg.in_channels or mfcc.shape[3] != cfg.features_per_frame:
             raise ValueError(
-                f"mfcc must be (B, in_channels={cfg.in_channels}, frames, num_mfccs={cfg.num_mfccs}), "
+                f"mfcc must be (B, in_channels={cfg.in_channels}, frames, features_per_frame="
+                f"{cfg.features_per_frame}), "
                 f"got {tuple(mfcc.shape)}"
             )
         frames = mfcc.shape[2]
@@ -463,7 +464,7 @@ class Wavenet(nn.Module):
         """Logits (B, Q, C_out, T) for every step, given the EDA before each step.
 
         Args:
-            mfcc: (B, in_channels, T*spf, num_mfccs) audio features.
+            mfcc: (B, in_channels, T*spf, features_per_frame) audio features.
             eda_prev: (B, out_channels, T), or (B, T) if out_channels == 1, normalized units;
                 eda_prev[..., t] is the EDA value of step t-1.
         """
@@ -543,7 +544,7 @@ class Wavenet(nn.Module):
         """Sample EDA (B, C_out, T) in normalized units for the audio, one step at a time.
 
         Args:
-            mfcc: (B, in_channels, T*spf, num_mfccs).
+            mfcc: (B, in_channels, T*spf, features_per_frame).
             prime: optional (B, C_out, P) (or (B, P)) EDA in normalized units; the first P steps
                 are teacher-forced to its quantized values instead of sampled.
             temperature: softmax temperature (> 0) for sampling.

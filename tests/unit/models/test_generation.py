@@ -26,6 +26,7 @@ GEN_CONFIGS = [
     "mixture",
     "mixture_value_stereo_2eda",
     "value_multistack",
+    "contrast",
 ]
 HAVE_COMPILER = fused_step._compiler() is not None
 
@@ -45,7 +46,7 @@ def model_and_audio(name: str, steps: int = 14, batch: int = 2, seed: int = 0):
     model = Wavenet(cfg).eval()
     g = torch.Generator().manual_seed(seed)
     mfcc = torch.randn(
-        batch, cfg.in_channels, steps * cfg.spectral_frames_per_eda_step, cfg.num_mfccs, generator=g
+        batch, cfg.in_channels, steps * cfg.spectral_frames_per_eda_step, cfg.features_per_frame, generator=g
     )
     return model, mfcc
 

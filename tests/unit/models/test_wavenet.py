@@ -48,13 +48,15 @@ CONFIGS = {
         eda_value_input=True,
     ),
     "value_multistack": dict(max_stack_receptive_field=16, context_size_in_seconds=3, eda_value_input=True),
+    # MFCCs plus their contrast against the last 0.5 s: twice the features per frame.
+    "contrast": dict(mfcc_contrast_seconds=0.5, eda_value_input=True),
 }
 
 
 def inputs(cfg: WavenetConfig, batch: int, steps: int, dtype=torch.float64, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     spf = cfg.spectral_frames_per_eda_step
-    mfcc = torch.randn(batch, cfg.in_channels, steps * spf, cfg.num_mfccs, generator=g, dtype=dtype)
+    mfcc = torch.randn(batch, cfg.in_channels, steps * spf, cfg.features_per_frame, generator=g, dtype=dtype)
     eda = torch.rand(batch, cfg.out_channels, steps, generator=g, dtype=dtype) * 2 - 1
     return mfcc, eda
 
@@ -97,7 +99,7 @@ def test_eda_prev_2d_rejected_for_two_channels():
     [
         (lambda m, e: (m[:, :, :-1], e), "whole number of EDA steps"),
         (lambda m, e: (m, e[..., :-1]), "eda_prev has 5 steps"),
-        (lambda m, e: (m[..., :-1], e), "num_mfccs=5"),
+        (lambda m, e: (m[..., :-1], e), "features_per_frame=5"),
         (lambda m, e: (torch.cat([m, m], 1), e), "in_channels=1"),
     ],
 )
