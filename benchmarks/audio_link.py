@@ -112,8 +112,14 @@ def _dataset(name: str) -> str:
     return "clicks in noise (previous quickstart)"
 
 
-def collect(out: Path, target: Path, experiments: list[str], sweep: list[str] | None) -> None:
-    """Gather `<out>/<name>.json` runs (and one `_sweep` file) into the notebook's results file."""
+def collect(
+    out: Path, target: Path, experiments: list[str], sweep: list[str] | None, append: bool = False
+) -> None:
+    """Gather `<out>/<name>.json` runs (and one `_sweep` file) into the notebook's results file.
+
+    `append`: keep the rows already in `target` (runs whose folders are gone), replacing those of
+    the same variant and sampling and, when `sweep` is given, the sweep rows of the same variants.
+    """
     rows = []
     for spec in experiments:
         # NAME, or NAME@knob=value: the evaluation of that sampling setting from NAME's sweep
@@ -146,6 +152,13 @@ def collect(out: Path, target: Path, experiments: list[str], sweep: list[str] | 
     def clean(row: dict) -> dict:  # strict JSON: no NaN
         return {k: None if isinstance(v, float) and v != v else v for k, v in row.items()}
 
+    if append and target.is_file():
+        old = json.loads(target.read_text())
+        new_keys = {(r["variant"], r["sampling"]) for r in rows}
+        rows = [r for r in old["experiments"] if (r["variant"], r["sampling"]) not in new_keys] + rows
+        swept = {f"{name}:" for name in sweep or []}
+        kept = [r for r in old["sampling_sweep"] if not any(r["setting"].startswith(k) for k in swept)]
+        sweep_rows = kept + sweep_rows
     table = {"experiments": [clean(r) for r in rows], "sampling_sweep": [clean(r) for r in sweep_rows]}
     target.write_text(json.dumps(table, indent=1) + "\n")
 
@@ -158,6 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--name")
     parser.add_argument("--collect", nargs="+", help="gather these runs into --results instead")
     parser.add_argument("--collect-sweep", nargs="*", help="runs whose _sweep files go into --results")
+    parser.add_argument("--append", action="store_true", help="keep the rows already in --results")
     parser.add_argument("--results", default="benchmarks/results/audio_link.json")
     parser.add_argument("--set", action="append", default=[], help="section.field=value override")
     parser.add_argument("--out", default="runs/audio_link")
@@ -166,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sweep", action="append", default=[], help="knob=v1,v2,... (sampling section)")
     args = parser.parse_args(argv)
     if args.collect:
-        collect(Path(args.out), Path(args.results), args.collect, args.collect_sweep)
+        collect(Path(args.out), Path(args.results), args.collect, args.collect_sweep, args.append)
         return
 
     import torch
