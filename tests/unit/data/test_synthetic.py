@@ -172,13 +172,16 @@ def test_shipped_music_is_package_data_with_attribution():
     assert attribution.count("CC BY 3.0") >= 2 and "Public Domain Mark 1.0" in attribution
 
 
-def test_quickstart_configs_differ_only_in_the_listener():
+def test_quickstart_configs_differ_only_in_the_listener_and_its_time_scale():
     base = yaml.safe_load((ROOT / "configs" / "quickstart.yaml").read_text())
     other = yaml.safe_load((ROOT / "configs" / "quickstart_novelty.yaml").read_text())
     assert base["data"]["synthetic"]["listener"] == "loudness_rise"
     assert other["data"]["synthetic"]["listener"] == "spectral_novelty"
+    # The novelty rule looks 5 s back and answers up to 4 s later: its context must cover ~9 s.
+    assert base["model"]["context_size_in_seconds"] == 6 and other["model"]["context_size_in_seconds"] == 10
     for cfg in (base, other):  # the name and the dataset folder follow the listener
         del cfg["name"], cfg["data"]["data_dir"], cfg["data"]["synthetic"]["listener"]
+        del cfg["model"]["context_size_in_seconds"]
     assert base == other
     assert (
         load_config(ROOT / "configs" / "quickstart_novelty.yaml").data.synthetic.listener
