@@ -265,7 +265,7 @@ def _with_prime(
     normalizer: MinMaxNormalizer | None,
 ) -> tuple[torch.Tensor, torch.Tensor, MinMaxNormalizer]:
     """Silent frames + the audio's MFCCs, the prime in units (1, C_out, P), and the primed normalization."""
-    from wavenet_lib.data.features import silent_mfcc_like
+    from wavenet_lib.data.features import silent_frame
     from wavenet_lib.data.prime import check_prime, prime_normalizer, read_prime
 
     m = config.model
@@ -285,7 +285,7 @@ def _with_prime(
     units = primed.normalize(prime_us)
     p = units.shape[-1]
     spf = int(m.spectral_frames_per_eda_step)
-    silence = silent_mfcc_like(mfcc, m.num_mfccs)[:, :1].expand(-1, p * spf, -1)
+    silence = silent_frame(mfcc, m.num_mfccs).expand(-1, p * spf, -1)  # as silent_mfcc_like
     mfcc = torch.cat([silence, mfcc], dim=-2)
     prime_units = torch.as_tensor(np.ascontiguousarray(units), dtype=torch.float32, device=mfcc.device)
     return mfcc, prime_units[None], primed

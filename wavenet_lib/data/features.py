@@ -346,7 +346,12 @@ def silent_mfcc_like(mfcc: torch.Tensor, num_mfccs: int | None = None) -> torch.
         num_mfccs: the MFCC columns (`model.config.num_mfccs`); later columns are contrasts, set
             to 0. None: every column is an MFCC.
     """
-    silent = mfcc.amin(dim=-2, keepdim=True).expand_as(mfcc).clone()
+    return silent_frame(mfcc, num_mfccs).expand_as(mfcc).clone()
+
+
+def silent_frame(mfcc: torch.Tensor, num_mfccs: int | None = None) -> torch.Tensor:
+    """The one frame `silent_mfcc_like` repeats, (..., 1, F): to expand to any length without a copy."""
+    frame = mfcc.amin(dim=-2, keepdim=True)
     if num_mfccs is not None:
-        silent[..., num_mfccs:] = 0.0
-    return silent
+        frame[..., num_mfccs:] = 0.0
+    return frame

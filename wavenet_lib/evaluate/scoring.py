@@ -166,7 +166,8 @@ def audio_blind_metrics(
 ) -> dict[str, float]:
     """`teacher_forced_metrics` of the same model with the audio replaced by silence.
 
-    `silent_mfcc` defaults to `silent_mfcc_like(mfcc)`; any (C_in, T*spf, M) tensor can be passed.
+    `silent_mfcc` defaults to `silent_mfcc_like(mfcc, model.config.num_mfccs)`; any tensor of the
+    mfcc's shape can be passed.
     """
     silent = silent_mfcc_like(mfcc, model.config.num_mfccs) if silent_mfcc is None else silent_mfcc
     return teacher_forced_metrics(model, silent, eda_norm, first_step, chunk_steps)
