@@ -79,21 +79,31 @@ def fast_step_time(model: Wavenet, batch: int, steps: int, repeats: int, compile
 
 @torch.no_grad()
 def step_breakdown(model: Wavenet, batch: int, steps: int = 100) -> dict:
-    """Microseconds per step of each part of a compiled fast step, timed apart over `steps` steps."""
+    """Microseconds per step of each part of a compiled fast step, timed apart over `steps` steps:
+    the compiled call (layers, and the head when the kernel implements it), the PyTorch head
+    (`logits_from_skips` or, after a compiled head, `Downsampler.to_levels`) and sampling."""
     cfg = model.config
     mfcc = clip(cfg, batch, steps)
     with layers(True):
         stepper = Stepper(model, mfcc)
-    if stepper.fused is None or stepper.c_table is None:
+    fused = stepper.fused
+    if fused is None or stepper.c_table is None:
         return {}
     prev = torch.zeros(batch, cfg.out_channels)
-    level = quantize(prev[:, 0], cfg.quantization_levels)
-    skips = stepper.fused(0, None, level).view(model.spf, batch, -1).permute(1, 2, 0)
-    logits = model.logits_from_skips(skips, prev[:, :, None])[..., 0]
+    level = quantize(prev, cfg.quantization_levels)
+    rows = fused(0, None, level[:, 0])
+    if fused.head:
+        params = rows.transpose(1, 2)[..., None].clone()
+        head = lambda t: model.downsampler.to_levels(params, level[:, :, None])  # noqa: E731
+    else:
+        skips = rows.view(model.spf, batch, -1).permute(1, 2, 0).clone()
+        head = lambda t: model.logits_from_skips(skips, level[:, :, None])  # noqa: E731
+    logits = head(0)[..., 0]
     g = torch.Generator().manual_seed(0)
+    compiled = "compiled_layers_and_head" if fused.head else "compiled_layers"
     parts = {
-        "compiled_layers": lambda t: stepper.fused(t, None, level),
-        "head_logits_from_skips": lambda t: model.logits_from_skips(skips, prev[:, :, None]),
+        compiled: lambda t: fused(t, None, level[:, 0]),
+        "head_to_levels" if fused.head else "head_logits_from_skips": head,
         "sampling": lambda t: model._sample(logits, 1.0, False, g),
     }
     out = {}

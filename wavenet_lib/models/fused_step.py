@@ -31,9 +31,10 @@ import torch
 if TYPE_CHECKING:
     from wavenet_lib.models.incremental import Stepper
 
-__all__ = ["STEP_KIND", "FusedLayers", "fused_layers_for", "load_library", "cache_dir"]
+__all__ = ["STEP_KIND", "HEAD_KIND", "FusedLayers", "fused_layers_for", "load_library", "cache_dir"]
 
 STEP_KIND = "gated-dilated-k2-residual-skip/v1"
+HEAD_KIND = "relu-1x1-relu-1x1-relu-attention-pool-proj/v1"
 SOURCE = Path(__file__).parent / "csrc" / "fused_step.cpp"
 FLAGS = ["-O3", "-std=c++17", "-shared", "-fPIC", "-fopenmp"]
 
@@ -112,6 +113,8 @@ def load_library() -> ctypes.CDLL | None:
     lib.fused_create.argtypes = [i32] * 7 + [ctypes.POINTER(i32)] + [pp] * 6 + [p] * 4
     lib.fused_step.restype = None
     lib.fused_step.argtypes = [p, i64, p, p, p, p, i32]
+    lib.fused_head.restype = None
+    lib.fused_head.argtypes = [p, i32, i32, i32] + [p] * 9
     lib.fused_free.restype = None
     lib.fused_free.argtypes = [p]
     _library = lib
@@ -154,7 +157,14 @@ class FusedLayers:
             array([None if wi.residual is None else wi.residual[-1] for wi in w]),
             ptr(skip), ptr(skip_b), ptr(s.x0), ptr(s.h0),
         )  # fmt: skip
-        self.out = s.x0.new_empty(self.rows, self.s)
+        self.head = stepper.model.HEAD_KIND == HEAD_KIND
+        if self.head:  # the step then ends at the head parameters, not the skip sum
+            hw = stepper.model.head_step_weights()
+            outs, d, params = hw.proj.shape
+            lib.fused_head(self._net, d, params, outs, *[ptr(t) for t in hw])
+            self.out = s.x0.new_empty(s.batch, outs, params)
+        else:
+            self.out = s.x0.new_empty(self.rows, self.s)
         self.table = s.c_table
         self.threads = s.threads
 
@@ -168,8 +178,10 @@ class FusedLayers:
         )
 
     def __call__(self, t: int, c: torch.Tensor | None, level: torch.Tensor | None = None) -> torch.Tensor:
-        """Σ skips (n*B, S) of step t, from conditioning rows c (n*B, cond), or, with c None, from
-        the stepper's conditioning table at each sample's previous level `level` (B,) int64."""
+        """Step t from conditioning rows c (n*B, cond), or, with c None, from the stepper's
+        conditioning table at each sample's previous level `level` (B,) int64: the head
+        parameters (B, C_out, P) when `self.head` (the model's head is of `HEAD_KIND`), else
+        Σ skips (n*B, S). The returned tensor is overwritten by the next call."""
         if c is None:
             level = level.contiguous()  # kept referenced until the call returns
             args = (None, self.table.data_ptr(), level.data_ptr())

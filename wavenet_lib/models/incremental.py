@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from wavenet_lib.models.fused_step import fused_layers_for
-from wavenet_lib.models.quantization import quantize
+from wavenet_lib.models.quantization import dequantize
 
 if TYPE_CHECKING:
     from wavenet_lib.models.wavenet import Wavenet
@@ -135,31 +135,34 @@ class Stepper:
             x, x_prev = slots[i]
         return torch.mm(self.z, self.skip_w)
 
-    def step(self, t: int, eda_prev_t: torch.Tensor) -> torch.Tensor:
-        """Logits (B, Q, C_out) of step t given the EDA value before it, eda_prev_t (B, C_out).
+    def step(self, t: int, prev_level: torch.Tensor) -> torch.Tensor:
+        """Logits (B, Q, C_out) of step t given the quantization level of the EDA value before it,
+        prev_level (B, C_out) int64.
 
         Runs on `self.threads` threads (torch's setting is restored on return; the setting is
         process-wide, so other Python threads see it meanwhile).
         """
         threads = torch.get_num_threads()
         if self.threads == threads:
-            return self._step(t, eda_prev_t)
+            return self._step(t, prev_level)
         torch.set_num_threads(self.threads)
         try:
-            return self._step(t, eda_prev_t)
+            return self._step(t, prev_level)
         finally:
             torch.set_num_threads(threads)
 
-    def _step(self, t: int, eda_prev_t: torch.Tensor) -> torch.Tensor:
+    def _step(self, t: int, prev_level: torch.Tensor) -> torch.Tensor:
         n, b = self.n, self.batch
         if self.c_table is None:
-            c = self.model.upsampler.step(eda_prev_t)  # (n*B, cond)
+            value = dequantize(prev_level, self.model.config.quantization_levels, self.x0.dtype)
+            c = self.model.upsampler.step(value)  # (n*B, cond)
             rows = self.fused(t, c) if self.fused else self._layers(t, c)
+        elif self.fused:
+            rows = self.fused(t, None, prev_level[:, 0])
         else:
-            level = quantize(eda_prev_t[:, 0], self.c_table.shape[0])  # (B,)
-            if self.fused:
-                rows = self.fused(t, None, level)
-            else:
-                rows = self._layers(t, self.c_table[level].transpose(0, 1).reshape(n * b, -1))
+            rows = self._layers(t, self.c_table[prev_level[:, 0]].transpose(0, 1).reshape(n * b, -1))
+        if self.fused and self.fused.head:  # rows are the head parameters (B, C_out, P)
+            params = rows.transpose(1, 2)[..., None]  # (B, P, C_out, 1)
+            return self.model.downsampler.to_levels(params, prev_level[:, :, None])[..., 0]
         skips = rows.view(n, b, -1).permute(1, 2, 0)  # (B, S, n)
-        return self.model.logits_from_skips(skips, eda_prev_t[:, :, None])[..., 0]
+        return self.model.logits_from_skips(skips, prev_level[:, :, None])[..., 0]

@@ -30,7 +30,16 @@ from wavenet_lib.configs import WavenetConfig
 from wavenet_lib.models.incremental import Stepper
 from wavenet_lib.models.quantization import dequantize, quantize
 
-__all__ = ["Upsampler", "Gate", "StepWeights", "ResidualLayer", "WavenetStack", "Downsampler", "Wavenet"]
+__all__ = [
+    "Upsampler",
+    "Gate",
+    "StepWeights",
+    "HeadWeights",
+    "ResidualLayer",
+    "WavenetStack",
+    "Downsampler",
+    "Wavenet",
+]
 
 
 class Upsampler(nn.Module):
@@ -155,6 +164,26 @@ class StepWeights(NamedTuple):
     bias: torch.Tensor  # (2G,) dilated-conv bias + conditioning bias
     residual: torch.Tensor | None  # (G+1, R), None for the model's last layer
     skip: torch.Tensor  # (G+1, S)
+
+
+class HeadWeights(NamedTuple):
+    """`Wavenet.head_params` (the head up to `Downsampler.to_levels`) as time-major matrices.
+
+    Frames are rows: `relu(skips) @ w1` is the post-net's first 1×1 with the skip scale folded
+    in (ReLU commutes with a positive scale). Per EDA signal o, frame f of a step scores
+    `h @ score[:, o] + score_bias[o] + position[o, f]`, the step's frames are softmax-pooled, and
+    `pooled @ proj[o] + proj_bias[o]` are its P head parameters (`Downsampler.to_levels`).
+    """
+
+    w1: torch.Tensor  # (S, D)
+    b1: torch.Tensor  # (D,)
+    w2: torch.Tensor  # (D, D)
+    b2: torch.Tensor  # (D,)
+    score: torch.Tensor  # (D, C_out)
+    score_bias: torch.Tensor  # (C_out,)
+    position: torch.Tensor  # (C_out, spf)
+    proj: torch.Tensor  # (C_out, D, P)
+    proj_bias: torch.Tensor  # (C_out, P)
 
 
 class ResidualLayer(nn.Module):
@@ -360,14 +389,17 @@ class Downsampler(nn.Module):
         log_w = torch.log_softmax(logit_w, dim=1)[:, None]
         return torch.logsumexp(log_mass + log_w, dim=2)  # (B, Q, C, T)
 
-    def forward(self, h: torch.Tensor, prev_level: torch.Tensor) -> torch.Tensor:
+    def params(self, h: torch.Tensor) -> torch.Tensor:
+        """(B, D, T*spf) post-net output → (B, P, C_out, T) head parameters of every step."""
         b, d, frames = h.shape
         t = frames // self.factor
         scores = self.score(h).view(b, -1, t, self.factor) + self.position[:, None, :]
         attn = torch.softmax(scores, dim=-1)  # (B, C_out, T, spf)
         pooled = torch.einsum("bcts,bdts->bctd", attn, h.view(b, d, t, self.factor))
-        params = torch.einsum("bctd,cpd->bpct", pooled, self.proj_weight) + self.proj_bias[None, :, :, None]
-        return self.to_levels(params, prev_level)  # (B, Q, C_out, T)
+        return torch.einsum("bctd,cpd->bpct", pooled, self.proj_weight) + self.proj_bias[None, :, :, None]
+
+    def forward(self, h: torch.Tensor, prev_level: torch.Tensor) -> torch.Tensor:
+        return self.to_levels(self.params(h), prev_level)  # (B, Q, C_out, T)
 
 
 class Wavenet(nn.Module):
@@ -475,15 +507,43 @@ class Wavenet(nn.Module):
         for stack in self.stacks:
             x, s = stack(x, c)
             skips = skips + s
-        return self.logits_from_skips(skips, eda_prev)
+        return self.logits_from_skips(skips, quantize(eda_prev, self.config.quantization_levels))
 
-    def logits_from_skips(self, skips: torch.Tensor, eda_prev: torch.Tensor) -> torch.Tensor:
-        """Σ skips (B, S, T*spf) + eda_prev (B, C_out, T) → logits (B, Q, C_out, T).
+    def logits_from_skips(self, skips: torch.Tensor, prev_level: torch.Tensor) -> torch.Tensor:
+        """Σ skips (B, S, T*spf) + previous levels (B, C_out, T) → logits (B, Q, C_out, T).
 
         Everything after the residual stacks; the incremental path calls it once per step.
         """
-        prev_level = quantize(eda_prev, self.config.quantization_levels)
-        return self.downsampler(self.postnet(skips * self.skip_scale), prev_level)  # (B, Q, C_out, T)
+        return self.downsampler.to_levels(self.head_params(skips), prev_level)  # (B, Q, C_out, T)
+
+    def head_params(self, skips: torch.Tensor) -> torch.Tensor:
+        """Σ skips (B, S, T*spf) → head parameters (B, P, C_out, T): the post-net, attention
+        pooling and projection, before `Downsampler.to_levels` (which needs the previous level)."""
+        return self.downsampler.params(self.postnet(skips * self.skip_scale))
+
+    # Names what `head_params` computes; a compiled kernel of
+    # it (models/fused_step.py) runs only for a model whose HEAD_KIND it implements, so changing
+    # the post-net or the pooling and this name is one edit.
+    HEAD_KIND = "relu-1x1-relu-1x1-relu-attention-pool-proj/v1"
+
+    def head_step_weights(self) -> HeadWeights:
+        """The head's parameters in the incremental path's layout (see `HeadWeights`)."""
+        post, down = self.postnet, self.downsampler
+
+        def mat(conv: nn.Conv1d) -> torch.Tensor:
+            return conv.weight[:, :, 0].t().contiguous()  # (in, out)
+
+        return HeadWeights(
+            w1=(mat(post[1]) * self.skip_scale).contiguous(),
+            b1=post[1].bias.contiguous(),
+            w2=mat(post[3]),
+            b2=post[3].bias.contiguous(),
+            score=mat(down.score),
+            score_bias=down.score.bias.contiguous(),
+            position=down.position.contiguous(),
+            proj=down.proj_weight.transpose(1, 2).contiguous(),
+            proj_bias=down.proj_bias.t().contiguous(),
+        )
 
     # --- generation -------------------------------------------------------------------------
     def _sample(
@@ -572,16 +632,23 @@ class Wavenet(nn.Module):
                     f"prime must be (B={b}, out_channels={cfg.out_channels}, P <= {steps}), "
                     f"got {tuple(prime.shape)}"
                 )
-            prime = dequantize(quantize(prime.float(), q), q).to(device)
+            prime = quantize(prime.float(), q).to(device)
         n_prime = 0 if prime is None else prime.shape[2]
 
         was_training = self.training
         self.eval()
         try:
-            eda_prev = torch.zeros(b, cfg.out_channels, steps + 1, device=device, dtype=mfcc.dtype)
+            # Levels time-major: levels[t] (B, C_out) is step t's previous level, contiguous. The
+            # first is the level of 0.0, the value before the clip that training windows see too.
+            levels = torch.empty(steps + 1, b, cfg.out_channels, dtype=torch.long, device=device)
+            levels[0] = quantize(torch.zeros(()), q)
+            if prime is not None:
+                levels[1 : n_prime + 1] = prime.permute(2, 0, 1)
             all_logits = torch.empty(b, q, cfg.out_channels, steps, device=device) if return_logits else None
             if incremental:
                 stepper = Stepper(self, mfcc)  # fresh caches and weights for every call
+            else:  # the reference path reads values: the previous steps' bin centres
+                eda_prev = torch.zeros(b, cfg.out_channels, steps + 1, device=device, dtype=mfcc.dtype)
             iterator = range(steps)
             if progress:
                 from tqdm.auto import tqdm
@@ -589,17 +656,16 @@ class Wavenet(nn.Module):
                 iterator = tqdm(iterator, desc="generating EDA", unit="step")
             for t in iterator:
                 if incremental:
-                    logits = stepper.step(t, eda_prev[:, :, t])
+                    logits = stepper.step(t, levels[t])
                 else:
                     logits = self.reference_step_logits(mfcc, eda_prev, t)
                 if all_logits is not None:
                     all_logits[..., t] = logits
-                if t < n_prime:
-                    value = prime[:, :, t]
-                else:
-                    value = dequantize(self._sample(logits, temperature, greedy, generator, top_p), q)
-                eda_prev[:, :, t + 1] = value.to(eda_prev.dtype)
+                if t >= n_prime:
+                    levels[t + 1] = self._sample(logits, temperature, greedy, generator, top_p)
+                if not incremental:
+                    eda_prev[:, :, t + 1] = dequantize(levels[t + 1], q, eda_prev.dtype)
         finally:
             self.train(was_training)
-        eda = eda_prev[:, :, 1:]
+        eda = dequantize(levels[1:].permute(1, 2, 0), q, mfcc.dtype)
         return (eda, all_logits) if return_logits else eda

@@ -156,18 +156,26 @@ WIDE = dict(hidden_channels=64, gate_channels=72, skip_channels=70, condition_ch
 
 
 @pytest.mark.skipif(not HAVE_COMPILER, reason="no C++ compiler")
-@pytest.mark.parametrize("name,batch", [("multistack", 1), ("multistack", 3), ("wide", 2)])
-def test_compiled_layers_equal_pytorch_layers_on_one_and_two_threads(name, batch, monkeypatch):
-    """Every step's skip sum, many steps in (the history buffers wrap), rows split over threads."""
+@pytest.mark.parametrize(
+    "name,batch,head",
+    [("multistack", 1, True), ("multistack", 3, True), ("wide", 2, True), ("multistack", 3, False),
+     ("mixture", 2, True), ("wide", 2, False)],
+)  # fmt: skip
+def test_compiled_step_equals_pytorch_step_on_one_and_two_threads(name, batch, head, monkeypatch):
+    """Every step's head parameters (or, for a head the kernel does not implement, its skip sum),
+    many steps in (the history buffers wrap), rows and samples split over threads."""
     if name == "wide":
         cfg = make_config(**CONFIGS["multistack"], **WIDE)
         torch.manual_seed(0)
         model, mfcc = Wavenet(cfg).eval(), torch.randn(batch, 1, 12 * cfg.spectral_frames_per_eda_step, 5)
     else:
         model, mfcc = model_and_audio(name, steps=12, batch=batch)
-    cfg = model.config
+    if not head:
+        monkeypatch.setattr(model, "HEAD_KIND", "a head the kernel does not implement")
+    cfg, n = model.config, model.spf
     with torch.no_grad():
         one, two = Stepper(model, mfcc), Stepper(model, mfcc)
+        assert one.fused.head is head
         monkeypatch.setenv("WAVENET_EDA_FUSED", "0")
         ref = Stepper(model, mfcc)
         assert ref.fused is None
@@ -179,6 +187,9 @@ def test_compiled_layers_equal_pytorch_layers_on_one_and_two_threads(name, batch
             )
             c = model.upsampler.step(prev[:, None])
             expected = ref._layers(t, c)
+            if head:  # (B, C_out, P) as the kernel lays them out
+                skips = expected.view(n, batch, -1).permute(1, 2, 0)
+                expected = model.head_params(skips)[..., 0].transpose(1, 2)
             torch.testing.assert_close(one.fused(t, c), expected, atol=1e-4, rtol=1e-4)
             # the same rows from the conditioning table at the previous level
             level = quantize(prev, cfg.quantization_levels)

@@ -11,6 +11,7 @@
 // only differences from the PyTorch path are summation order, FMA contraction and the
 // polynomial exp below (relative error < 2e-7).
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -25,7 +26,7 @@ typedef float vf __attribute__((vector_size(64)));
 typedef float vfu __attribute__((vector_size(64), aligned(4)));
 typedef int32_t vi __attribute__((vector_size(64)));
 constexpr int V = 16;   // floats per vector
-constexpr int NR = 4;   // rows per register tile
+constexpr int NR = 6;   // rows per register tile, at most (6 x 4 accumulators + 4 + 1 of 32 registers)
 constexpr int NV = 4;   // vectors per register tile (64 columns)
 
 inline vf load(const float* p) { return *reinterpret_cast<const vfu*>(p); }
@@ -126,23 +127,20 @@ void gemm_rows(int64_t r0, int64_t r1, int n_cols, Seg* segs, int nseg, const fl
     for (int j0 = 0; j0 < n_cols; j0 += NV * V) {
         const int j1 = j0 >= last || j0 + NV * V >= n_cols ? n_cols : j0 + NV * V;
         for (int64_t r = r0; r < r1;) {
-            int64_t m = r1 - r;
+            // Tiles of at most NR rows, as even as the rows allow (25 rows: 5 tiles of 5).
+            const int64_t m = r1 - r, tiles = (m + NR - 1) / NR, h = (m + tiles - 1) / tiles;
             for (int s = 0; s < nseg; ++s) segs[s].a = a0[s] + r * segs[s].lda;
             const float* ir = init_rows ? init_rows + r * ldi : nullptr;
             float* o = out + r * ldo;
-            if (m >= 4) {
-                tile<4>(j0, j1, n_cols, segs, nseg, ir, ldi, bias, o, ldo);
-                r += 4;
-            } else if (m == 3) {
-                tile<3>(j0, j1, n_cols, segs, nseg, ir, ldi, bias, o, ldo);
-                r += 3;
-            } else if (m == 2) {
-                tile<2>(j0, j1, n_cols, segs, nseg, ir, ldi, bias, o, ldo);
-                r += 2;
-            } else {
-                tile<1>(j0, j1, n_cols, segs, nseg, ir, ldi, bias, o, ldo);
-                r += 1;
+            switch (h) {
+                case 6: tile<6>(j0, j1, n_cols, segs, nseg, ir, ldi, bias, o, ldo); break;
+                case 5: tile<5>(j0, j1, n_cols, segs, nseg, ir, ldi, bias, o, ldo); break;
+                case 4: tile<4>(j0, j1, n_cols, segs, nseg, ir, ldi, bias, o, ldo); break;
+                case 3: tile<3>(j0, j1, n_cols, segs, nseg, ir, ldi, bias, o, ldo); break;
+                case 2: tile<2>(j0, j1, n_cols, segs, nseg, ir, ldi, bias, o, ldo); break;
+                default: tile<1>(j0, j1, n_cols, segs, nseg, ir, ldi, bias, o, ldo);
             }
+            r += h;
         }
         if (j1 == n_cols) break;
     }
@@ -170,6 +168,17 @@ struct Layer {
     int64_t blocks, next;
 };
 
+// The model's head after the skip sum (`Wavenet.head_step_weights`, HEAD_KIND in fused_step.py):
+// ReLU, 1x1 (skip scale folded in), ReLU, 1x1, ReLU, then per EDA signal an attention score
+// per frame (1x1 + a bias per position in the step), softmax over the step's n frames, the
+// pooled vector and its projection to P head parameters.
+struct Head {
+    int d = 0, p = 0, outs = 0;
+    const float *w1, *b1, *w2, *b2, *score_w, *score_b, *position, *proj, *proj_b;
+    std::vector<float> skips, h1, h2, scores;  // (rows, S), (rows, D) x2, (rows, C_out)
+    std::vector<float> pooled;                  // (B, C_out, D)
+};
+
 struct Net {
     int num_layers, n, batch, r, g, s, c;
     int64_t rows;
@@ -178,7 +187,57 @@ struct Net {
     std::vector<float> z;    // (rows, L*G): every layer's gated activation side by side
     std::vector<float> pre;  // (rows, 2G) scratch
     std::vector<float> cond; // (rows, C) conditioning rows gathered from a table
+    Head head;               // head.d == 0: no head, the step returns the skip sum
 };
+
+inline void relu_rows(float* x, int64_t r0, int64_t r1, int64_t width) {
+    for (int64_t i = r0 * width; i < r1 * width; ++i) x[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+// Rows [r0, r1) of the head's per-frame part: skip sum -> post-net -> attention scores.
+void head_frames(Net& net, int64_t r0, int64_t r1) {
+    Head& h = net.head;
+    const int S = net.s, D = h.d;
+    relu_rows(h.skips.data(), r0, r1, S);
+    Seg s1{h.skips.data(), S, h.w1, S};
+    gemm_rows(r0, r1, D, &s1, 1, nullptr, 0, h.b1, h.h1.data(), D);
+    relu_rows(h.h1.data(), r0, r1, D);
+    Seg s2{h.h1.data(), D, h.w2, D};
+    gemm_rows(r0, r1, D, &s2, 1, nullptr, 0, h.b2, h.h2.data(), D);
+    relu_rows(h.h2.data(), r0, r1, D);
+    Seg s3{h.h2.data(), D, h.score_w, D};
+    gemm_rows(r0, r1, h.outs, &s3, 1, nullptr, 0, h.score_b, h.scores.data(), h.outs);
+}
+
+// Samples [b0, b1) of the head's per-step part: softmax over frames, pooling, projection.
+// Writes params (B, C_out, P).
+void head_steps(Net& net, int64_t b0, int64_t b1, float* params) {
+    Head& h = net.head;
+    const int n = net.n, B = net.batch, D = h.d, O = h.outs, P = h.p;
+    std::vector<float> a(n);
+    for (int64_t b = b0; b < b1; ++b)
+        for (int o = 0; o < O; ++o) {
+            float top = -INFINITY;
+            for (int f = 0; f < n; ++f) {
+                a[f] = h.scores[(f * B + b) * O + o] + h.position[o * n + f];
+                top = a[f] > top ? a[f] : top;
+            }
+            float sum = 0.0f;
+            for (int f = 0; f < n; ++f) sum += a[f] = std::exp(a[f] - top);
+            float* pooled = h.pooled.data() + (b * O + o) * D;
+            std::fill(pooled, pooled + D, 0.0f);
+            for (int f = 0; f < n; ++f) {
+                const float w = a[f] / sum;
+                const float* row = h.h2.data() + (f * B + b) * (int64_t)D;
+                for (int k = 0; k < D; ++k) pooled[k] += w * row[k];
+            }
+        }
+    for (int o = 0; o < O; ++o) {
+        Seg sp{h.pooled.data() + (int64_t)o * D, (int64_t)O * D, h.proj + (int64_t)o * D * P, D};
+        gemm_rows(b0, b1, P, &sp, 1, nullptr, 0, h.proj_b + (int64_t)o * P, params + (int64_t)o * P,
+                  (int64_t)O * P);
+    }
+}
 
 }  // namespace
 
@@ -226,9 +285,38 @@ void* fused_create(int num_layers, int n, int batch, int r, int g, int s, int c,
 
 void fused_free(void* p) { delete static_cast<Net*>(p); }
 
-// One step t: conditioning rows c (n*B, C) → skip sum (n*B, S), bias included, scale not.
-// With c null, the rows come from table (levels, n, C) at each sample's level levels[b].
-void fused_step(void* p, int64_t t, const float* c, const float* table, const int64_t* levels, float* skips,
+// Attach the head: from then on fused_step writes head parameters (B, C_out, P) instead of the
+// skip sum. Weights borrowed as in fused_create: w1 (S, D) with the skip scale folded in, b1 (D),
+// w2 (D, D), b2 (D), score_w (D, C_out), score_b (C_out), position (C_out, n),
+// proj (C_out, D, P), proj_b (C_out, P).
+void fused_head(void* p, int d, int params, int outs, const float* w1, const float* b1, const float* w2,
+                const float* b2, const float* score_w, const float* score_b, const float* position,
+                const float* proj, const float* proj_b) {
+    Net& net = *static_cast<Net*>(p);
+    Head& h = net.head;
+    h.d = d;
+    h.p = params;
+    h.outs = outs;
+    h.w1 = w1;
+    h.b1 = b1;
+    h.w2 = w2;
+    h.b2 = b2;
+    h.score_w = score_w;
+    h.score_b = score_b;
+    h.position = position;
+    h.proj = proj;
+    h.proj_b = proj_b;
+    h.skips.assign(net.rows * net.s, 0.0f);
+    h.h1.assign(net.rows * d, 0.0f);
+    h.h2.assign(net.rows * d, 0.0f);
+    h.scores.assign(net.rows * outs, 0.0f);
+    h.pooled.assign((int64_t)net.batch * outs * d, 0.0f);
+}
+
+// One step t: conditioning rows c (n*B, C) → skip sum (n*B, S), bias included, scale not; or,
+// with a head attached, the head parameters (B, C_out, P). With c null, the rows come from
+// table (levels, n, C) at each sample's level levels[b].
+void fused_step(void* p, int64_t t, const float* c, const float* table, const int64_t* levels, float* out,
                 int threads) {
     Net& net = *static_cast<Net*>(p);
     const int L = net.num_layers, R = net.r, G = net.g, S = net.s, C = net.c;
@@ -284,7 +372,13 @@ void fused_step(void* p, int64_t t, const float* c, const float* table, const in
 #pragma omp barrier
         }
         Seg ss{net.z.data(), zl, net.skip_w, (int)zl};
+        float* skips = net.head.d ? net.head.skips.data() : out;
         gemm_rows(r0, r1, S, &ss, 1, nullptr, 0, net.skip_b, skips, S);
+        if (net.head.d) {
+            head_frames(net, r0, r1);
+#pragma omp barrier
+            head_steps(net, (int64_t)net.batch * id / nt, (int64_t)net.batch * (id + 1) / nt, out);
+        }
     }
 }
 
