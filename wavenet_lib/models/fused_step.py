@@ -1,10 +1,12 @@
-"""The residual layers of one generation step as one compiled call (CPU, float32).
+"""The residual layers and head of one generation step as one compiled call (CPU, float32).
 
-`incremental.Stepper` runs a step as about 60 PyTorch calls; at batch 1 each costs more in
-dispatch than in arithmetic. `csrc/fused_step.cpp` does `ResidualLayer.step` for every layer and
-the skip sum in one call: register-tiled GEMMs on the step's rows, the gate with a vectorized
-exp, one thread barrier per layer. It implements the layers whose `ResidualLayer.STEP_KIND` is
-`STEP_KIND` below; a model whose layers name another computation runs the PyTorch step.
+`incremental.Stepper` runs a step as about 75 PyTorch calls; at batch 1 each costs more in
+dispatch than in arithmetic. `csrc/fused_step.cpp` does `ResidualLayer.step` for every layer,
+the skip sum and `Wavenet.head_params` (post-net, attention pooling, projection) in one call:
+register-tiled GEMMs on the step's rows, the gate with a vectorized exp, one thread barrier per
+layer. It implements the layers whose `ResidualLayer.STEP_KIND` is `STEP_KIND` below (else the
+PyTorch step runs) and the head when `Wavenet.HEAD_KIND` is `HEAD_KIND` (else the head runs as
+PyTorch calls on the compiled skip sum). `Downsampler.to_levels` and sampling stay in PyTorch.
 
 Build: the first use compiles the source with the system C++ compiler (`$CXX`, else `c++`/`g++`;
 about 5 s) into a cache folder (`$WAVENET_EDA_CACHE`, else `~/.cache/wavenet-eda`), keyed by the
@@ -122,7 +124,8 @@ def load_library() -> ctypes.CDLL | None:
 
 
 class FusedLayers:
-    """`Stepper._layers` compiled: conditioning rows (n*B, cond) of step t → Σ skips (n*B, S).
+    """`Stepper._layers` compiled: conditioning rows (n*B, cond) of step t → Σ skips (n*B, S),
+    or, with the head (`self.head`), → head parameters (B, C_out, P).
 
     Borrows the stepper's weights and audio-only tensors (kept alive here); owns the layers'
     history buffers, so one instance serves one clip from step 0 on, as a `Stepper` does.

@@ -17,7 +17,9 @@ folded as `Gate.step_activate` defines), and `Wavenet.logits_from_skips` everyth
 skip sum. This module only lays out buffers and batches what is linear across layers: the
 conditioning projections of all layers are one batched matmul per step, and the skip 1×1s of
 all layers are one GEMM over every layer's activations side by side. A compiled kernel of the
-layer loop (`models/fused_step.py`) replaces `_layers` when it is available.
+layer loop and the head (`models/fused_step.py`) replaces `_layers` and `head_params` when it
+is available. A step reads the previous EDA value as its quantization level, the only way the
+model sees it.
 
 The weights are read from the model at construction, so a `Stepper` built after
 `load_state_dict` never sees stale parameters; `Wavenet.generate` builds a new one per call.
