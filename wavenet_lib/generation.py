@@ -190,11 +190,11 @@ def generate_from_audio(
         if config is None:
             raise ValueError("pass `config` (the ExperimentConfig) together with a model")
         model = cast("Wavenet", unwrap_model(model_or_checkpoint).to(device))
-    if not allow_short:
-        _refuse_short_audio(audio_path, config, start_s, n_steps)
     temperature = config.sampling.temperature if temperature is None else temperature
     top_p = config.sampling.top_p if top_p is None else top_p
     mfcc = audio_features(audio_path, config, n_steps=n_steps, start_s=start_s).to(device)
+    if not allow_short:  # after the features: the file's length is known from their decode
+        _refuse_short_audio(audio_path, config, start_s, n_steps)
     if not bool(torch.isfinite(mfcc).all()):
         raise DataError(audio_path, "its features hold NaN or infinite values (clipped or corrupt audio?)")
     prime_units = None

@@ -49,15 +49,65 @@ def _librosa_decode(path: Path, sf_exc: Exception) -> tuple[np.ndarray, int]:
     return np.atleast_2d(audio).astype(np.float32), int(sr)
 
 
-def _read_raw(path: Path) -> tuple[np.ndarray, int]:
-    """Decode a file to (channels, samples) float32 at its own rate; DataError if impossible."""
+def _decode(path: Path, keep: bool) -> tuple[float, np.ndarray | None, int]:
+    """Decode a whole file block by block: (decoded seconds, (channels, n) float32 or None, rate).
+
+    The one decoder of this module: `keep=False` measures the length without holding the
+    audio (`audio_duration`), `keep=True` also returns it (`load_audio`). Either way the file
+    is checked against its header (`TRUNCATION_TOLERANCE_S`) and its decoded length remembered,
+    so a file read for its samples is never decoded again for its length.
+
+    Raises:
+        DataError: missing, unreadable (with both decoders' reasons), damaged or truncated.
+    """
     if not path.is_file():
         raise DataError(path, "audio file not found")
+    blocks: list[np.ndarray] = []
     try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)  # (n, channels)
-        audio = np.ascontiguousarray(data.T)
-    except Exception as sf_exc:  # libsndfile cannot read it (some mp3s): try librosa/audioread
+        with sf.SoundFile(str(path)) as fh:
+            sr = fh.samplerate
+            header = fh.frames / sr
+            frames = 0
+            try:
+                while n := len(block := fh.read(1 << 16, dtype="float32", always_2d=True)):
+                    frames += n  # blocks() would pad to the header
+                    if keep:
+                        blocks.append(block)
+            except Exception as exc:
+                raise DataError(
+                    path,
+                    f"audio is damaged: decoding stops after {frames / sr:.2f} s of the "
+                    f"{header:.2f} s its header states ({_reason(exc)}); re-export or re-download it",
+                ) from exc
+    except DataError:
+        raise
+    except Exception as sf_exc:  # libsndfile cannot open it: decode with librosa/audioread
         audio, sr = _librosa_decode(path, sf_exc)
+        _remember_duration(path, audio.shape[-1] / sr)
+        return audio.shape[-1] / sr, audio if keep else None, sr
+    decoded = frames / sr
+    if decoded < header - TRUNCATION_TOLERANCE_S:
+        raise DataError(
+            path,
+            f"audio is truncated: its header says {header:.2f} s but only {decoded:.2f} s decode "
+            "(a damaged or partly downloaded file); re-export or re-download it",
+        )
+    _remember_duration(path, decoded)
+    if not keep:
+        return decoded, None, sr
+    audio = np.ascontiguousarray(np.concatenate(blocks).T) if blocks else np.zeros((1, 0), np.float32)
+    return decoded, audio, sr
+
+
+def decode_audio(path: str | Path) -> tuple[np.ndarray, int]:
+    """Decode a file to (channels, samples) float32 at its own rate; DataError if impossible.
+
+    Its length is remembered (`audio_duration` then answers without decoding); `load_audio`
+    takes the result as `decoded` to match channels, resample and cut it without decoding again.
+    """
+    path = Path(path)
+    _, audio, sr = _decode(path, keep=True)
+    assert audio is not None
     if audio.shape[-1] == 0:
         raise DataError(path, "audio file is empty (0 samples)")
     if not np.isfinite(audio).all():
@@ -68,41 +118,27 @@ def _read_raw(path: Path) -> tuple[np.ndarray, int]:
 _duration_memo: dict[tuple[str, int, int], float] = {}
 
 
-def _decoded_seconds(path: Path) -> float:
-    """Seconds that actually decode (block by block, without holding the audio)."""
-    try:
-        with sf.SoundFile(str(path)) as fh:
-            header = fh.frames / fh.samplerate
-            frames = 0
-            try:
-                while n := len(fh.read(1 << 16, dtype="float32")):  # blocks() would pad to the header
-                    frames += n
-            except Exception as exc:
-                raise DataError(
-                    path,
-                    f"audio is damaged: decoding stops after {frames / fh.samplerate:.2f} s of the "
-                    f"{header:.2f} s its header states ({_reason(exc)}); re-export or re-download it",
-                ) from exc
-            decoded = frames / fh.samplerate
-    except DataError:
-        raise
-    except Exception as sf_exc:  # libsndfile cannot open it: decode with librosa/audioread
-        y, sr = _librosa_decode(path, sf_exc)
-        return y.shape[-1] / sr
-    if decoded < header - TRUNCATION_TOLERANCE_S:
-        raise DataError(
-            path,
-            f"audio is truncated: its header says {header:.2f} s but only {decoded:.2f} s decode "
-            "(a damaged or partly downloaded file); re-export or re-download it",
-        )
-    return decoded
+def _memo_key(path: Path) -> tuple[str, int, int]:
+    stat = path.stat()
+    return (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+def _remember_duration(path: Path, seconds: float) -> None:
+    _duration_memo[_memo_key(path)] = float(seconds)
+
+
+def duration_known(path: str | Path) -> bool:
+    """Whether this process has decoded the file (as it is now) already, so that
+    `audio_duration` answers without decoding."""
+    path = Path(path)
+    return path.is_file() and _memo_key(path) in _duration_memo
 
 
 def audio_duration(path: str | Path) -> float:
     """Duration of an audio file in seconds, as decoded (the header is not trusted).
 
     The result is remembered per (file, size, modification time), so a file is decoded for
-    its length once per process.
+    its length once per process, and not at all after `load_audio` decoded it.
 
     Raises:
         DataError: the file is missing, unreadable, empty, or truncated (decodes shorter than
@@ -111,14 +147,13 @@ def audio_duration(path: str | Path) -> float:
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "audio file not found")
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    key = _memo_key(path)
     if key not in _duration_memo:
-        duration = _decoded_seconds(path)
-        if duration <= 0:
-            raise DataError(path, "audio file is empty (0 samples)")
-        _duration_memo[key] = float(duration)
-    return _duration_memo[key]
+        _decode(path, keep=False)
+    duration = _duration_memo[key]
+    if duration <= 0:
+        raise DataError(path, "audio file is empty (0 samples)")
+    return duration
 
 
 def match_channels(audio: np.ndarray, channels: int, path: str | Path | None = None) -> np.ndarray:
@@ -140,19 +175,26 @@ def match_channels(audio: np.ndarray, channels: int, path: str | Path | None = N
     raise DataError(path, f"audio has {have} channels; cannot make the {channels} asked for (in_channels)")
 
 
-def load_audio(path: str | Path, sample_rate: int, channels: int, start_s: float = 0.0) -> np.ndarray:
+def load_audio(
+    path: str | Path,
+    sample_rate: int,
+    channels: int,
+    start_s: float = 0.0,
+    decoded: tuple[np.ndarray, int] | None = None,
+) -> np.ndarray:
     """Load wav/flac/ogg/mp3 as float32 (channels, samples) at `sample_rate`, from `start_s` on.
 
     soundfile reads the file; librosa (audioread) is the fallback for what libsndfile cannot
     decode (some mp3s). Channels are matched with `match_channels`, then the audio is resampled
-    with `librosa.resample` and the first `start_s` seconds are dropped.
+    with `librosa.resample` and the first `start_s` seconds are dropped. `decoded`: the file's
+    `decode_audio` result when the caller has it (the file is then not read again).
 
     Raises:
         DataError: missing, unreadable or empty file, non-finite samples, impossible channel
             layout, or nothing left after `start_s`.
     """
     path = Path(path)
-    audio, sr = _read_raw(path)
+    audio, sr = decode_audio(path) if decoded is None else decoded
     audio = match_channels(audio, channels, path)
     if sr != sample_rate:
         audio = librosa.resample(audio, orig_sr=sr, target_sr=sample_rate, axis=-1).astype(np.float32)

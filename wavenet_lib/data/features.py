@@ -179,8 +179,14 @@ def _check_finite(mfcc: np.ndarray, audio: np.ndarray, path: Path) -> None:
     )
 
 
-def _featurize(path: str | Path, cfg: WavenetConfig, n_steps: int, start_s: float) -> np.ndarray:
-    audio = load_audio(path, cfg.audio_sample_rate, cfg.in_channels, start_s)
+def _featurize(
+    path: str | Path,
+    cfg: WavenetConfig,
+    n_steps: int,
+    start_s: float,
+    decoded: tuple[np.ndarray, int] | None = None,
+) -> np.ndarray:
+    audio = load_audio(path, cfg.audio_sample_rate, cfg.in_channels, start_s, decoded=decoded)
     with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported by _check_finite
         mfcc = compute_mfcc(audio, cfg, n_steps)
     _check_finite(mfcc, audio, Path(path))
@@ -235,6 +241,7 @@ def mfcc_for_recording(
     n_steps: int,
     start_s: float = 0.0,
     cache_dir: str | Path | None = None,
+    decoded: tuple[np.ndarray, int] | None = None,
 ) -> np.ndarray:
     """MFCCs of one audio file for `n_steps` EDA steps, from the disk cache when possible.
 
@@ -244,6 +251,8 @@ def mfcc_for_recording(
         n_steps: T, EDA steps the features must cover.
         start_s: audio time (s) of EDA step 0 (audio before it is dropped).
         cache_dir: feature cache folder; None computes without caching.
+        decoded: the file already decoded (`decode_audio(path)`), used on a cache miss instead
+            of decoding it again.
 
     Returns:
         float32 (in_channels, T*spf, num_mfccs); a read-only memory map when cached.
@@ -252,14 +261,14 @@ def mfcc_for_recording(
         DataError: the audio cannot be used (see `load_audio`), or its MFCCs are not finite.
     """
     if cache_dir is None:
-        return _featurize(path, cfg, n_steps, start_s)
+        return _featurize(path, cfg, n_steps, start_s, decoded)
     cache_dir = Path(cache_dir)
     target = cache_dir / f"{mfcc_cache_key(path, cfg, n_steps, start_s)}.npy"
     shape = (cfg.in_channels, int(n_steps) * cfg.spectral_frames_per_eda_step, cfg.num_mfccs)
     cached = _load_cached(target, shape)
     if cached is not None:
         return cached
-    mfcc = _featurize(path, cfg, n_steps, start_s)
+    mfcc = _featurize(path, cfg, n_steps, start_s, decoded)
     atomic_call(target, lambda fh: np.save(fh, mfcc))  # concurrent readers never see half a file
     return np.load(target, mmap_mode="r")
 

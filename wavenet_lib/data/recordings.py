@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from wavenet_lib.configs import DataConfig, ExperimentConfig, WavenetConfig
-from wavenet_lib.data.audio import audio_duration
+from wavenet_lib.data.audio import audio_duration, decode_audio, duration_known
 from wavenet_lib.data.eda import check_eda_limits, check_eda_values, clean_eda, read_eda, resample_eda
 from wavenet_lib.data.features import mfcc_for_recording, mfcc_statistics, model_features
 from wavenet_lib.data.manifest import ManifestRow
@@ -284,10 +284,13 @@ def audio_features(
         float32 (in_channels, n_steps*spf, features_per_frame): `model_features` (standardized when
         `data.mfcc_standardize`).
     """
+    decoded = None
     if n_steps is None:
+        if not duration_known(path):  # one decode gives the length and, on a cache miss, the samples
+            decoded = decode_audio(path)
         n_steps = int(math.floor((audio_duration(path) - start_s) * cfg.model.eda_sample_rate + 1e-9))
     if n_steps < 1:
         raise DataError(path, "audio is shorter than one EDA step")
-    raw = mfcc_for_recording(path, cfg.model, n_steps, start_s, cfg.data.cache_dir)
+    raw = mfcc_for_recording(path, cfg.model, n_steps, start_s, cfg.data.cache_dir, decoded=decoded)
     mfcc = model_features(raw, *mfcc_statistics(raw), cfg.model, standardize=cfg.data.mfcc_standardize)
     return torch.from_numpy(mfcc)

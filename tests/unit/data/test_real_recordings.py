@@ -13,7 +13,7 @@ import soundfile as sf
 from wavenet_lib.data.audio import audio_duration, load_audio
 from wavenet_lib.data.bundle import build_datasets
 from wavenet_lib.data.eda import read_e4_eda, read_generic_eda, read_hku956_eda
-from wavenet_lib.data.features import mfcc_for_recording
+from wavenet_lib.data.features import mfcc_for_recording, mfcc_statistics, model_features
 from wavenet_lib.data.manifest import read_manifest
 from wavenet_lib.data.manifest_builders import (
     build_e4_manifest,
@@ -77,6 +77,37 @@ def test_truncated_mp3_is_rejected_with_both_lengths(tmp_path):
         DataError, match=r"cut.mp3: audio is truncated: its header says 20.00 s but only [67]\.\d\d s decode"
     ):
         audio_duration(tmp_path / "cut.mp3")
+
+
+def test_a_truncated_mp3_is_rejected_when_read_for_its_samples_too(tmp_path):
+    data = write_mp3(tmp_path / "full.mp3", 20.0).read_bytes()
+    (tmp_path / "cut.mp3").write_bytes(data[: len(data) // 3])
+    with pytest.raises(DataError, match=r"cut.mp3: audio is truncated: its header says 20.00 s"):
+        load_audio(tmp_path / "cut.mp3", 16000, 1)
+
+
+def test_new_audio_is_decoded_once_for_its_length_and_its_features(tmp_path, monkeypatch):
+    """`audio_features` on a file this process has not seen: one decode, not one for the length
+    and one for the samples; the features equal those of a separate length + feature read."""
+    from wavenet_lib.data import audio as audio_module
+    from wavenet_lib.data.recordings import audio_features
+
+    cfg = tiny_experiment(tmp_path)
+    write_mp3(tmp_path / "a.mp3", 6.0)
+    decodes = []
+    real_decode = audio_module._decode
+    monkeypatch.setattr(audio_module, "_decode", lambda p, keep: decodes.append(keep) or real_decode(p, keep))
+    once = audio_features(tmp_path / "a.mp3", cfg, start_s=0.5)
+    assert decodes == [True]
+    assert audio_duration(tmp_path / "a.mp3") == pytest.approx(6.0, abs=0.01) and decodes == [True]
+    n_steps = int((6.0 - 0.5) * cfg.model.eda_sample_rate)
+    assert once.shape[1] == n_steps * cfg.model.spectral_frames_per_eda_step
+    uncached = mfcc_for_recording(tmp_path / "a.mp3", cfg.model, n_steps, start_s=0.5)  # a decode of its own
+    assert decodes == [True, True]
+    expected = model_features(
+        uncached, *mfcc_statistics(uncached), cfg.model, standardize=cfg.data.mfcc_standardize
+    )
+    np.testing.assert_array_equal(once.numpy(), expected)
 
 
 def test_unreadable_audio_always_gives_a_reason(tmp_path):
