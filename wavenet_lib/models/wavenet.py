@@ -1,6 +1,8 @@
 """Autoregressive multimodal WaveNet: audio MFCCs + past EDA → distribution of the next EDA step.
 
-Reads top to bottom like the architecture in docs/design.md ("Model contract"):
+Reads top to bottom like the architecture in docs/design.md ("Model contract"); the EDA
+conditioning (`Upsampler`) and the output head (`Downsampler`) have modules of their own,
+`models/upsampler.py` and `models/head.py`:
 
     mfcc (B, C_in, T*spf, M) ──1×1 input projection──► x (B, R, T*spf)
     eda_prev (B, C_out, T) ──causal Upsampler──────────► c (B, cond, T*spf)
@@ -27,87 +29,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from wavenet_lib.configs import WavenetConfig
+from wavenet_lib.models.head import Downsampler, HeadWeights
 from wavenet_lib.models.incremental import Stepper
 from wavenet_lib.models.quantization import dequantize, quantize
+from wavenet_lib.models.upsampler import Upsampler
 
-__all__ = [
-    "Upsampler",
-    "Gate",
-    "StepWeights",
-    "HeadWeights",
-    "ResidualLayer",
-    "WavenetStack",
-    "Downsampler",
-    "Wavenet",
-]
-
-
-class Upsampler(nn.Module):
-    """Learned causal upsampler of past EDA to frame rate: (B, C_out, T) → (B, cond, T*spf).
-
-    Each previous value is first embedded by its quantization level (a learned vector per level
-    and EDA signal, summed over signals), as WaveNet embeds its previous sample: predicting a
-    distribution peaked near the previous level is then easy, where a raw scalar would have to
-    be unfolded into 256 bumps by the network. With `value_input`, the value itself (in levels
-    around the middle, divided by `VALUE_LEVELS_PER_UNIT`) is added through a learned linear map:
-    level embeddings are unrelated vectors, so the trend (the change over the last steps, which
-    an EDA trace keeps for seconds) is hard to read from them, while from a linear input the
-    dilated convolutions get it as a difference. A transposed conv with kernel = stride = spf
-    then gives each of a step's spf frames its own learned mix of that step's embedding only,
-    followed by a pointwise ReLU MLP. Frame f never sees eda_prev beyond step f // spf; a
-    vocoder-style upsampler (kernel wider than stride) would let frames see the next step's
-    value and leak future EDA.
-    """
-
-    VALUE_LEVELS_PER_UNIT = 4.0  # a one-level change moves the value input by 0.25
-
-    def __init__(
-        self, out_channels: int, cond_channels: int, factor: int, levels: int, value_input: bool = False
-    ) -> None:
-        super().__init__()
-        self.factor, self.levels = factor, levels
-        self.embed = nn.Embedding(out_channels * levels, cond_channels)
-        nn.init.uniform_(self.embed.weight, -1.0, 1.0)  # the scale a conv input has, not N(0, 1)
-        self.register_buffer("offsets", torch.arange(out_channels) * levels, persistent=False)
-        self.value = None
-        if value_input:
-            self.value = nn.Linear(out_channels, cond_channels, bias=False)
-            # Inputs reach ±(Q-1)/(2·VALUE_LEVELS_PER_UNIT); start with outputs of order one.
-            bound = 2 * self.VALUE_LEVELS_PER_UNIT / (levels - 1)
-            nn.init.uniform_(self.value.weight, -bound, bound)
-        self.expand = nn.ConvTranspose1d(cond_channels, cond_channels, kernel_size=factor, stride=factor)
-        self.mix = nn.Conv1d(cond_channels, cond_channels, 1)
-
-    def embed_values(self, eda_prev: torch.Tensor) -> torch.Tensor:
-        """(B, C_out, T) values in normalized units → (B, T, cond) level embeddings."""
-        level = quantize(eda_prev, self.levels)  # (B, C_out, T)
-        e = self.embed(level + self.offsets[:, None]).sum(dim=1)
-        if self.value is not None:
-            centred = (level.to(e.dtype) - (self.levels - 1) / 2) / self.VALUE_LEVELS_PER_UNIT
-            e = e + self.value(centred.transpose(1, 2))
-        return e
-
-    def forward(self, eda_prev: torch.Tensor) -> torch.Tensor:
-        e = self.embed_values(eda_prev).transpose(1, 2)  # (B, cond, T)
-        return self.mix(F.relu(self.expand(e)))  # (B, cond, T*spf)
-
-    def step(self, eda_prev_t: torch.Tensor) -> torch.Tensor:
-        """One step's conditioning, time-major: (B, C_out) previous values → (spf*B, cond).
-
-        `forward` on a one-step sequence, laid out as the incremental path's frame rows.
-        """
-        b = eda_prev_t.shape[0]
-        c = self.forward(eda_prev_t[:, :, None])  # (B, cond, spf)
-        return c.permute(2, 0, 1).reshape(self.factor * b, -1)
-
-    def step_table(self) -> torch.Tensor | None:
-        """`step` for every previous level at once, (Q, spf, cond), when there is one EDA signal
-        (a step's conditioning depends only on its previous level); None for several signals."""
-        if self.offsets.numel() != 1:
-            return None
-        levels = dequantize(torch.arange(self.levels, device=self.offsets.device), self.levels)
-        c = self.forward(levels.to(self.embed.weight.dtype)[:, None, None])  # (Q, cond, spf)
-        return c.transpose(1, 2).contiguous()
+__all__ = ["Gate", "StepWeights", "ResidualLayer", "WavenetStack", "Wavenet"]
 
 
 class Gate(nn.Module):
@@ -164,26 +91,6 @@ class StepWeights(NamedTuple):
     bias: torch.Tensor  # (2G,) dilated-conv bias + conditioning bias
     residual: torch.Tensor | None  # (G+1, R), None for the model's last layer
     skip: torch.Tensor  # (G+1, S)
-
-
-class HeadWeights(NamedTuple):
-    """`Wavenet.head_params` (the head up to `Downsampler.to_levels`) as time-major matrices.
-
-    Frames are rows: `relu(skips) @ w1` is the post-net's first 1×1 with the skip scale folded
-    in (ReLU commutes with a positive scale). Per EDA signal o, frame f of a step scores
-    `h @ score[:, o] + score_bias[o] + position[o, f]`, the step's frames are softmax-pooled, and
-    `pooled @ proj[o] + proj_bias[o]` are its P head parameters (`Downsampler.to_levels`).
-    """
-
-    w1: torch.Tensor  # (S, D)
-    b1: torch.Tensor  # (D,)
-    w2: torch.Tensor  # (D, D)
-    b2: torch.Tensor  # (D,)
-    score: torch.Tensor  # (D, C_out)
-    score_bias: torch.Tensor  # (C_out,)
-    position: torch.Tensor  # (C_out, spf)
-    proj: torch.Tensor  # (C_out, D, P)
-    proj_bias: torch.Tensor  # (C_out, P)
 
 
 class ResidualLayer(nn.Module):
@@ -296,110 +203,6 @@ class WavenetStack(nn.Module):
             x, s = layer(x, c)
             skips = skips + s
         return x, skips
-
-
-class Downsampler(nn.Module):
-    """Attention pooling of each EDA step's spf frames, then the logits over levels.
-
-    One attention head per EDA signal scores every frame (learned 1×1 plus a learned bias per
-    position inside the step), softmaxes over the step's spf frames and pools them. Pooling is
-    linear in the values, so projecting pooled vectors equals pooling per-frame projections
-    (the textbook order) at 1/spf of the cost.
-
-    The projection gives P head parameters per step and signal, which `to_levels` turns into
-    logits over the Q absolute levels (B, Q, C_out, T), always *relative to the previous step's
-    level*: EDA moves slowly, so "stay near the last level" and "rise by a few levels after a
-    loud onset" are single, level-independent patterns to learn instead of Q separate ones.
-    Two heads (`WavenetConfig.head`):
-
-    - ``relative_softmax``: P = 2Q - 1 free logits for the changes -(Q-1) .. Q-1, gathered into
-      the Q absolute levels.
-    - ``logistic_mixture``: P = 3K, a mixture of K logistics over the change of level (weights,
-      means in levels, log-scales), discretized onto the Q levels as in PixelCNN++ (mass beyond
-      either end folds into the edge level). The returned "logits" are exact log-probabilities.
-      A few smooth components cannot put mass on isolated far levels, which a free 511-way
-      softmax learns from noise and sampling then draws as one-step cliffs.
-
-    Both start from a persistence prior (mass peaked on "no change", a scale of max(1, Q/64)
-    levels), so training spends its steps on what the audio adds.
-    """
-
-    def __init__(
-        self,
-        channels: int,
-        factor: int,
-        out_channels: int,
-        levels: int,
-        head: str = "relative_softmax",
-        components: int = 4,
-    ) -> None:
-        super().__init__()
-        self.factor, self.levels, self.head, self.components = factor, levels, head, components
-        self.scale = max(1.0, levels / 64)  # prior scale of a change, in levels
-        params = 2 * levels - 1 if head == "relative_softmax" else 3 * components
-        if head not in ("relative_softmax", "logistic_mixture"):
-            raise ValueError(f"head must be 'relative_softmax' or 'logistic_mixture', got {head!r}")
-        self.score = nn.Conv1d(channels, out_channels, 1)
-        self.position = nn.Parameter(torch.zeros(out_channels, factor))
-        self.proj_weight = nn.Parameter(torch.empty(out_channels, params, channels))
-        self.proj_bias = nn.Parameter(torch.zeros(params, out_channels))
-        nn.init.kaiming_uniform_(self.proj_weight, a=math.sqrt(5))
-        with torch.no_grad():
-            if head == "relative_softmax":
-                # A Laplace over changes of level: little mass on far jumps from the start.
-                change = torch.arange(2 * levels - 1) - (levels - 1)
-                self.proj_bias.copy_((-change.abs() / self.scale)[:, None].expand(-1, out_channels))
-            else:
-                # Equal weights, means spread over ±1 prior scale, scales of one prior scale.
-                k = components
-                self.proj_weight[:, k : 2 * k].mul_(0.1)
-                self.proj_bias[k : 2 * k] = torch.linspace(-1.0, 1.0, k)[:, None] if k > 1 else 0.0
-                self.proj_bias[2 * k :] = math.log(self.scale)
-        # change index for (level q, previous level k) is q - k + Q - 1
-        self.register_buffer("levels_range", torch.arange(levels), persistent=False)
-
-    def to_levels(self, params: torch.Tensor, prev_level: torch.Tensor) -> torch.Tensor:
-        """(B, P, C_out, T) head parameters + (B, C_out, T) previous levels → (B, Q, C_out, T) logits."""
-        if self.head == "relative_softmax":
-            idx = self.levels_range[None, :, None, None] - prev_level[:, None] + (self.levels - 1)
-            return torch.gather(params, 1, idx)
-        return self.mixture_log_probs(params, prev_level)
-
-    def mixture_log_probs(self, params: torch.Tensor, prev_level: torch.Tensor) -> torch.Tensor:
-        """Discretized logistic mixture over the change of level: (B, 3K, C_out, T) → (B, Q, C_out, T).
-
-        Level q takes the mixture's mass on changes in [q - prev - 1/2, q - prev + 1/2]; levels 0
-        and Q-1 also take the tails beyond them. With a = (d + 1/2 - µ)/s and b = (d - 1/2 - µ)/s,
-        σ(a) - σ(b) = σ(a) σ(-b) (1 - e^(b-a)) gives the log-mass without cancellation.
-        """
-        k = self.components
-        params = params.float()
-        logit_w = params[:, :k]  # (B, K, C, T)
-        mean = params[:, k : 2 * k] * self.scale
-        log_s = params[:, 2 * k :].clamp(min=-4.0, max=math.log(self.levels))
-        change = (self.levels_range[None, :, None, None] - prev_level[:, None]).float()  # (B, Q, C, T)
-        inv_s = torch.exp(-log_s)[:, None]  # (B, 1, K, C, T)
-        centred = change[:, :, None] - mean[:, None]  # (B, Q, K, C, T)
-        a = (centred + 0.5) * inv_s
-        b = (centred - 0.5) * inv_s
-        lower = F.logsigmoid(a)  # log σ(a): all mass below the level's upper edge
-        upper = F.logsigmoid(-b)  # log σ(-b): all mass above its lower edge
-        interior = lower + upper + torch.log(-torch.expm1(-inv_s))
-        log_mass = torch.cat([lower[:, :1], interior[:, 1:-1], upper[:, -1:]], dim=1)
-        log_w = torch.log_softmax(logit_w, dim=1)[:, None]
-        return torch.logsumexp(log_mass + log_w, dim=2)  # (B, Q, C, T)
-
-    def params(self, h: torch.Tensor) -> torch.Tensor:
-        """(B, D, T*spf) post-net output → (B, P, C_out, T) head parameters of every step."""
-        b, d, frames = h.shape
-        t = frames // self.factor
-        scores = self.score(h).view(b, -1, t, self.factor) + self.position[:, None, :]
-        attn = torch.softmax(scores, dim=-1)  # (B, C_out, T, spf)
-        pooled = torch.einsum("bcts,bdts->bctd", attn, h.view(b, d, t, self.factor))
-        return torch.einsum("bctd,cpd->bpct", pooled, self.proj_weight) + self.proj_bias[None, :, :, None]
-
-    def forward(self, h: torch.Tensor, prev_level: torch.Tensor) -> torch.Tensor:
-        return self.to_levels(self.params(h), prev_level)  # (B, Q, C_out, T)
 
 
 class Wavenet(nn.Module):

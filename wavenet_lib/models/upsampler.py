@@ -1,0 +1,79 @@
+"""The causal upsampler of past EDA to the audio's frame rate (the model's conditioning input)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from wavenet_lib.models.quantization import dequantize, quantize
+
+__all__ = ["Upsampler"]
+
+
+class Upsampler(nn.Module):
+    """Learned causal upsampler of past EDA to frame rate: (B, C_out, T) → (B, cond, T*spf).
+
+    Each previous value is first embedded by its quantization level (a learned vector per level
+    and EDA signal, summed over signals), as WaveNet embeds its previous sample: predicting a
+    distribution peaked near the previous level is then easy, where a raw scalar would have to
+    be unfolded into 256 bumps by the network. With `value_input`, the value itself (in levels
+    around the middle, divided by `VALUE_LEVELS_PER_UNIT`) is added through a learned linear map:
+    level embeddings are unrelated vectors, so the trend (the change over the last steps, which
+    an EDA trace keeps for seconds) is hard to read from them, while from a linear input the
+    dilated convolutions get it as a difference. A transposed conv with kernel = stride = spf
+    then gives each of a step's spf frames its own learned mix of that step's embedding only,
+    followed by a pointwise ReLU MLP. Frame f never sees eda_prev beyond step f // spf; a
+    vocoder-style upsampler (kernel wider than stride) would let frames see the next step's
+    value and leak future EDA.
+    """
+
+    VALUE_LEVELS_PER_UNIT = 4.0  # a one-level change moves the value input by 0.25
+
+    def __init__(
+        self, out_channels: int, cond_channels: int, factor: int, levels: int, value_input: bool = False
+    ) -> None:
+        super().__init__()
+        self.factor, self.levels = factor, levels
+        self.embed = nn.Embedding(out_channels * levels, cond_channels)
+        nn.init.uniform_(self.embed.weight, -1.0, 1.0)  # the scale a conv input has, not N(0, 1)
+        self.register_buffer("offsets", torch.arange(out_channels) * levels, persistent=False)
+        self.value = None
+        if value_input:
+            self.value = nn.Linear(out_channels, cond_channels, bias=False)
+            # Inputs reach ±(Q-1)/(2·VALUE_LEVELS_PER_UNIT); start with outputs of order one.
+            bound = 2 * self.VALUE_LEVELS_PER_UNIT / (levels - 1)
+            nn.init.uniform_(self.value.weight, -bound, bound)
+        self.expand = nn.ConvTranspose1d(cond_channels, cond_channels, kernel_size=factor, stride=factor)
+        self.mix = nn.Conv1d(cond_channels, cond_channels, 1)
+
+    def embed_values(self, eda_prev: torch.Tensor) -> torch.Tensor:
+        """(B, C_out, T) values in normalized units → (B, T, cond) level embeddings."""
+        level = quantize(eda_prev, self.levels)  # (B, C_out, T)
+        e = self.embed(level + self.offsets[:, None]).sum(dim=1)
+        if self.value is not None:
+            centred = (level.to(e.dtype) - (self.levels - 1) / 2) / self.VALUE_LEVELS_PER_UNIT
+            e = e + self.value(centred.transpose(1, 2))
+        return e
+
+    def forward(self, eda_prev: torch.Tensor) -> torch.Tensor:
+        e = self.embed_values(eda_prev).transpose(1, 2)  # (B, cond, T)
+        return self.mix(F.relu(self.expand(e)))  # (B, cond, T*spf)
+
+    def step(self, eda_prev_t: torch.Tensor) -> torch.Tensor:
+        """One step's conditioning, time-major: (B, C_out) previous values → (spf*B, cond).
+
+        `forward` on a one-step sequence, laid out as the incremental path's frame rows.
+        """
+        b = eda_prev_t.shape[0]
+        c = self.forward(eda_prev_t[:, :, None])  # (B, cond, spf)
+        return c.permute(2, 0, 1).reshape(self.factor * b, -1)
+
+    def step_table(self) -> torch.Tensor | None:
+        """`step` for every previous level at once, (Q, spf, cond), when there is one EDA signal
+        (a step's conditioning depends only on its previous level); None for several signals."""
+        if self.offsets.numel() != 1:
+            return None
+        levels = dequantize(torch.arange(self.levels, device=self.offsets.device), self.levels)
+        c = self.forward(levels.to(self.embed.weight.dtype)[:, None, None])  # (Q, cond, spf)
+        return c.transpose(1, 2).contiguous()
