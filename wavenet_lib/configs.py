@@ -498,6 +498,14 @@ class TrainConfig(BaseModel):
         default=0.0, ge=0.0, le=1.0, description="Cosine decay ends at learning_rate * min_lr_ratio."
     )
     adam_betas: tuple[float, float] = Field(default=(0.9, 0.999), description="AdamW (beta1, beta2).")
+    history_noise_levels: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=64.0,
+        description="Gaussian noise (sd, in quantization levels) added to the past EDA the model "
+        "reads during training, not to the targets: generation feeds back its own samples, "
+        "which wander by a level or two where the real trace does not (exposure bias). 0 = off.",
+    )
     log_every: PositiveInt = Field(
         default=10, description="Steps between rows of metrics_history.csv (validations add rows too)."
     )

@@ -52,6 +52,7 @@ from wavenet_lib.atomic_write import remove_temp_files
 from wavenet_lib.configs import ExperimentConfig
 from wavenet_lib.data.normalization import MinMaxNormalizer
 from wavenet_lib.models.memory import available_memory, check_fits, training_memory
+from wavenet_lib.models.quantization import bin_width
 from wavenet_lib.seeding import seed_everything, seed_worker
 from wavenet_lib.train.batches import TrainingBatches
 from wavenet_lib.train.devices import select_device
@@ -230,6 +231,7 @@ def train(
                 grad_clip=tc.grad_clip,
                 bf16=tc.bf16,
                 env=env,
+                history_noise=tc.history_noise_levels * bin_width(cfg.model.quantization_levels),
             )
             validate = _validator(cfg, model, val_data, device, env)
             ckpt.restore_rng()  # last, so nothing above consumes the restored streams

@@ -125,6 +125,7 @@ def train_step(
     bf16: bool = True,
     env: DistEnv | None = None,
     step: int = 0,
+    history_noise: float = 0.0,
 ) -> StepResult:
     """One optimisation step on one batch of windows.
 
@@ -137,6 +138,9 @@ def train_step(
         bf16: autocast to bf16 on CUDA.
         env: the process group (the loss is averaged over processes).
         step: steps taken before this one (for the error message).
+        history_noise: sd (normalized units) of Gaussian noise added to eda_prev, not to the
+            targets (`train.history_noise_levels`); drawn from torch's global generator, whose
+            state checkpoints keep, so a resumed run draws the same noise.
 
     Raises:
         NonFiniteLossError: the loss or gradient norm is NaN/inf; nothing was updated. Every
@@ -145,6 +149,9 @@ def train_step(
     env = env or DistEnv()
     device = next(model.parameters()).device
     mfcc, eda_prev, target = batch_to_device(batch, device)
+    if history_noise > 0:
+        noise = torch.randn(eda_prev.shape).to(device)  # the CPU stream on any device: one to restore
+        eda_prev = eda_prev + history_noise * noise
     with autocast(device, bf16):
         logits = model(mfcc, eda_prev)
     loss = masked_cross_entropy(logits, target, first_full_step)

@@ -40,10 +40,12 @@ def test_two_identical_cpu_runs_give_identical_weights(tmp_path):
     assert any(not torch.equal(a.model.state_dict()[k], v) for k, v in c.model.state_dict().items())
 
 
-@pytest.mark.parametrize("stop_after", [3, 4], ids=["mid_epoch", "epoch_boundary"])
-def test_resume_is_exact(tmp_path, stop_after):
+@pytest.mark.parametrize(
+    "stop_after,noise", [(3, 0.0), (4, 0.0), (3, 2.0)], ids=["mid_epoch", "epoch_boundary", "history_noise"]
+)
+def test_resume_is_exact(tmp_path, stop_after, noise):
     # 16 windows / batch 4 = 4 batches per epoch; 7 steps cross an epoch boundary.
-    cfg = tiny_experiment(model=DROPOUT, max_steps=7)
+    cfg = tiny_experiment(model=DROPOUT, max_steps=7, history_noise_levels=noise)
     full = run(cfg, tmp_path / "full")
     part = run(cfg, tmp_path / "resumed", stop_after=stop_after)
     assert part.step == stop_after
@@ -171,3 +173,36 @@ def test_device_selection():
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="CUDA is not available"):
             select_device("cuda")
+
+
+def test_history_noise_perturbs_the_past_eda_only(monkeypatch):
+    """With `train.history_noise_levels` the model reads a noisy eda_prev (sd in levels), the
+    loss still scores the clean targets, and a sd of 0 is the plain step."""
+    from wavenet_lib.models.quantization import bin_width
+    from wavenet_lib.models.wavenet import Wavenet
+    from wavenet_lib.train import step as step_module
+
+    cfg = tiny_experiment(model=DROPOUT)
+    batch = next(iter(torch.utils.data.DataLoader(datasets(cfg)[0], batch_size=4)))
+    seen = []
+
+    def spy(self, mfcc, eda_prev):
+        seen.append(eda_prev.clone())
+        return original(self, mfcc, eda_prev)
+
+    original = Wavenet.forward
+    monkeypatch.setattr(Wavenet, "forward", spy)
+    levels = cfg.model.quantization_levels
+    for noise in (0.0, 3.0):
+        torch.manual_seed(0)
+        model = Wavenet(cfg.model)
+        opt = torch.optim.SGD(model.parameters(), lr=0.0)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+        step_module.train_step(
+            model, batch, opt, sched, first_full_step=cfg.model.first_full_step, grad_clip=None,
+            history_noise=noise * bin_width(levels),
+        )  # fmt: skip
+    clean, noisy = seen
+    assert torch.equal(clean, batch["eda_prev"])
+    drift = (noisy - clean) / bin_width(levels)
+    assert 2.0 < float(drift.std()) < 4.0 and abs(float(drift.mean())) < 0.5
