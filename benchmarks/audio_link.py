@@ -112,6 +112,12 @@ def _dataset(name: str) -> str:
     return "clicks in noise (previous quickstart)"
 
 
+def _sampling_label(used: dict) -> str:
+    """"temperature=1, top_p=0.98" (and ", min_prob=E" when epsilon sampling is on)."""
+    label = ", ".join(f"{k}={float(used.get(k, 1.0)):g}" for k in ("temperature", "top_p"))
+    return label + (f", min_prob={float(used['min_prob']):g}" if used.get("min_prob") else "")
+
+
 def collect(
     out: Path, target: Path, experiments: list[str], sweep: list[str] | None, append: bool = False
 ) -> None:
@@ -132,7 +138,7 @@ def collect(
         evaluation = next(e for e in run["evaluations"] if e["sampling"] == wanted)
         row = {"variant": name, "data": _dataset(name), "overrides": " ".join(run["overrides"]) or "(none)"}
         used = yaml.safe_load((out / name / "config.yaml").read_text()).get("sampling", {}) | wanted
-        row["sampling"] = ", ".join(f"{k}={float(used.get(k, 1.0)):g}" for k in ("temperature", "top_p"))
+        row["sampling"] = _sampling_label(used)
         row |= table_row(evaluation["pooled"])
         if "report" not in evaluation:  # measured before the classifier judged at 0.01 µS resolution
             row["two-sample AUC"] = float("nan")
@@ -144,7 +150,7 @@ def collect(
             used = (
                 yaml.safe_load((out / name / "config.yaml").read_text()).get("sampling", {}) | ev["sampling"]
             )
-            setting = ", ".join(f"{k}={float(used.get(k, 1.0)):g}" for k in ("temperature", "top_p"))
+            setting = _sampling_label(used)
             sweep_rows.append(
                 {"setting": f"{name}: {setting}", "data": _dataset(name)} | table_row(ev["pooled"])
             )

@@ -4,7 +4,8 @@
     wavenet-eda config validate CONFIG      OK, or one line per invalid field
     wavenet-eda train CONFIG [--resume | --overwrite] [--run-dir DIR]
     wavenet-eda generate --checkpoint CKPT --audio FILE --out FILE.csv
-                         [--samples N] [--seed S] [--temperature T] [--top-p P] [--greedy] [--format csv|e4]
+                         [--samples N] [--seed S] [--temperature T] [--top-p P] [--min-prob E] [--greedy]
+                         [--format csv|e4]
                          [--start-time UNIX_S] [--allow-short-audio]
     wavenet-eda data CONFIG                 prepare the data, fill the MFCC cache, list what is used
                          [--prime EDA.csv [--prime-rate HZ]]
@@ -188,15 +189,15 @@ def _os_reason(exc: OSError) -> str:
 
 
 # --- generate ------------------------------------------------------------------------------------
-def _check_sampling_arguments(
-    samples: int, temperature: float | None, greedy: bool, out: str, top_p: float | None = None
-) -> None:
-    """--samples, --temperature and --out of `generate` and `screen`, checked before any work."""
+def _check_sampling_arguments(args: argparse.Namespace, greedy: bool) -> None:
+    """--samples, --temperature, --top-p, --min-prob and --out of `generate` and `screen`,
+    checked before any work."""
     from wavenet_lib.atomic_write import check_writable
     from wavenet_lib.generation import check_sampling
 
+    out = args.out
     try:
-        check_sampling(samples, temperature, greedy, top_p)
+        check_sampling(args.samples, args.temperature, greedy, args.top_p, args.min_prob)
     except ValueError as exc:
         raise _UserError(f"--{exc}") from None
     try:
@@ -211,7 +212,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from wavenet_lib.train.checkpoints import CheckpointError
     from wavenet_lib.train.loop import select_device
 
-    _check_sampling_arguments(args.samples, args.temperature, args.greedy, args.out, args.top_p)
+    _check_sampling_arguments(args, args.greedy)
     start_time = _e4_start_time(args)
     try:
         device = select_device(args.device)
@@ -223,6 +224,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             temperature=args.temperature,
             greedy=args.greedy,
             top_p=args.top_p,
+            min_prob=args.min_prob,
             device=device,
             progress=not args.no_progress,
             allow_short=args.allow_short_audio,
@@ -302,7 +304,7 @@ def _cmd_screen(args: argparse.Namespace) -> int:
     from wavenet_lib.train.checkpoints import CheckpointError
     from wavenet_lib.train.loop import select_device
 
-    _check_sampling_arguments(args.samples, args.temperature, False, args.out)
+    _check_sampling_arguments(args, False)
     try:
         device = select_device(args.device)
         result = screen_stimuli(
@@ -313,6 +315,8 @@ def _cmd_screen(args: argparse.Namespace) -> int:
             prime=args.prime,
             prime_rate=args.prime_rate,
             temperature=args.temperature,
+            top_p=args.top_p,
+            min_prob=args.min_prob,
             device=device,
             progress=not args.no_progress,
         )
@@ -409,15 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--out", required=True, help="output CSV")
     gen.add_argument("--samples", type=int, default=1, help="independent samples (one column each)")
     gen.add_argument("--seed", type=_seed, default=0, help="sampling seed (0 <= seed < 2^32)")
-    gen.add_argument(
-        "--temperature",
-        type=_finite_float,
-        default=None,
-        help="softmax temperature (>= 0.001, or --greedy; default: the config's sampling)",
-    )
-    gen.add_argument(
-        "--top-p", type=_finite_float, default=None, help="nucleus mass in (0, 1] (default: config sampling)"
-    )
+    _add_sampling_arguments(gen, greedy=True)
     gen.add_argument("--greedy", action="store_true", help="most likely level each step")
     gen.add_argument(
         "--format", choices=("csv", "e4"), default="csv", help="csv: time + values; e4: Empatica EDA.csv"
@@ -449,13 +445,34 @@ def build_parser() -> argparse.ArgumentParser:
     screen.add_argument("--out", required=True, help="ranking CSV (one row per file, best first)")
     screen.add_argument("--samples", type=int, default=16, help="generated samples per file")
     screen.add_argument("--seed", type=_seed, default=0, help="sampling seed (the same for every file)")
-    screen.add_argument("--temperature", type=_finite_float, default=1.0, help="softmax temperature")
+    _add_sampling_arguments(screen, greedy=False)
     screen.add_argument("--plots", help="folder for one figure per file (quantile bands over loudness)")
     screen.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     screen.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_prime_arguments(screen)
     screen.set_defaults(func=_cmd_screen)
     return parser
+
+
+def _add_sampling_arguments(parser: argparse.ArgumentParser, greedy: bool) -> None:
+    """--temperature, --top-p and --min-prob (default: the checkpoint config's `sampling`)."""
+    parser.add_argument(
+        "--temperature",
+        type=_finite_float,
+        default=None,
+        help="softmax temperature (>= 0.001"
+        + (", or --greedy" if greedy else "")
+        + "; default: config sampling)",
+    )
+    parser.add_argument(
+        "--top-p", type=_finite_float, default=None, help="nucleus mass in (0, 1] (default: config sampling)"
+    )
+    parser.add_argument(
+        "--min-prob",
+        type=_finite_float,
+        default=None,
+        help="drop levels less likely than this, in [0, 1) (default: config sampling)",
+    )
 
 
 def _add_prime_arguments(parser: argparse.ArgumentParser) -> None:

@@ -545,6 +545,14 @@ class SamplingConfig(BaseModel):
         description="Nucleus sampling: draw from the most likely levels holding this much probability "
         "(1.0 = the full distribution). Removes the far tails that make one-step cliffs.",
     )
+    min_prob: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Epsilon sampling: drop levels less likely than this (the most likely always "
+        "stays; 0 = keep all). Removes the far tails without cutting a near level of a skewed "
+        "distribution, as top-p does in slow recoveries.",
+    )
 
 
 class ExperimentConfig(BaseModel):

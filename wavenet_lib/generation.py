@@ -58,19 +58,28 @@ MIN_TEMPERATURE = 1e-3
 MAX_SAMPLES_PER_BATCH = 256
 
 
-def check_sampling(samples: int, temperature: float | None, greedy: bool, top_p: float | None = None) -> None:
+def check_sampling(
+    samples: int,
+    temperature: float | None,
+    greedy: bool,
+    top_p: float | None = None,
+    min_prob: float | None = None,
+) -> None:
     """The one check of the sampling arguments (library and command line).
 
-    `None` for temperature or top_p means "the config's `sampling` section" (checked there).
+    `None` for temperature, top_p or min_prob means "the config's `sampling` section" (checked
+    there).
 
     Raises:
-        ValueError: samples < 1, top_p outside (0, 1], or (unless greedy) a temperature that is
-            not a finite number >= MIN_TEMPERATURE.
+        ValueError: samples < 1, top_p outside (0, 1], min_prob outside [0, 1), or (unless
+            greedy) a temperature that is not a finite number >= MIN_TEMPERATURE.
     """
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
     if top_p is not None and not (math.isfinite(top_p) and 0.0 < top_p <= 1.0):
         raise ValueError(f"top-p must be in (0, 1], got {top_p:g}")
+    if min_prob is not None and not (math.isfinite(min_prob) and 0.0 <= min_prob < 1.0):
+        raise ValueError(f"min-prob must be in [0, 1), got {min_prob:g}")
     if greedy or temperature is None:
         return
     if not math.isfinite(temperature) or temperature < MIN_TEMPERATURE:
@@ -134,6 +143,7 @@ def generate_from_audio(
     greedy: bool = False,
     *,
     top_p: float | None = None,
+    min_prob: float | None = None,
     config: ExperimentConfig | None = None,
     normalizer: MinMaxNormalizer | None = None,
     device: str | torch.device = "cpu",
@@ -156,6 +166,7 @@ def generate_from_audio(
             `sampling.temperature`.
         greedy: take the most likely level each step (then all samples are equal).
         top_p: nucleus sampling in (0, 1]; None → the config's `sampling.top_p`.
+        min_prob: epsilon sampling in [0, 1); None → the config's `sampling.min_prob`.
         config: the experiment config when a model is passed.
         normalizer: the EDA normalization when a model is passed.
         device: where to run the model.
@@ -174,13 +185,13 @@ def generate_from_audio(
         FileNotFoundError, CheckpointError: a bad checkpoint path.
         DataError: the audio is missing, unreadable, shorter than one EDA step, gives
             non-finite features, or (unless `allow_short`) is shorter than the receptive field.
-        ValueError: see `check_sampling` (samples, temperature, top_p).
+        ValueError: see `check_sampling` (samples, temperature, top_p, min_prob).
     """
     from wavenet_lib.data.recordings import audio_features
     from wavenet_lib.errors import DataError
     from wavenet_lib.train.checkpoints import load_model, unwrap_model
 
-    check_sampling(samples, temperature, greedy, top_p)
+    check_sampling(samples, temperature, greedy, top_p, min_prob)
     model: Wavenet
     if isinstance(model_or_checkpoint, (str, Path)):
         loaded, config, stored = load_model(model_or_checkpoint, map_location=device)
@@ -192,6 +203,7 @@ def generate_from_audio(
         model = cast("Wavenet", unwrap_model(model_or_checkpoint).to(device))
     temperature = config.sampling.temperature if temperature is None else temperature
     top_p = config.sampling.top_p if top_p is None else top_p
+    min_prob = config.sampling.min_prob if min_prob is None else min_prob
     mfcc = audio_features(audio_path, config, n_steps=n_steps, start_s=start_s).to(device)
     if not allow_short:  # after the features: the file's length is known from their decode
         _refuse_short_audio(audio_path, config, start_s, n_steps)
@@ -217,6 +229,7 @@ def generate_from_audio(
                 generator=generator,
                 progress=progress,
                 top_p=top_p,
+                min_prob=min_prob,
             ),
         )
         if prime_units is not None:

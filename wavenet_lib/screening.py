@@ -169,7 +169,9 @@ def screen_stimuli(
     normalizer: MinMaxNormalizer | None = None,
     prime: np.ndarray | str | Path | None = None,
     prime_rate: float | None = None,
-    temperature: float = 1.0,
+    temperature: float | None = None,
+    top_p: float | None = None,
+    min_prob: float | None = None,
     rank_by: str = "scr_per_min",
     amplitude_min_us: float = 0.05,
     device: str | torch.device = "cpu",
@@ -185,7 +187,8 @@ def screen_stimuli(
         config, normalizer: with a model instead of a checkpoint.
         prime: the listener's EDA before the stimuli, as for `generate_from_audio` (read once).
         prime_rate: the prime file's rate when it has no time column.
-        temperature: softmax temperature.
+        temperature, top_p, min_prob: sampling settings (`generate_from_audio`); None → the
+            config's `sampling` section, as for `generate`.
         rank_by: the statistic to rank by, descending (one of `STATISTICS`).
         amplitude_min_us: SCR amplitude threshold (µS).
         device: where to run the model.
@@ -226,6 +229,8 @@ def screen_stimuli(
                 samples=samples,
                 seed=seed,
                 temperature=temperature,
+                top_p=top_p,
+                min_prob=min_prob,
                 config=config,
                 normalizer=normalizer,
                 device=device,

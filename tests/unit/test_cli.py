@@ -318,3 +318,12 @@ def test_generate_takes_its_sampling_defaults_from_the_config(tmp_path, checkpoi
     argv = ["generate", "--checkpoint", str(checkpoint), "--audio", audio, "--out", str(tmp_path / "o.csv")]
     assert main([*argv, "--top-p", "1.5", "--no-progress"]) == 2
     assert capsys.readouterr().err.strip() == "error: --top-p must be in (0, 1], got 1.5"
+    # min_prob the same way: a config whose min_prob leaves only the mode draws the greedy trace
+    only_the_mode = cfg.model_copy(update={"sampling": SamplingConfig(min_prob=0.999)})
+    kwargs["config"] = only_the_mode
+    np.testing.assert_array_equal(generate_from_audio(model, audio, **kwargs).eda_units, greedy)
+    spread = generate_from_audio(model, audio, min_prob=0.0, **kwargs).eda_units
+    assert not np.array_equal(spread[0], spread[1])
+    for command in (argv, ["screen", *argv[1:]]):
+        assert main([*command, "--min-prob", "1", "--no-progress"]) == 2
+        assert capsys.readouterr().err.strip() == "error: --min-prob must be in [0, 1), got 1"

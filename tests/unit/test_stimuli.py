@@ -63,8 +63,9 @@ class BurstResponder(nn.Module):
         self.seen_frames: list[int] = []
 
     def generate(
-        self, mfcc, prime=None, temperature=1.0, greedy=False, generator=None, progress=False, top_p=1.0
-    ):
+        self, mfcc, prime=None, temperature=1.0, greedy=False, generator=None, progress=False, top_p=1.0,
+        min_prob=0.0,
+    ):  # fmt: skip
         b, _, frames, _ = mfcc.shape
         self.seen_frames.append(frames)
         steps = frames // self.spf

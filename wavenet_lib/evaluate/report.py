@@ -177,7 +177,7 @@ def assess_recording(
 
     `samples` traces are generated from the audio and as many from silence (`sample_eda_us`),
     primed with `prime_steps` real steps (default `first_full_step`), drawn with the experiment's
-    `sampling` settings (temperature, top_p: the defaults the pipeline and the CLI use);
+    `sampling` settings (temperature, top_p, min_prob: the defaults the pipeline and the CLI use);
     `generate_kwargs` go to `Wavenet.generate` on top of them.
     """
     cfg = model.config
@@ -191,7 +191,7 @@ def assess_recording(
     # Free-running samples, primed with the first steps of the real trace (its level and trend).
     prime_steps = cfg.first_full_step if prime_steps is None else prime_steps
     g = torch.Generator().manual_seed(seed)
-    knobs = {"temperature": experiment.sampling.temperature, "top_p": experiment.sampling.top_p}
+    knobs = experiment.sampling.model_dump()  # temperature, top_p, min_prob
     kwargs = knobs | dict(generate_kwargs or {})
     gen_us = sample_eda_us(model, rec, samples, prime_steps, g, True, progress, **kwargs)
     blind_us = sample_eda_us(model, rec, samples, prime_steps, g, False, progress, **kwargs)

@@ -356,13 +356,18 @@ class Wavenet(nn.Module):
         greedy: bool,
         generator: torch.Generator | None,
         top_p: float = 1.0,
+        min_prob: float = 0.0,
     ) -> torch.Tensor:
         """logits (B, Q, C_out) → class indices (B, C_out).
 
         With top_p < 1 (nucleus sampling) only the most likely levels whose probabilities add
         up to top_p are kept (always at least the most likely one), then renormalized: the far
         tails of a 256-way softmax, each tiny but together drawn every few hundred steps, are
-        what make one-step cliffs in a free-running trace.
+        what make one-step cliffs in a free-running trace. With min_prob > 0 (epsilon sampling)
+        levels less likely than min_prob are dropped instead (again keeping the most likely):
+        the far tails go as well, but a near level with real mass stays even where the
+        distribution is skewed, as in a slow recovery, where top-p cuts the second step down
+        and keeps the flicker up (a bias towards rising traces).
         """
         if greedy:
             return logits.argmax(dim=1)
@@ -371,6 +376,9 @@ class Wavenet(nn.Module):
         # when a step takes about a millisecond.
         b, q, c = logits.shape
         probs = torch.softmax(logits.float() / temperature, dim=1)  # (B, Q, C_out)
+        if min_prob > 0.0:
+            keep = (probs >= min_prob) | (probs == probs.amax(dim=1, keepdim=True))
+            probs = probs * keep
         if top_p < 1.0:
             sorted_p, order = probs.sort(dim=1, descending=True)
             before = sorted_p.cumsum(dim=1) - sorted_p  # mass of the more likely levels
@@ -403,6 +411,7 @@ class Wavenet(nn.Module):
         top_p: float = 1.0,
         return_logits: bool = False,
         progress: bool = False,
+        min_prob: float = 0.0,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Sample EDA (B, C_out, T) in normalized units for the audio, one step at a time.
 
@@ -413,6 +422,8 @@ class Wavenet(nn.Module):
             temperature: softmax temperature (> 0) for sampling.
             greedy: take the most likely level instead of sampling.
             top_p: nucleus sampling, in (0, 1]; 1.0 draws from the whole distribution.
+            min_prob: epsilon sampling, in [0, 1): drop levels less likely than this (after
+                the temperature; the most likely level always stays); 0 keeps them all.
             generator: torch.Generator for reproducible sampling.
             incremental: fast path with per-layer caches (True) or the reference path that
                 re-runs `forward` over one receptive field per step (False).
@@ -423,6 +434,8 @@ class Wavenet(nn.Module):
             raise ValueError(f"temperature must be > 0 (got {temperature}); use greedy=True for argmax")
         if not 0.0 < top_p <= 1.0:
             raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        if not 0.0 <= min_prob < 1.0:
+            raise ValueError(f"min_prob must be in [0, 1), got {min_prob}")
         _, steps = self._check_inputs(mfcc, None)
         cfg = self.config
         b, device = mfcc.shape[0], mfcc.device
@@ -465,7 +478,7 @@ class Wavenet(nn.Module):
                 if all_logits is not None:
                     all_logits[..., t] = logits
                 if t >= n_prime:
-                    levels[t + 1] = self._sample(logits, temperature, greedy, generator, top_p)
+                    levels[t + 1] = self._sample(logits, temperature, greedy, generator, top_p, min_prob)
                 if not incremental:
                     eda_prev[:, :, t + 1] = dequantize(levels[t + 1], q, eda_prev.dtype)
         finally:

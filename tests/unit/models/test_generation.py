@@ -269,3 +269,23 @@ def test_logistic_mixture_head_gives_normalized_log_probs_around_the_previous_le
     # A symmetric component gives symmetric masses around the previous level.
     p = log_probs[0, :, 0, 1].exp()
     torch.testing.assert_close(p[4], p[6])
+
+
+def test_min_prob_drops_the_unlikely_levels_only_and_keeps_the_mode():
+    model, _ = model_and_audio("spf1")
+    q = model.config.quantization_levels
+    probs = torch.full((q,), 1e-4)
+    probs[[4, 9, 1]] = torch.tensor([0.6, 0.3, 0.03])
+    probs /= probs.sum()
+    logits = probs.log().view(1, q, 1).expand(20000, q, 1)
+    g = torch.Generator().manual_seed(0)
+    draws = model._sample(logits, 1.0, False, g, min_prob=0.02).flatten()
+    assert set(draws.unique().tolist()) == {1, 4, 9}  # 0.03 stays (top-p 0.9 would cut it), 1e-4 go
+    counts = torch.bincount(draws, minlength=q).float() / draws.numel()
+    expected = probs * (probs >= 0.02)
+    assert (counts - expected / expected.sum()).abs().max() < 0.01
+    spread = torch.zeros(1, q, 1)
+    spread[0, 7] = 1.0  # the mode, yet below min_prob: it stays, and only it
+    assert model._sample(spread.expand(50, q, 1), 1.0, False, g, min_prob=0.5).eq(7).all()
+    with pytest.raises(ValueError, match="min_prob"):
+        model.generate(torch.zeros(1, 1, 4, model.config.features_per_frame), min_prob=1.0)
