@@ -113,7 +113,7 @@ def _dataset(name: str) -> str:
 
 
 def _sampling_label(used: dict) -> str:
-    """"temperature=1, top_p=0.98" (and ", min_prob=E" when epsilon sampling is on)."""
+    """ "temperature=1, top_p=0.98" (and ", min_prob=E" when epsilon sampling is on)."""
     label = ", ".join(f"{k}={float(used.get(k, 1.0)):g}" for k in ("temperature", "top_p"))
     return label + (f", min_prob={float(used['min_prob']):g}" if used.get("min_prob") else "")
 
