@@ -174,7 +174,8 @@ struct Layer {
 // pooled vector and its projection to P head parameters.
 struct Head {
     int d = 0, p = 0, outs = 0;
-    const float *w1, *b1, *w2, *b2, *score_w, *score_b, *position, *proj, *proj_b;
+    const float *w1 = nullptr, *b1 = nullptr, *w2 = nullptr, *b2 = nullptr, *score_w = nullptr,
+                *score_b = nullptr, *position = nullptr, *proj = nullptr, *proj_b = nullptr;
     std::vector<float> skips, h1, h2, scores;  // (rows, S), (rows, D) x2, (rows, C_out)
     std::vector<float> pooled;                  // (B, C_out, D)
 };
@@ -293,19 +294,8 @@ void fused_head(void* p, int d, int params, int outs, const float* w1, const flo
                 const float* b2, const float* score_w, const float* score_b, const float* position,
                 const float* proj, const float* proj_b) {
     Net& net = *static_cast<Net*>(p);
+    net.head = Head{d, params, outs, w1, b1, w2, b2, score_w, score_b, position, proj, proj_b};
     Head& h = net.head;
-    h.d = d;
-    h.p = params;
-    h.outs = outs;
-    h.w1 = w1;
-    h.b1 = b1;
-    h.w2 = w2;
-    h.b2 = b2;
-    h.score_w = score_w;
-    h.score_b = score_b;
-    h.position = position;
-    h.proj = proj;
-    h.proj_b = proj_b;
     h.skips.assign(net.rows * net.s, 0.0f);
     h.h1.assign(net.rows * d, 0.0f);
     h.h2.assign(net.rows * d, 0.0f);
