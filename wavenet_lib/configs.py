@@ -506,6 +506,14 @@ class TrainConfig(BaseModel):
         "reads during training, not to the targets: generation feeds back its own samples, "
         "which wander by a level or two where the real trace does not (exposure bias). 0 = off.",
     )
+    scheduled_sampling: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of the past EDA values the model reads in training that are replaced by "
+        "its own sample of them (drawn from a first, gradient-free pass with the sampling "
+        "section's settings), against exposure bias; the targets stay real. 0 = off.",
+    )
     log_every: PositiveInt = Field(
         default=10, description="Steps between rows of metrics_history.csv (validations add rows too)."
     )

@@ -232,6 +232,8 @@ def train(
                 bf16=tc.bf16,
                 env=env,
                 history_noise=tc.history_noise_levels * bin_width(cfg.model.quantization_levels),
+                scheduled_sampling=tc.scheduled_sampling,
+                top_p=cfg.sampling.top_p,
             )
             validate = _validator(cfg, model, val_data, device, env)
             ckpt.restore_rng()  # last, so nothing above consumes the restored streams

@@ -30,6 +30,7 @@ __all__ = [
     "autocast",
     "batch_to_device",
     "window_loader",
+    "own_samples",
     "train_step",
     "validation_loss",
 ]
@@ -114,6 +115,36 @@ def window_loader(
     )
 
 
+def own_samples(
+    model: nn.Module, mfcc: torch.Tensor, eda_prev: torch.Tensor, share: float, top_p: float = 1.0
+) -> torch.Tensor:
+    """eda_prev with a random `share` of its values (after the first) replaced by the model's
+    own sample of them: a gradient-free teacher-forced pass gives each step's distribution,
+    one level is drawn per step (`Wavenet._sample`, torch's global generator) and the value of
+    step t-1 the model reads at step t becomes that draw where a coin says so. Generation reads
+    only its own draws; this shows the model some of them, with the real trace as the target.
+    """
+    from wavenet_lib.models.quantization import dequantize
+
+    net = unwrap_model(model)
+    was_training = net.training
+    net.eval()  # the distribution generation draws from (no dropout)
+    try:
+        with torch.no_grad():
+            logits = net(mfcc, eda_prev)  # (B, Q, C, T)
+    finally:
+        net.train(was_training)
+    with torch.no_grad():
+        b, q, c, t = logits.shape
+        flat = logits.permute(0, 3, 1, 2).reshape(b * t, q, c)
+        drawn = net._sample(flat, 1.0, False, None, top_p).view(b, t, c).permute(0, 2, 1)
+        value = dequantize(drawn, q, eda_prev.dtype)  # (B, C, T): the draw for step t
+        swap = torch.rand(eda_prev[..., 1:].shape).to(eda_prev.device) < share
+        mixed = eda_prev.clone()
+        mixed[..., 1:] = torch.where(swap, value[..., :-1], eda_prev[..., 1:])
+    return mixed
+
+
 def train_step(
     model: nn.Module,
     batch: Mapping[str, Any],
@@ -126,6 +157,8 @@ def train_step(
     env: DistEnv | None = None,
     step: int = 0,
     history_noise: float = 0.0,
+    scheduled_sampling: float = 0.0,
+    top_p: float = 1.0,
 ) -> StepResult:
     """One optimisation step on one batch of windows.
 
@@ -141,6 +174,8 @@ def train_step(
         history_noise: sd (normalized units) of Gaussian noise added to eda_prev, not to the
             targets (`train.history_noise_levels`); drawn from torch's global generator, whose
             state checkpoints keep, so a resumed run draws the same noise.
+        scheduled_sampling: share of eda_prev values replaced by the model's own sample of them
+            (`train.scheduled_sampling`; `own_samples`), top_p the sampling's nucleus.
 
     Raises:
         NonFiniteLossError: the loss or gradient norm is NaN/inf; nothing was updated. Every
@@ -149,6 +184,8 @@ def train_step(
     env = env or DistEnv()
     device = next(model.parameters()).device
     mfcc, eda_prev, target = batch_to_device(batch, device)
+    if scheduled_sampling > 0:
+        eda_prev = own_samples(model, mfcc, eda_prev, scheduled_sampling, top_p)
     if history_noise > 0:
         noise = torch.randn(eda_prev.shape).to(device)  # the CPU stream on any device: one to restore
         eda_prev = eda_prev + history_noise * noise

@@ -41,11 +41,13 @@ def test_two_identical_cpu_runs_give_identical_weights(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "stop_after,noise", [(3, 0.0), (4, 0.0), (3, 2.0)], ids=["mid_epoch", "epoch_boundary", "history_noise"]
+    "stop_after,extra",
+    [(3, {}), (4, {}), (3, {"history_noise_levels": 2.0}), (3, {"scheduled_sampling": 0.5})],
+    ids=["mid_epoch", "epoch_boundary", "history_noise", "scheduled_sampling"],
 )
-def test_resume_is_exact(tmp_path, stop_after, noise):
+def test_resume_is_exact(tmp_path, stop_after, extra):
     # 16 windows / batch 4 = 4 batches per epoch; 7 steps cross an epoch boundary.
-    cfg = tiny_experiment(model=DROPOUT, max_steps=7, history_noise_levels=noise)
+    cfg = tiny_experiment(model=DROPOUT, max_steps=7, **extra)
     full = run(cfg, tmp_path / "full")
     part = run(cfg, tmp_path / "resumed", stop_after=stop_after)
     assert part.step == stop_after
@@ -206,3 +208,33 @@ def test_history_noise_perturbs_the_past_eda_only(monkeypatch):
     assert torch.equal(clean, batch["eda_prev"])
     drift = (noisy - clean) / bin_width(levels)
     assert 2.0 < float(drift.std()) < 4.0 and abs(float(drift.mean())) < 0.5
+
+
+@pytest.mark.parametrize("share", [0.0, 0.5, 1.0])
+def test_scheduled_sampling_swaps_that_share_of_the_past_for_the_models_own_draws(share, monkeypatch):
+    """`own_samples`: where the coin says so, the value of step t-1 read at step t is the model's
+    draw for step t-1 (here a model sure of one level), elsewhere the real value; step 0's stays."""
+    from wavenet_lib.models.quantization import dequantize
+    from wavenet_lib.models.wavenet import Wavenet
+    from wavenet_lib.train.step import own_samples
+
+    cfg = tiny_experiment(model=DROPOUT)
+    levels = cfg.model.quantization_levels
+    model = Wavenet(cfg.model).train()
+
+    def sure_of_level_3(self, mfcc, eda_prev):
+        logits = torch.full((eda_prev.shape[0], levels, *eda_prev.shape[1:]), -1e9)
+        logits[:, 3] = 0.0
+        return logits
+
+    monkeypatch.setattr(Wavenet, "forward", sure_of_level_3)
+    batch = next(iter(torch.utils.data.DataLoader(datasets(cfg)[0], batch_size=4)))
+    real = batch["eda_prev"]
+    torch.manual_seed(0)
+    mixed = own_samples(model, batch["mfcc"], real, share)
+    assert model.training  # the sampling pass runs in eval mode and restores the mode
+    assert torch.equal(mixed[..., 0], real[..., 0])
+    drawn = torch.isclose(mixed[..., 1:], dequantize(torch.tensor(3), levels))
+    kept = mixed[..., 1:] == real[..., 1:]
+    assert bool((drawn | kept).all())
+    assert abs(float(drawn.float().mean()) - share) < 0.15
