@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping, Sized
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +22,9 @@ from torch.utils.data import DataLoader, Dataset
 from wavenet_lib.seeding import seed_worker
 from wavenet_lib.train.checkpoints import unwrap_model
 from wavenet_lib.train.distributed import DistEnv, all_reduce_sum
+
+if TYPE_CHECKING:
+    from wavenet_lib.models.wavenet import Wavenet
 
 __all__ = [
     "NonFiniteLossError",
@@ -126,7 +129,7 @@ def own_samples(
     """
     from wavenet_lib.models.quantization import dequantize
 
-    net = unwrap_model(model)
+    net = cast("Wavenet", unwrap_model(model))
     was_training = net.training
     net.eval()  # the distribution generation draws from (no dropout)
     try:
