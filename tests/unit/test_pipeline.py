@@ -100,6 +100,7 @@ REALISM = {
     "scr_half_recovery_s",
     "step_decrease_p999_us",
     "step_increase_p999_us",
+    "drift_us_per_min",
 }
 VERSUS_REAL = {"diff_log_spectral_distance_db", "two_sample_auc"}
 FREE_RUNNING = {"rmse_us", "pearson_r", "dtw_us"}

@@ -10,6 +10,9 @@ every source (real, generated, audio-blind), so the rows of a table differ only 
   decreases (−Δx clipped at 0) and of the one-step increases (Δx clipped at 0), µS per EDA step.
   Skin conductance recovers over seconds, so a cliff drop of a large fraction of an SCR in one
   step shows up here.
+* **Drift** (`drift_us_per_min`): the slope of a least-squares line through each trace, µS per
+  minute, averaged over traces. At rest the tonic level mostly declines; a generator whose
+  samples climb over a session (SCRs that do not fully recover) shows it here first.
 * **Log-spectral distance of the first difference** (`log_spectral_distance_db`): the Welch
   power spectra of Δx of the two sources (averaged over traces, zero frequency excluded),
   compared as the root-mean-square difference of 10·log10 power over frequencies, in dB.
@@ -43,6 +46,7 @@ __all__ = [
     "as_traces",
     "scr_summary",
     "step_change_percentiles",
+    "drift_us_per_min",
     "difference_spectrum",
     "log_spectral_distance_db",
     "window_features",
@@ -61,6 +65,7 @@ REALISM_METRICS = (
     "scr_half_recovery_s",
     "step_decrease_p999_us",
     "step_increase_p999_us",
+    "drift_us_per_min",
     "diff_log_spectral_distance_db",
     "two_sample_auc",
 )
@@ -164,6 +169,21 @@ def step_change_percentiles(
         "step_decrease_p999_us": float(np.percentile(np.clip(-d, 0, None), percentile)),
         "step_increase_p999_us": float(np.percentile(np.clip(d, 0, None), percentile)),
     }
+
+
+def drift_us_per_min(traces_us: np.ndarray | Sequence[np.ndarray], sampling_rate: float) -> float:
+    """Mean over traces of the least-squares slope, µS per minute (NaN without a trace of 2+ steps).
+
+    Args:
+        traces_us: (T,), (S, T) or a sequence of traces in µS.
+        sampling_rate: EDA rate (Hz).
+    """
+    slopes = []
+    for t in as_traces(traces_us):
+        if t.size > 1:
+            x = np.arange(t.size) - (t.size - 1) / 2.0
+            slopes.append(float(np.dot(x, t - t.mean()) / np.dot(x, x)) * sampling_rate * 60.0)
+    return float(np.mean(slopes)) if slopes else math.nan
 
 
 # ======================================================================================
@@ -428,6 +448,7 @@ def realism_metrics(
         several recordings: `classifier_two_sample_test`).
     """
     out = scr_summary(traces_us, sampling_rate, scr_tables=scr_tables) | step_change_percentiles(traces_us)
+    out["drift_us_per_min"] = drift_us_per_min(traces_us, sampling_rate)
     if reference_us is not None:
         lsd = log_spectral_distance_db(reference_us, traces_us, sampling_rate)
         out["diff_log_spectral_distance_db"] = lsd

@@ -280,7 +280,8 @@ class EvaluationReport:
       event_locked_peak_amplitude_us, event_locked_n_events;
     * realism (real, generated, audio_blind; see `wavenet_lib.evaluate.realism`): n_scr,
       scr_rate_per_min, scr_amplitude_us, scr_rise_time_s, scr_half_recovery_s,
-      step_decrease_p999_us, step_increase_p999_us, and vs real diff_log_spectral_distance_db,
+      step_decrease_p999_us, step_increase_p999_us, drift_us_per_min, and vs real
+      diff_log_spectral_distance_db,
       two_sample_auc;
     * real, synthetic data only: true_scr_latency_s (mean known stimulus → SCR-onset latency).
 

@@ -10,6 +10,7 @@ import pytest
 from wavenet_lib.evaluate.realism import (
     REALISM_METRICS,
     classifier_two_sample_test,
+    drift_us_per_min,
     log_spectral_distance_db,
     realism_by_recording,
     realism_metrics,
@@ -81,6 +82,22 @@ def test_flat_trace_has_no_scrs():
     stats = scr_summary(np.full(600, 5.0), 4)
     assert stats["n_scr"] == 0 and stats["scr_rate_per_min"] == 0
     assert math.isnan(stats["scr_amplitude_us"]) and math.isnan(stats["scr_half_recovery_s"])
+
+
+def test_drift_is_the_mean_slope_in_microsiemens_per_minute():
+    rate = 4.0
+    minutes = np.arange(600) / rate / 60.0  # 2.5 min
+    falling = 8.0 - 0.15 * minutes  # the tonic level at rest: -0.15 µS/min
+    assert drift_us_per_min(falling, rate) == pytest.approx(-0.15)
+    # SCRs on top of a flat level that fully recover barely move it; a climb of 0.2 µS/min does
+    events = random_eda(0)
+    flat = events - (events[-1] - events[0]) * np.arange(events.size) / (events.size - 1)
+    climbing = flat + 0.2 * np.arange(flat.size) / rate / 60.0
+    assert abs(drift_us_per_min(flat, rate)) < 0.1
+    assert drift_us_per_min(np.stack([climbing, climbing + 1.0]), rate) == pytest.approx(
+        drift_us_per_min(flat, rate) + 0.2
+    )
+    assert math.isnan(drift_us_per_min([np.zeros(1)], rate))
 
 
 def test_cliff_drop_is_flagged_by_the_step_decrease_percentile():
