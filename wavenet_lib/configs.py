@@ -511,7 +511,7 @@ class TrainConfig(BaseModel):
         ge=0.0,
         le=1.0,
         description="Share of the past EDA values the model reads in training that are replaced by "
-        "its own sample of them (drawn from a first, gradient-free pass with the sampling "
+        "its own sample of them (drawn from a first, gradient-free pass with the `sampling` "
         "section's settings), against exposure bias; the targets stay real. 0 = off.",
     )
     log_every: PositiveInt = Field(

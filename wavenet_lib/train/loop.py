@@ -233,7 +233,7 @@ def train(
                 env=env,
                 history_noise=tc.history_noise_levels * bin_width(cfg.model.quantization_levels),
                 scheduled_sampling=tc.scheduled_sampling,
-                top_p=cfg.sampling.top_p,
+                sampling=cfg.sampling,
             )
             validate = _validator(cfg, model, val_data, device, env)
             ckpt.restore_rng()  # last, so nothing above consumes the restored streams

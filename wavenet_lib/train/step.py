@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from wavenet_lib.configs import SamplingConfig
 from wavenet_lib.seeding import seed_worker
 from wavenet_lib.train.checkpoints import unwrap_model
 from wavenet_lib.train.distributed import DistEnv, all_reduce_sum
@@ -119,11 +120,16 @@ def window_loader(
 
 
 def own_samples(
-    model: nn.Module, mfcc: torch.Tensor, eda_prev: torch.Tensor, share: float, top_p: float = 1.0
+    model: nn.Module,
+    mfcc: torch.Tensor,
+    eda_prev: torch.Tensor,
+    share: float,
+    sampling: SamplingConfig | None = None,
 ) -> torch.Tensor:
     """eda_prev with a random `share` of its values (after the first) replaced by the model's
     own sample of them: a gradient-free teacher-forced pass gives each step's distribution,
-    one level is drawn per step (`Wavenet._sample`, torch's global generator) and the value of
+    one level is drawn per step with the `sampling` settings generation uses (default: the
+    whole distribution; `Wavenet._sample`, torch's global generator) and the value of
     step t-1 the model reads at step t becomes that draw where a coin says so. Generation reads
     only its own draws; this shows the model some of them, with the real trace as the target.
     """
@@ -140,7 +146,9 @@ def own_samples(
     with torch.no_grad():
         b, q, c, t = logits.shape
         flat = logits.permute(0, 3, 1, 2).reshape(b * t, q, c)
-        drawn = net._sample(flat, 1.0, False, None, top_p).view(b, t, c).permute(0, 2, 1)
+        s = sampling or SamplingConfig()
+        drawn = net._sample(flat, s.temperature, False, None, s.top_p, s.min_prob)
+        drawn = drawn.view(b, t, c).permute(0, 2, 1)
         value = dequantize(drawn, q, eda_prev.dtype)  # (B, C, T): the draw for step t
         swap = torch.rand(eda_prev[..., 1:].shape).to(eda_prev.device) < share
         mixed = eda_prev.clone()
@@ -161,7 +169,7 @@ def train_step(
     step: int = 0,
     history_noise: float = 0.0,
     scheduled_sampling: float = 0.0,
-    top_p: float = 1.0,
+    sampling: SamplingConfig | None = None,
 ) -> StepResult:
     """One optimisation step on one batch of windows.
 
@@ -178,7 +186,8 @@ def train_step(
             targets (`train.history_noise_levels`); drawn from torch's global generator, whose
             state checkpoints keep, so a resumed run draws the same noise.
         scheduled_sampling: share of eda_prev values replaced by the model's own sample of them
-            (`train.scheduled_sampling`; `own_samples`), top_p the sampling's nucleus.
+            (`train.scheduled_sampling`; `own_samples`), drawn with `sampling` (the config's
+            `sampling` section).
 
     Raises:
         NonFiniteLossError: the loss or gradient norm is NaN/inf; nothing was updated. Every
@@ -188,7 +197,7 @@ def train_step(
     device = next(model.parameters()).device
     mfcc, eda_prev, target = batch_to_device(batch, device)
     if scheduled_sampling > 0:
-        eda_prev = own_samples(model, mfcc, eda_prev, scheduled_sampling, top_p)
+        eda_prev = own_samples(model, mfcc, eda_prev, scheduled_sampling, sampling)
     if history_noise > 0:
         noise = torch.randn(eda_prev.shape).to(device)  # the CPU stream on any device: one to restore
         eda_prev = eda_prev + history_noise * noise
