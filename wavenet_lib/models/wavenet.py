@@ -76,6 +76,11 @@ class Gate(nn.Module):
         return torch.addcmul(-s_g, s_f, s_g, value=2.0, out=out)
 
 
+def _time_major(conv: nn.Conv1d, tap: int = 0) -> torch.Tensor:
+    """A conv's weight at one tap as an (in, out) matrix: `rows @ W` is that tap on time-major rows."""
+    return conv.weight[:, :, tap].t()
+
+
 class StepWeights(NamedTuple):
     """One residual layer's parameters as time-major matrices for the incremental path.
 
@@ -135,16 +140,13 @@ class ResidualLayer(nn.Module):
     def step_weights(self) -> StepWeights:
         """This layer's parameters in the incremental path's layout (see `StepWeights`)."""
 
-        def mat(conv: nn.Conv1d, tap: int = 0) -> torch.Tensor:
-            return conv.weight[:, :, tap].t()  # (in, out): rows @ W is the 1×1 conv
-
         def with_bias(conv: nn.Conv1d) -> torch.Tensor:
-            return torch.cat([mat(conv), conv.bias[None]]).contiguous()
+            return torch.cat([_time_major(conv), conv.bias[None]]).contiguous()
 
         return StepWeights(
-            prev=Gate.fold(mat(self.dilated, 0)).contiguous(),
-            cur=Gate.fold(mat(self.dilated, 1)).contiguous(),
-            cond=Gate.fold(mat(self.gate.cond)).contiguous(),
+            prev=Gate.fold(_time_major(self.dilated, 0)).contiguous(),
+            cur=Gate.fold(_time_major(self.dilated, 1)).contiguous(),
+            cond=Gate.fold(_time_major(self.gate.cond)).contiguous(),
             bias=Gate.fold(self.dilated.bias + self.gate.cond.bias),
             residual=None if self.residual is None else with_bias(self.residual),
             skip=with_bias(self.skip),
@@ -332,16 +334,12 @@ class Wavenet(nn.Module):
     def head_step_weights(self) -> HeadWeights:
         """The head's parameters in the incremental path's layout (see `HeadWeights`)."""
         post, down = self.postnet, self.downsampler
-
-        def mat(conv: nn.Conv1d) -> torch.Tensor:
-            return conv.weight[:, :, 0].t().contiguous()  # (in, out)
-
         return HeadWeights(
-            w1=(mat(post[1]) * self.skip_scale).contiguous(),
+            w1=(_time_major(post[1]) * self.skip_scale).contiguous(),
             b1=post[1].bias.contiguous(),
-            w2=mat(post[3]),
+            w2=_time_major(post[3]).contiguous(),
             b2=post[3].bias.contiguous(),
-            score=mat(down.score),
+            score=_time_major(down.score).contiguous(),
             score_bias=down.score.bias.contiguous(),
             position=down.position.contiguous(),
             proj=down.proj_weight.transpose(1, 2).contiguous(),
