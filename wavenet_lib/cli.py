@@ -5,12 +5,12 @@
     wavenet-eda train CONFIG [--resume | --overwrite] [--run-dir DIR]
     wavenet-eda generate --checkpoint CKPT --audio FILE --out FILE.csv
                          [--samples N] [--seed S] [--temperature T] [--top-p P] [--min-prob E] [--greedy]
-                         [--format csv|e4]
-                         [--start-time UNIX_S] [--allow-short-audio]
-    wavenet-eda data CONFIG                 prepare the data, fill the MFCC cache, list what is used
+                         [--format csv|e4] [--start-time UNIX_S] [--allow-short-audio]
                          [--prime EDA.csv [--prime-rate HZ]]
+    wavenet-eda data CONFIG                 prepare the data, fill the MFCC cache, list what is used
     wavenet-eda screen --checkpoint CKPT --audio DIR_OR_FILES... --out ranking.csv
-                       [--samples N] [--seed S] [--plots DIR] [--prime EDA.csv [--prime-rate HZ]]
+                       [--samples N] [--seed S] [--temperature T] [--top-p P] [--min-prob E]
+                       [--plots DIR] [--prime EDA.csv [--prime-rate HZ]]
 
 Multi-process training: ``torchrun --nproc_per_node=N -m wavenet_lib train CONFIG``.
 
@@ -195,13 +195,12 @@ def _check_sampling_arguments(args: argparse.Namespace, greedy: bool) -> None:
     from wavenet_lib.atomic_write import check_writable
     from wavenet_lib.generation import check_sampling
 
-    out = args.out
     try:
         check_sampling(args.samples, args.temperature, greedy, args.top_p, args.min_prob)
     except ValueError as exc:
         raise _UserError(f"--{exc}") from None
     try:
-        check_writable(out)  # before minutes of sampling, not after
+        check_writable(args.out)  # before minutes of sampling, not after
     except OSError as exc:
         raise _UserError(f"--out: {exc}") from None
 
