@@ -215,20 +215,23 @@ void head_frames(Net& net, int64_t r0, int64_t r1) {
 void head_steps(Net& net, int64_t b0, int64_t b1, float* params) {
     Head& h = net.head;
     const int n = net.n, B = net.batch, D = h.d, O = h.outs, P = h.p;
-    std::vector<float> a(n);
     for (int64_t b = b0; b < b1; ++b)
         for (int o = 0; o < O; ++o) {
+            // The softmax over the step's frames in place in the scores: sample b's entries
+            // are this thread's alone, and nothing reads them after this step.
+            float* a = h.scores.data() + b * O + o;  // frame f at a[f * B * O]
+            const int64_t stride = (int64_t)B * O;
             float top = -INFINITY;
             for (int f = 0; f < n; ++f) {
-                a[f] = h.scores[(f * B + b) * O + o] + h.position[o * n + f];
-                top = a[f] > top ? a[f] : top;
+                a[f * stride] += h.position[o * n + f];
+                top = a[f * stride] > top ? a[f * stride] : top;
             }
             float sum = 0.0f;
-            for (int f = 0; f < n; ++f) sum += a[f] = std::exp(a[f] - top);
+            for (int f = 0; f < n; ++f) sum += a[f * stride] = std::exp(a[f * stride] - top);
             float* pooled = h.pooled.data() + (b * O + o) * D;
             std::fill(pooled, pooled + D, 0.0f);
             for (int f = 0; f < n; ++f) {
-                const float w = a[f] / sum;
+                const float w = a[f * stride] / sum;
                 const float* row = h.h2.data() + (f * B + b) * (int64_t)D;
                 for (int k = 0; k < D; ++k) pooled[k] += w * row[k];
             }
