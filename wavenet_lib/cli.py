@@ -10,7 +10,7 @@
     wavenet-eda data CONFIG                 prepare the data, fill the MFCC cache, list what is used
     wavenet-eda screen --checkpoint CKPT --audio DIR_OR_FILES... --out ranking.csv
                        [--samples N] [--seed S] [--temperature T] [--top-p P] [--min-prob E]
-                       [--plots DIR] [--prime EDA.csv [--prime-rate HZ]]
+                       [--rank-by COLUMN] [--plots DIR] [--prime EDA.csv [--prime-rate HZ]]
 
 Multi-process training: ``torchrun --nproc_per_node=N -m wavenet_lib train CONFIG``.
 
@@ -316,6 +316,7 @@ def _cmd_screen(args: argparse.Namespace) -> int:
             temperature=args.temperature,
             top_p=args.top_p,
             min_prob=args.min_prob,
+            rank_by=args.rank_by,
             device=device,
             progress=not args.no_progress,
         )
@@ -331,8 +332,8 @@ def _cmd_screen(args: argparse.Namespace) -> int:
     best = result.ranking.iloc[0]
     print(
         f"screened {len(result.ranking)} file(s) x {args.samples} sample(s) "
-        f"({len(result.skipped)} skipped); ranking in {out}; top: {best['file']} "
-        f"({best['scr_per_min']:.2f} SCR/min)"
+        f"({len(result.skipped)} skipped); ranking in {out}, by {result.rank_by}; top: {best['file']} "
+        f"({result.rank_by} {best[result.rank_by]:.3g}; {best['scr_per_min']:.2f} SCR/min)"
     )
     return EXIT_OK
 
@@ -445,6 +446,10 @@ def build_parser() -> argparse.ArgumentParser:
     screen.add_argument("--samples", type=int, default=16, help="generated samples per file")
     screen.add_argument("--seed", type=_seed, default=0, help="sampling seed (the same for every file)")
     _add_sampling_arguments(screen, greedy=False)
+    screen.add_argument(
+        "--rank-by",
+        help="the ranking's column to sort by, e.g. scr_per_min (default: evoked_rise_us_per_min)",
+    )
     screen.add_argument("--plots", help="folder for one figure per file (quantile bands over loudness)")
     screen.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     screen.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -99,6 +99,12 @@ class GeneratedEDA:
         sample_rate: EDA steps per second.
         times_s: (T,) start time of each step in seconds (step t covers [t, t+1) / sample_rate).
         seed: the sampling seed (None for greedy decoding).
+        features: (C_in, frames, M) the model-ready features the samples were drawn from (on
+            the model's device; with a prime, its silent frames first), for statistics that
+            re-run the model on the samples (`wavenet_lib.evoked`).
+        prime_units: (C_out, P) the prime in normalized units, teacher-forced before the
+            stimulus (not part of `eda_units`), or None.
+        normalizer: the normalization of `eda_us` (the primed one with a prime), or None.
     """
 
     eda_units: np.ndarray
@@ -106,6 +112,9 @@ class GeneratedEDA:
     sample_rate: float
     times_s: np.ndarray
     seed: int | None
+    features: torch.Tensor | None = None
+    prime_units: np.ndarray | None = None
+    normalizer: MinMaxNormalizer | None = None
 
     @property
     def values(self) -> np.ndarray:
@@ -246,6 +255,9 @@ def generate_from_audio(
         sample_rate=rate,
         times_s=np.arange(units.shape[-1]) / rate,
         seed=None if greedy else seed,
+        features=mfcc,
+        prime_units=None if prime_units is None else prime_units[0].float().cpu().numpy(),
+        normalizer=normalizer,
     )
 
 

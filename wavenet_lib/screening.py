@@ -15,9 +15,14 @@ from the audio rather than from different draws. Each trace is measured in µS:
 - the mean rise of EDA over the file: the trace's mean minus its first value (µS);
 - whether it holds at least one SCR;
 - the response score: the summed amplitude of its SCRs per minute (µS/min), which grows with
-  both the number and the size of the responses.
+  both the number and the size of the responses;
+- the evoked rise (µS/min): how much more EDA rise the model expects with the sound than with
+  silence along the trace, summed over its steps (`wavenet_lib.evoked`). It leaves out what the
+  model would do anyway (spontaneous SCRs) and needs no SCR detector, so it is the steadiest
+  of the statistics (NaN for a stand-in model without `forward`).
 
-Files are ranked by expected SCRs per minute (or any statistic, `rank_by`).
+Files are ranked by the evoked rise (or any statistic, `rank_by`): on the quickstart's held-out
+recordings it follows the listener's true events best (notebook 04).
 
 Each statistic is reported as the mean over samples with its standard error (`*_se`; for the
 fraction with an SCR, the binomial standard error). The mean SCR amplitude averages the samples
@@ -42,10 +47,13 @@ from wavenet_lib.data.audio import AUDIO_EXTENSIONS
 from wavenet_lib.data.normalization import MinMaxNormalizer
 from wavenet_lib.errors import DataError
 from wavenet_lib.evaluate.scrs import detect_scrs
+from wavenet_lib.evoked import evoked_rise_us, has_forward
 from wavenet_lib.generation import GeneratedEDA, generate_from_audio
 
 __all__ = [
+    "DEFAULT_RANK_BY",
     "RANKING_COLUMNS",
+    "STATISTICS",
     "ScreeningResult",
     "find_audio_files",
     "sample_statistics",
@@ -54,7 +62,15 @@ __all__ = [
     "write_ranking",
 ]
 
-STATISTICS = ("scr_per_min", "scr_amplitude_us", "eda_rise_us", "frac_with_scr", "response_us_per_min")
+STATISTICS = (
+    "scr_per_min",
+    "scr_amplitude_us",
+    "eda_rise_us",
+    "frac_with_scr",
+    "response_us_per_min",
+    "evoked_rise_us_per_min",
+)
+DEFAULT_RANK_BY = "evoked_rise_us_per_min"
 RANKING_COLUMNS = [
     "rank",
     "file",
@@ -71,10 +87,12 @@ class ScreeningResult:
     Attributes:
         ranking: one row per readable file, best first, columns `RANKING_COLUMNS`.
         per_sample: one row per file and sample: file, sample, n_scr, scr_per_min,
-            scr_amplitude_us, eda_rise_us, frac_with_scr (0/1), response_us_per_min.
+            scr_amplitude_us, eda_rise_us, frac_with_scr (0/1), response_us_per_min,
+            evoked_rise_us_per_min.
         skipped: (path, reason) for every file that could not be screened.
         generated: file (as in `ranking.file`) → its generated samples.
         config: the experiment config of the model used.
+        rank_by: the statistic the ranking is sorted by.
     """
 
     ranking: pd.DataFrame
@@ -82,6 +100,7 @@ class ScreeningResult:
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     generated: dict[str, GeneratedEDA] = field(default_factory=dict)
     config: ExperimentConfig | None = None
+    rank_by: str = DEFAULT_RANK_BY
 
 
 def find_audio_files(inputs: Sequence[str | Path]) -> list[Path]:
@@ -109,22 +128,32 @@ def find_audio_files(inputs: Sequence[str | Path]) -> list[Path]:
     return list(dict.fromkeys(files))  # in order, without duplicates
 
 
-def sample_statistics(eda_us: np.ndarray, sample_rate: float, amplitude_min_us: float = 0.05) -> pd.DataFrame:
+def sample_statistics(
+    eda_us: np.ndarray,
+    sample_rate: float,
+    amplitude_min_us: float = 0.05,
+    evoked_rise_us: np.ndarray | None = None,
+) -> pd.DataFrame:
     """Per-trace statistics of generated EDA.
 
     Args:
         eda_us: (S, T) traces in µS.
         sample_rate: EDA steps per second.
         amplitude_min_us: SCR amplitude threshold (µS).
+        evoked_rise_us: (S,) each trace's evoked rise (`wavenet_lib.evoked.evoked_rise_us`), or
+            None (the column is then NaN).
 
     Returns:
         One row per trace: n_scr, scr_per_min, scr_amplitude_us (NaN without SCRs), eda_rise_us,
-        frac_with_scr (0 or 1), response_us_per_min.
+        frac_with_scr (0 or 1), response_us_per_min, evoked_rise_us_per_min.
     """
     traces = np.atleast_2d(np.asarray(eda_us, dtype=np.float64))
     minutes = traces.shape[-1] / sample_rate / 60.0
+    evoked = np.full(len(traces), np.nan) if evoked_rise_us is None else np.asarray(evoked_rise_us, float)
+    if evoked.shape != (len(traces),):
+        raise ValueError(f"evoked_rise_us must be ({len(traces)},), got {evoked.shape}")
     rows = []
-    for trace in traces:
+    for trace, rise in zip(traces, evoked, strict=True):
         scrs = detect_scrs(trace, sample_rate, amplitude_min_us=amplitude_min_us)
         amps = scrs["amplitude_us"].to_numpy(float)
         rows.append(
@@ -135,6 +164,7 @@ def sample_statistics(eda_us: np.ndarray, sample_rate: float, amplitude_min_us: 
                 "eda_rise_us": float(trace.mean() - trace[0]),
                 "frac_with_scr": float(amps.size > 0),
                 "response_us_per_min": float(amps.sum()) / minutes,
+                "evoked_rise_us_per_min": float(rise) / minutes,
             }
         )
     return pd.DataFrame(rows)
@@ -172,7 +202,7 @@ def screen_stimuli(
     temperature: float | None = None,
     top_p: float | None = None,
     min_prob: float | None = None,
-    rank_by: str = "scr_per_min",
+    rank_by: str | None = None,
     amplitude_min_us: float = 0.05,
     device: str | torch.device = "cpu",
     progress: bool = True,
@@ -189,7 +219,8 @@ def screen_stimuli(
         prime_rate: the prime file's rate when it has no time column.
         temperature, top_p, min_prob: sampling settings (`generate_from_audio`); None → the
             config's `sampling` section, as for `generate`.
-        rank_by: the statistic to rank by, descending (one of `STATISTICS`).
+        rank_by: the statistic to rank by, descending (one of `STATISTICS`); None: the evoked
+            rise (`DEFAULT_RANK_BY`), or SCRs per minute for a stand-in model without `forward`.
         amplitude_min_us: SCR amplitude threshold (µS).
         device: where to run the model.
         progress: tqdm progress bar over files.
@@ -205,7 +236,7 @@ def screen_stimuli(
 
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
-    if rank_by not in STATISTICS:
+    if rank_by is not None and rank_by not in STATISTICS:
         raise ValueError(f"rank_by must be one of {STATISTICS}, got {rank_by!r}")
     files = find_audio_files(audio)
     if isinstance(model_or_checkpoint, (str, Path)):
@@ -219,6 +250,8 @@ def screen_stimuli(
         raise ValueError("screening measures SCRs in µS and needs the EDA normalization; the model has none")
     if isinstance(prime, (str, Path)):
         prime = read_prime(prime, config.model.eda_sample_rate, sample_rate=prime_rate)
+    if rank_by is None:
+        rank_by = DEFAULT_RANK_BY if has_forward(model) else "scr_per_min"
 
     rows, per_sample, skipped, generated = [], [], [], {}
     for path in tqdm(files, desc="screening", unit="file", disable=not progress):
@@ -245,7 +278,8 @@ def screen_stimuli(
             continue
         name = str(path)
         traces = result.values[:, 0]  # EDA signal 0, (S, T) µS
-        stats = sample_statistics(traces, result.sample_rate, amplitude_min_us)
+        evoked = evoked_rise_us(model, result) if has_forward(model) else None
+        stats = sample_statistics(traces, result.sample_rate, amplitude_min_us, evoked)
         per_sample.append(stats.assign(file=name, sample=np.arange(len(stats))))
         rows.append(
             {
@@ -264,7 +298,7 @@ def screen_stimuli(
         if per_sample
         else pd.DataFrame(columns=["file", "sample", "n_scr", *STATISTICS])
     )
-    return ScreeningResult(ranking.reset_index(drop=True), sample_table, skipped, generated, config)
+    return ScreeningResult(ranking.reset_index(drop=True), sample_table, skipped, generated, config, rank_by)
 
 
 def write_ranking(result: ScreeningResult, path: str | Path) -> Path:

@@ -188,7 +188,7 @@ def validate_stimuli(
     screen_splits: Sequence[str] = ("val", "test"),
     attribution_split: str = "test",
     window_s: float = 0.5,
-    rank_by: str = "scr_per_min",
+    rank_by: str | None = None,
     normalizer: MinMaxNormalizer | None = None,
     progress: bool = True,
 ) -> tuple[dict[str, Any], Any, dict[str, Any]]:
@@ -233,6 +233,7 @@ def validate_stimuli(
             attr_times.append(prepared.audio_start_s + att.step_times_s + 0.5 / att.eda_sample_rate)
             attr_onsets.append(events["onset_s"].to_numpy(float))
     mass = onset_mass_fraction(attr_values, attr_times, attr_onsets, window_s)
+    rank_by = screening.rank_by
     corr = screening_correlation(screening.ranking, rank_by)
     section = {
         "attribution_method": "integrated_gradients",
@@ -256,7 +257,7 @@ def validate_stimuli(
         around = onset_mass_fraction(attr_values, attr_times, attr_onsets, wider)
         section[f"attribution_mass_fraction_within_{wider:g}s"] = around["mass_fraction"]
         section[f"attribution_window_coverage_within_{wider:g}s"] = around["window_coverage"]
-    for other in ("scr_per_min", "response_us_per_min", "eda_rise_us"):
+    for other in ("evoked_rise_us_per_min", "scr_per_min", "response_us_per_min", "eda_rise_us"):
         if other != rank_by:
             section[f"screening_spearman_rho_{other}"] = screening_correlation(screening.ranking, other)[
                 "spearman_rho"
