@@ -97,13 +97,14 @@ def main(argv: list[str] | None = None) -> int:
             for s in STATISTICS:
                 simulated[n][s].append(float(mean[s]))
     recorded_rho = {s: rho([float(r[s]) for r in recorded], truth) for s in STATISTICS}
+    generator_rho = {str(n): {s: rho(v, truth) for s, v in simulated[n].items()} for n in args.samples}
     result = {
         "config": args.config,
         "listener": synthetic.listener,
         "splits": args.splits,
         "n_recordings": len(ids),
         "truth": "sum of the true events' strength (number x strength)",
-        "perfect_generator_rho": {str(n): {s: rho(v, truth) for s, v in simulated[n].items()} for n in args.samples},
+        "perfect_generator_rho": generator_rho,
         "recorded_listener_rho": recorded_rho,
         "audio_oracle_rho": rho(oracle, truth),
         "audio_oracle_threshold": threshold,
