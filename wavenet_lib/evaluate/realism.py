@@ -17,7 +17,7 @@ every source (real, generated, audio-blind), so the rows of a table differ only 
   power spectra of Δx of the two sources (averaged over traces, zero frequency excluded),
   compared as the root-mean-square difference of 10·log10 power over frequencies, in dB.
   0 dB for identical spectra; a sawtooth or white noise adds power at high frequencies.
-* **Classifier two-sample test** (`classifier_two_sample_test`): a gradient-boosting classifier
+* **Classifier two-sample test** (`two_sample.classifier_two_sample_test`): a gradient-boosting classifier
   (scikit-learn) learns to tell real 30 s windows from windows of another source, from
   level-free window features (`window_features`: statistics of Δx, its autocorrelation and
   spectral band powers, SCR counts); cross-validated grouped by recording (GroupKFold), so a
@@ -32,13 +32,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import signal, stats
+from scipy import signal
 
 from wavenet_lib.evaluate.scrs import detect_scrs
+from wavenet_lib.evaluate.traces import as_traces
+from wavenet_lib.evaluate.two_sample import (
+    TwoSampleTest,
+    classifier_two_sample_test,
+    two_sample_test_on_features,
+    window_features,
+)
 
 __all__ = [
     "REALISM_METRICS",
@@ -70,30 +76,7 @@ REALISM_METRICS = (
     "two_sample_auc",
 )
 
-# The two-sample classifier's smallest leaf; a fold whose training windows hold fewer than twice
-# this of either source is not scored (a classifier that cannot split would read as AUC 0.5).
-MIN_WINDOWS_PER_LEAF = 5
-
-# The resolution (µS) at which the two-sample classifier sees the traces (see `window_features`):
-# well below the 0.05 µS SCR threshold, about one quantization step of a few µS range in 256 levels.
-DEFAULT_RESOLUTION_US = 0.01
-
-# Spectral band edges (Hz) of the window features; bands above Nyquist are NaN.
-BAND_EDGES_HZ = (0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2)
 _TINY = 1e-12
-
-
-def as_traces(traces_us: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
-    """One trace (T,), a stack (S, T) or a sequence of (T_i,) traces → list of float64 (T_i,) arrays."""
-    if isinstance(traces_us, np.ndarray):
-        arr = np.asarray(traces_us, dtype=np.float64)
-        if arr.ndim not in (1, 2):
-            raise ValueError(f"traces must be (T,) or (S, T), got shape {arr.shape}")
-        return [arr] if arr.ndim == 1 else list(arr)
-    out = [np.asarray(t, dtype=np.float64).ravel() for t in traces_us]
-    if not out:
-        raise ValueError("need at least one trace")
-    return out
 
 
 # ======================================================================================
@@ -240,187 +223,6 @@ def log_spectral_distance_db(
 # ======================================================================================
 # Classifier two-sample test
 # ======================================================================================
-
-
-def _windows(n: int, size: int, hop: int) -> list[slice]:
-    return [slice(s, s + size) for s in range(0, n - size + 1, hop)]
-
-
-def window_features(
-    trace_us: np.ndarray,
-    sampling_rate: float,
-    window_s: float = 30.0,
-    hop_s: float = 15.0,
-    scrs: pd.DataFrame | None = None,
-    resolution_us: float = DEFAULT_RESOLUTION_US,
-) -> pd.DataFrame:
-    """Level-free features of the windows of one trace, for the two-sample classifier.
-
-    Windows of `window_s` seconds every `hop_s` seconds (a trace shorter than one window gives
-    none). Per window, with d = Δx (µS/step): log10 std and mean |d|; skewness, kurtosis and
-    quantiles of d / std(d); log10 of the largest rise and fall; the fraction of rising steps;
-    autocorrelation of d at lags 1, 2, 4; log10 std(Δd) / std(d) (roughness); the detrended
-    range; relative log band powers of d (Welch, `BAND_EDGES_HZ`); and the SCRs (from one
-    detection over the whole trace) whose peak lies in the window: count per minute, mean
-    amplitude, rise and half-recovery (NaN without SCRs). `scrs`: the trace's `detect_scrs`
-    table if already computed. The step statistics are computed on the trace plus Gaussian
-    dither of std `resolution_us` (µS), the same for every source: realism is judged at that
-    resolution, so a 256-level quantization of the output (steps of ~0.01 µS) is not by itself
-    what tells the sources apart. SCRs are detected on the trace itself.
-
-    Returns:
-        DataFrame (n_windows, n_features).
-    """
-    x = np.asarray(trace_us, dtype=np.float64).ravel()
-    size = int(round(window_s * sampling_rate))
-    hop = max(1, int(round(hop_s * sampling_rate)))
-    spans = _windows(x.size, size, hop)
-    if scrs is None and spans:
-        scrs = detect_scrs(x, sampling_rate)
-    # The same dither for every trace of a length: neutral between sources, it hides structure
-    # finer than `resolution_us` (such as the model's quantization levels) from the step statistics.
-    dithered = x + np.random.default_rng(0).normal(0.0, resolution_us, x.size) if resolution_us > 0 else x
-    rows = []
-    for span in spans:
-        w = dithered[span]
-        d = np.diff(w)
-        sd = float(d.std()) + _TINY
-        z = d / sd
-        row: dict[str, float] = {
-            "log_std_diff": math.log10(sd),
-            "log_mean_abs_diff": math.log10(float(np.abs(d).mean()) + _TINY),
-            "skew_diff": float(stats.skew(d)) if sd > 1e-9 else 0.0,
-            "kurtosis_diff": float(stats.kurtosis(d)) if sd > 1e-9 else 0.0,
-            "log_max_rise": math.log10(max(float(d.max()), 0.0) + 1e-6),
-            "log_max_fall": math.log10(max(float(-d.min()), 0.0) + 1e-6),
-            "rising_fraction": float((d > 0).mean()),
-            "log_roughness": math.log10(float(np.diff(d).std()) / sd + _TINY),
-            "log_detrended_range": math.log10(float(np.ptp(signal.detrend(w))) + 1e-6),
-        }
-        for q in (1, 5, 25, 50, 75, 95, 99):
-            row[f"diff_q{q:02d}"] = float(np.percentile(z, q))
-        for lag in (1, 2, 4):
-            a, b = d[:-lag] - d.mean(), d[lag:] - d.mean()
-            row[f"diff_autocorr_{lag}"] = float((a * b).mean() / (d.var() + _TINY))
-        freqs, psd = signal.welch(d, fs=sampling_rate, nperseg=min(d.size, int(round(8 * sampling_rate))))
-        total = float(psd[1:].sum()) + _TINY
-        for lo, hi in zip(BAND_EDGES_HZ[:-1], BAND_EDGES_HZ[1:], strict=True):
-            band = (freqs > lo) & (freqs <= hi)
-            power = float(psd[band].sum()) if band.any() else math.nan
-            row[f"band_{lo:g}_{hi:g}_hz"] = math.log10(power / total + _TINY) if band.any() else power
-        start, stop = span.start / sampling_rate, span.stop / sampling_rate
-        assert scrs is not None
-        inside = scrs[(scrs["peak_s"] >= start) & (scrs["peak_s"] < stop)]
-        row["scr_per_min"] = len(inside) / (window_s / 60.0)
-        for column in ("amplitude_us", "rise_time_s", "recovery_time_s"):
-            values = inside[column].dropna()
-            row[f"scr_{column}"] = float(values.mean()) if len(values) else math.nan
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-@dataclass(frozen=True)
-class TwoSampleTest:
-    """Result of `classifier_two_sample_test`.
-
-    auc: ROC AUC of "real" vs "other" on held-out recordings, mean over the scored folds (NaN
-    when none could be scored: fewer than two recordings, or too few windows to train on, see
-    `MIN_WINDOWS_PER_LEAF`); auc_by_recording: the AUC among each recording's own windows
-    (out-of-fold scores; NaN where a recording has windows of one source only or was not
-    scored); n_real / n_other: windows of each source; n_folds: GroupKFold folds (0 when fewer
-    than two recordings have windows).
-    """
-
-    auc: float
-    auc_by_recording: dict[str, float]
-    n_real: int
-    n_other: int
-    n_folds: int
-
-
-def classifier_two_sample_test(
-    real_us: Mapping[str, np.ndarray | Sequence[np.ndarray]],
-    other_us: Mapping[str, np.ndarray | Sequence[np.ndarray]],
-    sampling_rate: float,
-    window_s: float = 30.0,
-    hop_s: float = 15.0,
-    n_splits: int = 5,
-    seed: int = 0,
-) -> TwoSampleTest:
-    """Can a classifier tell real windows from the other source's, on recordings it never saw?
-
-    Args:
-        real_us: {recording_id: real trace(s)} in µS, (T,), (S, T) or a sequence.
-        other_us: {recording_id: trace(s)} of the other source (e.g. generated samples (S, T));
-            recordings may differ from `real_us`'s; a recording's windows of both sources form
-            one group of GroupKFold.
-        sampling_rate: EDA rate (Hz).
-        window_s, hop_s: window length and hop (s), see `window_features`.
-        n_splits: GroupKFold folds (at most the number of recordings).
-        seed: the classifier's random state.
-
-    A HistGradientBoostingClassifier (scikit-learn) is trained on `window_features` (NaN → a
-    constant); the AUC of each held-out fold is averaged. Classes are not re-weighted: the AUC
-    is a ranking measure, indifferent to how many windows each source has (and scikit-learn's
-    weighted feature binning is slow).
-    """
-
-    def features(source: Mapping[str, np.ndarray | Sequence[np.ndarray]]) -> dict[str, pd.DataFrame]:
-        return {
-            rid: pd.concat([window_features(t, sampling_rate, window_s, hop_s) for t in as_traces(traces)])
-            for rid, traces in source.items()
-        }
-
-    return two_sample_test_on_features(features(real_us), features(other_us), n_splits, seed)
-
-
-def two_sample_test_on_features(
-    real: Mapping[str, pd.DataFrame], other: Mapping[str, pd.DataFrame], n_splits: int = 5, seed: int = 0
-) -> TwoSampleTest:
-    """`classifier_two_sample_test` on precomputed `window_features`, {recording_id: (n_windows, F)}."""
-    from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import GroupKFold
-
-    frames, labels, groups = [], [], []
-    for label, source in ((1, real), (0, other)):
-        for rid, f in source.items():
-            frames.append(f)
-            labels += [label] * len(f)
-            groups += [rid] * len(f)
-    used = [f for f in frames if len(f)]
-    x = pd.concat(used, ignore_index=True).to_numpy(np.float64) if used else np.zeros((0, 0))
-    # NaN features (no SCR in a window, a band above Nyquist) → a constant outside every range.
-    x = np.nan_to_num(x, nan=-99.0)
-    y, g = np.asarray(labels, dtype=int), np.asarray(groups, dtype=object)
-    n_real, n_other = int((y == 1).sum()), int((y == 0).sum())
-    recordings = sorted(set(g.tolist()))
-    folds = min(n_splits, len(recordings))
-    if folds < 2 or n_real == 0 or n_other == 0:
-        return TwoSampleTest(math.nan, {r: math.nan for r in recordings}, n_real, n_other, 0)
-    scores = np.full(len(y), np.nan)
-    fold_aucs = []
-    for train, test in GroupKFold(n_splits=folds).split(x, y, g):
-        if min((y[train] == 1).sum(), (y[train] == 0).sum()) < 2 * MIN_WINDOWS_PER_LEAF:
-            continue  # too few windows to split on: the classifier would be a constant
-        clf = HistGradientBoostingClassifier(
-            max_iter=150,
-            learning_rate=0.05,
-            max_leaf_nodes=8,
-            min_samples_leaf=MIN_WINDOWS_PER_LEAF,
-            random_state=seed,
-        )
-        clf.fit(x[train], y[train])
-        scores[test] = clf.predict_proba(x[test])[:, 1]
-        if len(set(y[test].tolist())) == 2:
-            fold_aucs.append(float(roc_auc_score(y[test], scores[test])))
-    by_recording = {}
-    for rid in recordings:
-        mine = (g == rid) & np.isfinite(scores)
-        ok = len(set(y[mine].tolist())) == 2
-        by_recording[rid] = float(roc_auc_score(y[mine], scores[mine])) if ok else math.nan
-    auc = float(np.mean(fold_aucs)) if fold_aucs else math.nan
-    return TwoSampleTest(auc, by_recording, n_real, n_other, folds)
 
 
 # ======================================================================================

@@ -1,10 +1,25 @@
-"""Free-running metrics: generated vs real traces in µS (RMSE, Pearson r, DTW)."""
+"""Traces in µS: the shapes the metrics accept (`as_traces`), and free-running metrics of
+generated vs real traces (RMSE, Pearson r, DTW)."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
+
+
+def as_traces(traces_us: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
+    """One trace (T,), a stack (S, T) or a sequence of (T_i,) traces → list of float64 (T_i,) arrays."""
+    if isinstance(traces_us, np.ndarray):
+        arr = np.asarray(traces_us, dtype=np.float64)
+        if arr.ndim not in (1, 2):
+            raise ValueError(f"traces must be (T,) or (S, T), got shape {arr.shape}")
+        return [arr] if arr.ndim == 1 else list(arr)
+    out = [np.asarray(t, dtype=np.float64).ravel() for t in traces_us]
+    if not out:
+        raise ValueError("need at least one trace")
+    return out
 
 
 def free_running_metrics(
