@@ -50,14 +50,16 @@ _FEATURE_VERSION = 2  # bump when the feature computation changes, to invalidate
 
 @lru_cache(maxsize=64)
 def n_mels_for(sample_rate: int, n_fft: int, num_mfccs: int) -> int:
-    """Mel bands for the MFCCs: the largest of 128, 64, 40, 32 with no empty mel filter.
+    """Mel bands for the MFCCs: the largest of 128, 64, 40, 32 (then 31, 30, ... down to
+    `num_mfccs`) with no empty mel filter.
 
     Small windows at low rates leave some of librosa's default 128 filters empty; we take
-    fewer bands instead. Never fewer than `num_mfccs` (a DCT needs at least that many bands).
+    fewer bands instead. Never fewer than `num_mfccs` (a DCT needs at least that many bands);
+    when even that many leave a filter empty, librosa's warning says so.
     """
-    for n_mels in (128, 64, 40, 32):
+    for n_mels in (128, 64, 40, *range(32, num_mfccs - 1, -1)):
         if n_mels < num_mfccs:
-            break
+            continue
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             try:
@@ -65,7 +67,7 @@ def n_mels_for(sample_rate: int, n_fft: int, num_mfccs: int) -> int:
                 return n_mels
             except UserWarning:
                 continue
-    return max(num_mfccs, 32)
+    return num_mfccs
 
 
 _AMIN = 1e-10  # power floor of the log-mel (librosa.power_to_db's amin), a fixed constant: causal

@@ -74,3 +74,29 @@ def test_a_model_trained_on_librosa_features_gives_the_same_logits():
     with torch.no_grad():
         logits = [model(torch.from_numpy(standardize_mfcc(m, mean, std))[None], eda) for m in (old, new)]
     torch.testing.assert_close(logits[1], logits[0], atol=1e-3, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("sample_rate", "n_fft", "num_mfccs", "expected"),
+    [(16000, 400, 20, 128), (1600, 32, 5, 30), (1600, 32, 31, 31)],
+)
+def test_n_mels_is_the_most_bands_without_an_empty_filter(sample_rate, n_fft, num_mfccs, expected):
+    import warnings
+
+    import librosa
+
+    from wavenet_lib.data.features import n_mels_for
+
+    n_mels = n_mels_for(sample_rate, n_fft, num_mfccs)
+    assert n_mels == expected and n_mels >= num_mfccs
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels + 1)
+        empty_above = any("Empty filters" in str(w.message) for w in caught)
+        caught.clear()
+        librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels)
+        empty_here = any("Empty filters" in str(w.message) for w in caught)
+    if n_mels > num_mfccs:  # the most bands: one more would leave a filter empty (or it is 128)
+        assert not empty_here and (empty_above or n_mels == 128)
+    else:  # no count >= num_mfccs avoids empty filters: librosa's warning is left to say so
+        assert empty_here
