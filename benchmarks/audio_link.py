@@ -7,7 +7,7 @@
         --sweep temperature=0.8,0.9,1.0 --sweep top_p=0.9,0.95,1.0
 
 Each run writes `<out>/<name>.json`: the overrides, the training time, the pooled held-out
-metrics (`wavenet_lib.evaluate.report.summarize`), the per-recording teacher-forced
+metrics (`wavenet_lib.evaluate.report.build_report`), the per-recording teacher-forced
 cross-entropy of the model, the audio-blind model and persistence (the CE gap says whether the
 model uses the audio), and the one-step change percentiles of real, generated and audio-blind
 EDA. `--sweep` re-evaluates one trained model at several sampling settings (realism against the

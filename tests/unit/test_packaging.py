@@ -106,3 +106,41 @@ def test_notebooks_have_one_parameters_cell_with_an_nbmake_mock(path: Path):
     mock = tagged[0]["metadata"]["nbmake"]["mock"]
     assert (ROOT / "notebooks" / mock["config_path"]).resolve().is_file()
     assert load_config(ROOT / "notebooks" / mock["config_path"]).name == "tiny"
+
+
+def _resolves(dotted: str) -> bool:
+    """Whether `wavenet_lib.a.b.c` names a module, or an attribute of one."""
+    import importlib
+    import importlib.util
+
+    parts = dotted.split(".")
+    for i in range(len(parts), 0, -1):
+        module = ".".join(parts[:i])
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:
+            found = False
+        if found:
+            obj = importlib.import_module(module)
+            for name in parts[i:]:
+                if not hasattr(obj, name):
+                    return False
+                obj = getattr(obj, name)
+            return True
+    return False
+
+
+def test_every_dotted_name_the_docs_and_docstrings_give_exists():
+    texts = [*ROOT.joinpath("wavenet_lib").rglob("*.py"), *ROOT.joinpath("benchmarks").glob("*.py")]
+    texts += [ROOT / "README.md", *ROOT.joinpath("docs").glob("*.md")]
+    texts += [*ROOT.joinpath("notebooks").glob("*.ipynb")]
+    dotted = re.compile(r"\bwavenet_lib(?:\.[A-Za-z_][A-Za-z0-9_]*)+")
+    stale = sorted(
+        {
+            f"{path.relative_to(ROOT)}: {name}"
+            for path in texts
+            for name in dotted.findall(path.read_text(encoding="utf-8"))
+            if not _resolves(name)
+        }
+    )
+    assert not stale, "names that no longer exist:\n" + "\n".join(stale)

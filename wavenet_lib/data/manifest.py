@@ -7,7 +7,7 @@ recording_id       unique name of the recording
 subject_id         who listened (splits by subject keep a person out of two splits)
 audio_path         wav / flac / ogg / mp3; absolute or relative to the manifest's folder
 eda_path           EDA file; absolute or relative to the manifest's folder
-eda_format         e4 | pmemo2019 | hku956 | generic (see `wavenet_lib.eda_io`)
+eda_format         e4 | pmemo2019 | hku956 | generic (see `wavenet_lib.data.eda`)
 eda_sample_rate    Hz of the EDA file (checked against the rate the file itself states)
 offset_s           EDA time minus audio time: the audio time (s) at which EDA sample 0 was
                    taken. Positive: the EDA started after the audio (the audio's first

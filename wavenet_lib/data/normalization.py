@@ -1,6 +1,6 @@
 """Invertible µS ↔ model-unit normalization of EDA.
 
-The model works on [-1, 1] (then quantized by `wavenet_lib.quantization`). `MinMaxNormalizer`
+The model works on [-1, 1] (then quantized by `wavenet_lib.models.quantization`). `MinMaxNormalizer`
 maps `[lo - m*range, hi + m*range]` linearly onto [-1, 1], where lo/hi are the fitted minimum
 and maximum and `m` the margin (0.1 by default), so generated EDA can go a little beyond what
 was seen before being clipped. It is a few plain floats: `to_dict()` goes into a checkpoint
