@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from wavenet_lib.data.eda import RATE_TOLERANCE, read_e4_eda, read_generic_eda, resample_eda
+from wavenet_lib.data.eda import RATE_TOLERANCE, read_e4_eda, read_generic_eda
+from wavenet_lib.data.eda_cleaning import resample_eda
 from wavenet_lib.data.normalization import MinMaxNormalizer
 from wavenet_lib.errors import DataError
 

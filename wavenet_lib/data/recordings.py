@@ -18,7 +18,8 @@ import torch
 
 from wavenet_lib.configs import DataConfig, ExperimentConfig, WavenetConfig
 from wavenet_lib.data.audio import audio_duration, decode_audio, duration_known
-from wavenet_lib.data.eda import check_eda_limits, check_eda_values, clean_eda, read_eda, resample_eda
+from wavenet_lib.data.eda import read_eda
+from wavenet_lib.data.eda_cleaning import check_eda_limits, check_eda_values, clean_eda, resample_eda
 from wavenet_lib.data.features import mfcc_for_recording, mfcc_statistics, model_features
 from wavenet_lib.data.manifest import ManifestRow
 from wavenet_lib.data.normalization import MinMaxNormalizer
@@ -147,10 +148,11 @@ def prepare_recording(
     `data.max_eda_jump_us`. Features go to `data.cache_dir`.
 
     Raises:
-        DataError: any problem with the files (see `wavenet_lib.data.eda`, `wavenet_lib.data.audio`),
-            a play_duration_s longer than the audio by more than `data.duration_tolerance_s`,
-            audio and EDA that do not overlap, an overlap of fewer than `min_steps` steps
-            (default: receptive field + 1), or EDA values out of the limits (names the row).
+        DataError: any problem with the files (see `wavenet_lib.data.eda`,
+            `wavenet_lib.data.eda_cleaning`, `wavenet_lib.data.audio`), a play_duration_s longer
+            than the audio by more than `data.duration_tolerance_s`, audio and EDA that do not
+            overlap, an overlap of fewer than `min_steps` steps (default: receptive field + 1),
+            or EDA values out of the limits (names the row).
     """
     channels = _read_eda_channels(row, model, data)
     file_rate = row.eda_sample_rate

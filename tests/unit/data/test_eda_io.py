@@ -6,15 +6,13 @@ import numpy as np
 import pytest
 
 from wavenet_lib.data.eda import (
-    fill_nan_gaps,
-    prepare_eda,
     read_e4_eda,
     read_eda,
     read_generic_eda,
     read_hku956_eda,
     read_pmemo_eda,
-    resample_eda,
 )
+from wavenet_lib.data.eda_cleaning import fill_nan_gaps, prepare_eda, resample_eda
 from wavenet_lib.errors import DataError
 
 from .conftest import eda_trace, write_generic_eda
