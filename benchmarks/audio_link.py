@@ -57,6 +57,9 @@ def evaluate_run(model, cfg: ExperimentConfig, bundle, samples: int, seed: int =
     names = {
         "event_locked_peak_latency_s": "event_locked_latency_{}_s",
         "event_locked_peak_amplitude_us": "event_locked_amplitude_{}",
+        "event_locked_above_chance_peak_latency_s": "event_locked_above_chance_latency_{}_s",
+        "event_locked_above_chance_peak_amplitude_us": "event_locked_above_chance_amplitude_{}",
+        "drift_us_per_min": "{}_drift_us_per_min",
         "scr_rate_per_min": "{}_scr_rate_per_min",
         "scr_amplitude_us": "{}_mean_amplitude_us",
         "scr_rise_time_s": "{}_mean_rise_time_s",

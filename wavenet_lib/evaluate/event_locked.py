@@ -1,4 +1,12 @@
-"""Event-locked response: baseline-subtracted EDA averaged after audio events, and its latency."""
+"""Event-locked response: baseline-subtracted EDA averaged after audio events, and its latency.
+
+`event_locked_response` averages the EDA around events, each curve minus its pre-event
+baseline. A trace that merely drifts, or holds SCRs unrelated to the events, also gives a
+curve: `chance_response` is the same average around times on a regular grid (events that know
+nothing of the EDA), and `above_chance` subtracts it, so what remains is the response to the
+events. A trace drifting by r µS/s has a chance curve r·t; for the audio-blind baseline the
+curve above chance is about zero, while the raw curve shows the drift as a "response".
+"""
 
 from __future__ import annotations
 
@@ -65,6 +73,49 @@ def event_locked_response(
     curves = np.stack([[np.interp(o + times, t_trace, tr) for o in kept] for tr in traces])  # (S, E, L)
     curves -= curves[..., in_base].mean(axis=-1, keepdims=True)
     return _summarize_events(times, curves.mean(axis=0), onset_fraction)
+
+
+def chance_response(
+    eda_us: np.ndarray,
+    sampling_rate: float,
+    window_s: tuple[float, float] = (-1.0, 8.0),
+    baseline_s: tuple[float, float] = (-1.0, 0.0),
+    hop_s: float = 0.5,
+    start_s: float = 0.0,
+) -> EventLockedResponse:
+    """`event_locked_response` around times every `hop_s` seconds: the response to chance events.
+
+    Args:
+        eda_us: (T,) or (S, T), as for `event_locked_response`.
+        sampling_rate: EDA rate (Hz).
+        window_s, baseline_s: as for `event_locked_response` (use the same).
+        hop_s: grid spacing (s).
+        start_s: the first grid time is the first at or after `start_s` whose window fits.
+
+    Every window inside the trace is used, so the curve is the trace's average behaviour over
+    `window_s` (drift, spontaneous SCRs), whatever the events.
+    """
+    if hop_s <= 0:
+        raise ValueError(f"hop_s must be > 0, got {hop_s}")
+    n = np.atleast_2d(np.asarray(eda_us)).shape[1]
+    last = (n - 1) / sampling_rate - window_s[1]
+    onsets = np.arange(max(start_s, -window_s[0]), last + 1e-9, hop_s)
+    return event_locked_response(eda_us, sampling_rate, onsets, window_s, baseline_s)
+
+
+def above_chance(
+    response: EventLockedResponse, chance: EventLockedResponse, onset_fraction: float = 0.1
+) -> EventLockedResponse:
+    """`response` with `chance.mean` subtracted from every event's curve (same window and rate).
+
+    Peak, latencies and pooling then describe the response beyond what the trace does anyway.
+    With no events (or no chance windows) the response is returned unchanged.
+    """
+    if response.n_events == 0 or chance.n_events == 0:
+        return response
+    if chance.times.shape != response.times.shape or not np.allclose(chance.times, response.times):
+        raise ValueError("the chance response must share the event response's window and sampling rate")
+    return _summarize_events(response.times, response.per_event - chance.mean, onset_fraction)
 
 
 def _summarize_events(times: np.ndarray, per_event: np.ndarray, onset_fraction: float) -> EventLockedResponse:

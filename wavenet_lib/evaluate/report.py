@@ -27,7 +27,13 @@ from tqdm.auto import tqdm
 from wavenet_lib.configs import ExperimentConfig
 from wavenet_lib.data.bundle import DataBundle
 from wavenet_lib.data.recordings import LoadedRecording
-from wavenet_lib.evaluate.event_locked import EventLockedResponse, event_locked_response, pool_event_locked
+from wavenet_lib.evaluate.event_locked import (
+    EventLockedResponse,
+    above_chance,
+    chance_response,
+    event_locked_response,
+    pool_event_locked,
+)
 from wavenet_lib.evaluate.realism import realism_by_recording
 from wavenet_lib.evaluate.scoring import evaluate_recording, fit_persistence_scale, silent_mfcc_like
 from wavenet_lib.evaluate.scrs import scr_statistics
@@ -73,6 +79,7 @@ class RecordingAssessment:
     scr: pd.DataFrame  # one row per trace: source, sample, scr_statistics columns (after the prime)
     event_locked: dict[str, EventLockedResponse] = field(default_factory=dict)
     prime_steps: int = 0  # leading steps copied from the real trace, left out of every metric
+    event_locked_above_chance: dict[str, EventLockedResponse] = field(default_factory=dict)
 
     def scored_traces(self) -> dict[str, np.ndarray]:
         """{"real": (T',), "generated": (S, T'), "audio_blind": (S, T')} without the primed steps."""
@@ -218,13 +225,13 @@ def assess_recording(
             {"source": name, "sample": i, **scr_statistics(s[scored], rate)} for i, s in enumerate(traces)
         ]
     locked_events = events[events >= prime_steps / rate]
-    locked = {
-        name: event_locked_response(traces, rate, locked_events)
-        for name, traces in (("real", real_us), ("generated", gen_us), ("audio_blind", blind_us))
-    }
+    sources = (("real", real_us), ("generated", gen_us), ("audio_blind", blind_us))
+    locked = {name: event_locked_response(traces, rate, locked_events) for name, traces in sources}
+    chance = {name: chance_response(traces, rate, start_s=prime_steps / rate) for name, traces in sources}
+    above = {name: above_chance(locked[name], chance[name]) for name, _ in sources}
     return RecordingAssessment(
         recording_id, rate, real_us, gen_us, blind_us, events, latencies, loud, loud_rate,
-        teacher, free, pd.DataFrame(scr_rows), locked, prime_steps,
+        teacher, free, pd.DataFrame(scr_rows), locked, prime_steps, above,
     )  # fmt: skip
 
 
@@ -260,6 +267,10 @@ EVENT_LOCKED_METRICS = (
     "event_locked_peak_amplitude_us",
     "event_locked_n_events",
 )
+ABOVE_CHANCE_METRICS = (
+    "event_locked_above_chance_peak_latency_s",
+    "event_locked_above_chance_peak_amplitude_us",
+)
 
 
 @dataclass
@@ -277,7 +288,10 @@ class EvaluationReport:
       over recordings): rmse_us, pearson_r, dtw_us;
     * event-locked response to loud audio onsets (real, generated, audio_blind; pooled: over all
       events): event_locked_peak_latency_s, event_locked_onset_latency_s,
-      event_locked_peak_amplitude_us, event_locked_n_events;
+      event_locked_peak_amplitude_us, event_locked_n_events; the same response above chance
+      (minus the trace's average curve around regularly spaced times, which holds its drift and
+      spontaneous SCRs; `event_locked.above_chance`): event_locked_above_chance_peak_latency_s,
+      event_locked_above_chance_peak_amplitude_us;
     * realism (real, generated, audio_blind; see `wavenet_lib.evaluate.realism`): n_scr,
       scr_rate_per_min, scr_amplitude_us, scr_rise_time_s, scr_half_recovery_s,
       step_decrease_p999_us, step_increase_p999_us, drift_us_per_min, and vs real
@@ -357,6 +371,16 @@ def _pooled_event_locked(responses: Sequence[EventLockedResponse]) -> dict[str, 
     return _event_locked(pool_event_locked(responses))
 
 
+def _pooled_above_chance(responses: Sequence[EventLockedResponse]) -> dict[str, float]:
+    if not any(r.n_events for r in responses):
+        return dict.fromkeys(ABOVE_CHANCE_METRICS, math.nan)
+    pooled = pool_event_locked(responses)
+    return {
+        "event_locked_above_chance_peak_latency_s": pooled.peak_latency_s,
+        "event_locked_above_chance_peak_amplitude_us": pooled.peak_amplitude_us,
+    }
+
+
 def _rows(assessments: Sequence[RecordingAssessment]) -> dict[str, dict[str, float]]:
     """{source: {metric: value}} of one or several recordings, before realism.
 
@@ -375,6 +399,9 @@ def _rows(assessments: Sequence[RecordingAssessment]) -> dict[str, dict[str, flo
         for s in ("generated", "audio_blind")
     }
     locked = {s: _pooled_event_locked([a.event_locked[s] for a in assessments]) for s in TRACE_SOURCES}
+    if all(a.event_locked_above_chance for a in assessments):
+        for s in TRACE_SOURCES:
+            locked[s] |= _pooled_above_chance([a.event_locked_above_chance[s] for a in assessments])
     gap = tf["audio_blind"]["cross_entropy_nats"] - tf["model"]["cross_entropy_nats"]
     rows = {
         "real": locked["real"],

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from wavenet_lib.evaluate.event_locked import event_locked_response
+from wavenet_lib.evaluate.event_locked import above_chance, chance_response, event_locked_response
 from wavenet_lib.evaluate.scrs import detect_scrs, scr_statistics
 from wavenet_lib.evaluate.tables import metrics_table, write_metrics_json
 from wavenet_lib.evaluate.traces import free_running_metrics
@@ -99,6 +99,31 @@ def test_event_locked_response_recovers_the_latency():
     r2 = event_locked_response(samples, rate, list(events) + [118.0])
     assert r2.n_events == len(events)
     np.testing.assert_allclose(r2.mean, r.mean, atol=1e-12)
+
+
+def test_a_drift_is_a_response_only_until_chance_is_subtracted():
+    rate, slope = 4, 0.005  # µS per second: 0.3 µS per minute, no SCR at all
+    t = np.arange(600) / rate
+    drifting = 5.0 + slope * t
+    events = np.arange(10.3, 140, 13.0)
+    raw = event_locked_response(drifting, rate, events)
+    # The drift from the baseline's middle (-0.625 s: samples at -1, -0.75, -0.5, -0.25 s) to 8 s:
+    assert raw.peak_amplitude_us == pytest.approx(slope * 8.625, rel=1e-6)
+    assert raw.peak_latency_s == 8.0  # at the window's end: no peak, a drift
+    chance = chance_response(drifting, rate, hop_s=0.5)
+    np.testing.assert_allclose(chance.mean, slope * (chance.times + 0.625), atol=1e-9)
+    above = above_chance(raw, chance)
+    assert abs(above.peak_amplitude_us) < 1e-9
+    # SCRs 2 s after each event on the same drift: above chance, their amplitude is left.
+    scrs = synthetic_eda(rate, events + 2.0, [0.5] * len(events), duration=150.0)
+    both = drifting + scrs - scrs[0]
+    r = above_chance(event_locked_response(both, rate, events), chance_response(both, rate))
+    assert r.peak_amplitude_us == pytest.approx(0.5, abs=0.1)
+    assert r.peak_latency_s == pytest.approx(2.0 + PEAK_DELAY, abs=0.5)
+    grid = np.arange(20.0, (t.size - 1) / rate - 8.0 + 1e-9, 0.5)  # every window that fits, from 20 s
+    assert chance_response(both, rate, start_s=20.0).n_events == grid.size
+    with pytest.raises(ValueError, match="hop_s"):
+        chance_response(both, rate, hop_s=0)
 
 
 def test_metrics_table_and_json(tmp_path):

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from wavenet_lib.evaluate.event_locked import event_locked_response
+from wavenet_lib.evaluate.event_locked import above_chance, chance_response, event_locked_response
 from wavenet_lib.evaluate.report import SOURCES, EvaluationReport, RecordingAssessment, build_report
 
 from .test_realism import random_eda
@@ -35,13 +35,12 @@ def assessment(
         s: {"rmse_us": 0.5 + seed, "pearson_r": 0.1, "dtw_us": 0.2, "dtw_factor": 1.0}
         for s in ("generated", "audio_blind")
     }
-    locked = {
-        name: event_locked_response(traces, RATE, events)
-        for name, traces in (("real", real), ("generated", generated), ("audio_blind", blind))
-    }
+    sources = (("real", real), ("generated", generated), ("audio_blind", blind))
+    locked = {name: event_locked_response(traces, RATE, events) for name, traces in sources}
+    above = {name: above_chance(locked[name], chance_response(traces, RATE)) for name, traces in sources}
     return RecordingAssessment(
         rid, RATE, real, generated, blind, events, np.array([2.0, 2.5]), np.zeros(3), 40.0,
-        tf, free, pd.DataFrame(), locked, PRIME,
+        tf, free, pd.DataFrame(), locked, PRIME, above,
     )  # fmt: skip
 
 
@@ -85,6 +84,19 @@ def test_event_locked_counts_per_source_and_pooled_over_recordings(report):
         assert report.per_recording["a"][source]["event_locked_n_events"] == 3
         assert report.per_recording["c"][source]["event_locked_n_events"] == 0
         assert math.isnan(report.per_recording["c"][source]["event_locked_peak_latency_s"])
+        assert math.isnan(report.per_recording["c"][source]["event_locked_above_chance_peak_amplitude_us"])
+        # Above chance: each recording's events minus its own chance curve, pooled over events.
+        a = assessment("a", 0, (2.0, 2.5, 3.0), n_steps=100, events=[20, 50, 80])
+        b = assessment("b", 1, (1.0, 1.2, 2.0), n_steps=300, events=[30, 60])
+        traces = {"real": "real_us", "generated": "generated_us", "audio_blind": "audio_blind_us"}[source]
+        curves = [
+            x.event_locked[source].per_event - chance_response(getattr(x, traces), RATE).mean for x in (a, b)
+        ]
+        mean = np.concatenate(curves).mean(axis=0)
+        times = a.event_locked[source].times
+        assert report.pooled[source]["event_locked_above_chance_peak_amplitude_us"] == pytest.approx(
+            mean[times > 0].max()
+        )
     assert report.pooled["real"]["true_scr_latency_s"] == pytest.approx(2.25)
 
 
