@@ -95,6 +95,13 @@ def table_row(p: dict[str, float]) -> dict[str, Any]:
         f"{p['event_locked_latency_real_s']:.2f}",
         "EL amplitude real / gen / blind": f"{p['event_locked_amplitude_real']:.2f} / "
         f"{p['event_locked_amplitude_generated']:.2f} / {p['event_locked_amplitude_audio_blind']:.2f}",
+        "EL above chance real / gen / blind": (
+            f"{p['event_locked_above_chance_amplitude_real']:.3f} / "
+            f"{p['event_locked_above_chance_amplitude_generated']:.3f} / "
+            f"{p['event_locked_above_chance_amplitude_audio_blind']:.3f}"
+            if "event_locked_above_chance_amplitude_real" in p
+            else None
+        ),
         "SCR/min": pair("scr_rate_per_min"),
         "amplitude (µS)": pair("mean_amplitude_us"),
         "rise (s)": pair("mean_rise_time_s"),
@@ -203,8 +210,12 @@ def main(argv: list[str] | None = None) -> None:
     run_dir = Path(args.out) / args.name
     bundle = build_datasets(cfg)
     result: dict[str, Any] = {"name": args.name, "overrides": args.set}
+    out = Path(args.out) / f"{args.name}{'_sweep' if args.sweep else ''}.json"
     if args.eval_only:
         model, _, _ = load_model(run_dir / "best.pt")
+        if out.is_file():  # keep how the run was trained; the evaluations are replaced
+            trained = json.loads(out.read_text())
+            result |= {k: trained[k] for k in ("overrides", "train_s", "steps", "best_val") if k in trained}
     else:
         start = time.perf_counter()
         norm = stored_normalizer(bundle)
@@ -231,7 +242,6 @@ def main(argv: list[str] | None = None) -> None:
             )
         )
     result["evaluations"] = rows
-    out = Path(args.out) / f"{args.name}{'_sweep' if args.sweep else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
 

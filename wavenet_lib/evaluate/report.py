@@ -451,6 +451,13 @@ def build_report(
     return EvaluationReport(pooled, per)
 
 
-def pooled_event_locked(assessments: list[RecordingAssessment]) -> dict[str, EventLockedResponse]:
-    """Event-locked responses of every source, pooled over recordings (for plots)."""
+def pooled_event_locked(
+    assessments: list[RecordingAssessment], above_chance: bool = False
+) -> dict[str, EventLockedResponse]:
+    """Event-locked responses of every source, pooled over recordings (for plots); with
+    `above_chance`, each recording's chance curve subtracted first."""
+    if above_chance:
+        return {
+            s: pool_event_locked([a.event_locked_above_chance[s] for a in assessments]) for s in TRACE_SOURCES
+        }
     return {s: pool_event_locked([a.event_locked[s] for a in assessments]) for s in TRACE_SOURCES}
