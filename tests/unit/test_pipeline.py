@@ -91,6 +91,8 @@ EVENT_LOCKED = {
     "event_locked_onset_latency_s",
     "event_locked_peak_amplitude_us",
     "event_locked_n_events",
+    "event_locked_above_chance_peak_latency_s",
+    "event_locked_above_chance_peak_amplitude_us",
 }
 REALISM = {
     "n_scr",
