@@ -114,7 +114,11 @@ def plot_quantile_bands(
     return fig
 
 
-def plot_event_locked(responses: Mapping[str, EventLockedResponse], title: str = "") -> Figure:
+def plot_event_locked(
+    responses: Mapping[str, EventLockedResponse],
+    title: str = "",
+    ylabel: str = "Δ EDA from baseline (µS)",
+) -> Figure:
     """Event-locked mean responses (e.g. real, generated, audio-blind) with peak-latency markers."""
     fig = Figure(figsize=(6, 3.6), layout="constrained")
     ax = fig.subplots()
@@ -127,7 +131,7 @@ def plot_event_locked(responses: Mapping[str, EventLockedResponse], title: str =
     ax.axhline(0.0, color="0.7", lw=0.6)
     ax.set(
         xlabel="time from audio event (s)",
-        ylabel="Δ EDA from baseline (µS)",
+        ylabel=ylabel,
         title=title or "event-locked response (dashed: peak latency)",
     )
     ax.legend(fontsize="small")
