@@ -358,12 +358,18 @@ def test_screen_command_writes_a_ranking_and_lists_skipped_files(tmp_path, check
     )
     assert sorted(ranking["duration_s"]) == [5.0, 6.0]
     assert len(list(plots.glob("*.png"))) == 2
-    err = capsys.readouterr().err
-    assert f"warning: skipped {folder / 'c.wav'}: unreadable audio" in err
+    captured = capsys.readouterr()
+    assert f"warning: skipped {folder / 'c.wav'}: unreadable audio" in captured.err
+    # Ranked by the evoked rise by default (the checkpoint is a Wavenet), or by any column.
+    evoked = ranking["evoked_rise_us_per_min"].to_numpy()
+    assert list(evoked) == sorted(evoked, reverse=True) and "by evoked_rise_us_per_min" in captured.out
+    assert main([*argv, "--rank-by", "scr_per_min", "--no-progress"]) == 0
+    by_rate = pd.read_csv(out)["scr_per_min"].to_numpy()
+    assert list(by_rate) == sorted(by_rate, reverse=True) and "by scr_per_min" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
-    "problem", ["empty_folder", "all_unreadable", "nan_prime", "wrong_rate_prime", "samples"]
+    "problem", ["empty_folder", "all_unreadable", "nan_prime", "wrong_rate_prime", "samples", "rank_by"]
 )
 def test_screen_and_generate_user_errors_are_one_line(tmp_path, checkpoint, capsys, problem):
     folder = tmp_path / "in"
@@ -387,6 +393,8 @@ def test_screen_and_generate_user_errors_are_one_line(tmp_path, checkpoint, caps
     elif problem == "wrong_rate_prime":
         argv = ["screen", "--audio", audio, "--prime", str(prime), "--prime-rate", "4"]
         expected = "prime.csv: prime sample-rate mismatch: the file says 32 Hz, expected 4 Hz"
+    elif problem == "rank_by":
+        argv, expected = ["screen", "--audio", audio, "--rank-by", "loudness"], "rank_by must be one of"
     else:
         argv, expected = ["screen", "--audio", audio, "--samples", "0"], "--samples must be >= 1, got 0"
     assert main([*argv, "--checkpoint", str(checkpoint), "--out", str(out), "--no-progress"]) == 2
