@@ -63,12 +63,12 @@ __all__ = [
 ]
 
 STATISTICS = (
+    "evoked_rise_us_per_min",
     "scr_per_min",
     "scr_amplitude_us",
     "eda_rise_us",
     "frac_with_scr",
     "response_us_per_min",
-    "evoked_rise_us_per_min",
 )
 DEFAULT_RANK_BY = "evoked_rise_us_per_min"
 RANKING_COLUMNS = [
