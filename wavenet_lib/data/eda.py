@@ -309,3 +309,22 @@ def read_eda(path: str | Path, fmt: str, sample_rate: float, column: str | None 
     if fmt == "generic":
         return read_generic_eda(path, column, sample_rate)
     raise DataError(path, f"unknown eda_format {fmt!r}; expected one of {EDA_FORMATS}")
+
+
+_MOVED_TO_CLEANING = (
+    "fill_nan_gaps",
+    "check_eda_values",
+    "check_eda_limits",
+    "clean_eda",
+    "resample_eda",
+    "prepare_eda",
+)
+
+
+def __getattr__(name: str):
+    """The cleaning functions now live in `eda_cleaning`; old imports from here still work."""
+    if name in _MOVED_TO_CLEANING:
+        from wavenet_lib.data import eda_cleaning
+
+        return getattr(eda_cleaning, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -127,3 +127,12 @@ def test_non_numeric_values_are_a_data_error(tmp_path):
     path.write_text("1600000000\n4\n0.5\nbanana\n")
     with pytest.raises(DataError, match="non-numeric"):
         read_e4_eda(path)
+
+
+def test_cleaning_functions_still_import_from_the_readers_module():
+    from wavenet_lib.data import eda, eda_cleaning
+    from wavenet_lib.data.eda import prepare_eda as old_home
+
+    assert old_home is eda_cleaning.prepare_eda and eda.resample_eda is eda_cleaning.resample_eda
+    with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
+        _ = eda.nothing_here
