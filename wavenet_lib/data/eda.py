@@ -311,20 +311,10 @@ def read_eda(path: str | Path, fmt: str, sample_rate: float, column: str | None 
     raise DataError(path, f"unknown eda_format {fmt!r}; expected one of {EDA_FORMATS}")
 
 
-_MOVED_TO_CLEANING = (
-    "fill_nan_gaps",
-    "check_eda_values",
-    "check_eda_limits",
-    "clean_eda",
-    "resample_eda",
-    "prepare_eda",
-)
-
-
 def __getattr__(name: str):
     """The cleaning functions now live in `eda_cleaning`; old imports from here still work."""
-    if name in _MOVED_TO_CLEANING:
-        from wavenet_lib.data import eda_cleaning
+    from wavenet_lib.data import eda_cleaning
 
+    if name in eda_cleaning.__all__:
         return getattr(eda_cleaning, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
