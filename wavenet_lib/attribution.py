@@ -94,7 +94,10 @@ def expected_eda(logits: torch.Tensor) -> torch.Tensor:
 
 
 def _history_tensor(eda_history: np.ndarray | torch.Tensor, out_channels: int, steps: int) -> torch.Tensor:
-    h = torch.as_tensor(np.asarray(eda_history, dtype=np.float32))
+    if isinstance(eda_history, torch.Tensor):  # on any device (a CUDA tensor has no numpy view)
+        h = eda_history.detach().to(device="cpu", dtype=torch.float32)
+    else:
+        h = torch.as_tensor(np.asarray(eda_history, dtype=np.float32))
     if h.dim() == 1:
         h = h[None]
     if h.dim() != 2 or h.shape[0] != out_channels or h.shape[1] != steps:

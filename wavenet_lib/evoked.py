@@ -88,7 +88,10 @@ def evoked_rise(
     cfg: WavenetConfig = getattr(model, "config")  # noqa: B009 (a Wavenet or a stand-in with its config)
     device = next(model.parameters()).device
     x = torch.as_tensor(mfcc, dtype=torch.float32).to(device)
-    traces = torch.as_tensor(np.asarray(eda_units, dtype=np.float32)).to(device)
+    if isinstance(eda_units, torch.Tensor):  # on any device (a CUDA tensor has no numpy view)
+        traces = eda_units.detach().to(device=device, dtype=torch.float32)
+    else:
+        traces = torch.as_tensor(np.asarray(eda_units, dtype=np.float32)).to(device)
     if traces.dim() == 2:
         traces = traces[:, None]
     spf = int(cfg.spectral_frames_per_eda_step)
