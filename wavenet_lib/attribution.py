@@ -44,7 +44,7 @@ import torch
 
 from wavenet_lib.data.normalization import MinMaxNormalizer
 from wavenet_lib.evaluate.scoring import silent_mfcc_like
-from wavenet_lib.models.quantization import dequantize, quantize
+from wavenet_lib.models.quantization import dequantize, level_centres, quantize
 from wavenet_lib.models.wavenet import Wavenet
 
 __all__ = ["AudioAttribution", "expected_eda", "attribute_audio"]
@@ -88,8 +88,7 @@ class AudioAttribution:
 
 def expected_eda(logits: torch.Tensor) -> torch.Tensor:
     """Expected level under the softmax, in normalized units: (B, Q, C_out, T) → (B, C_out, T)."""
-    levels = logits.shape[1]
-    centres = dequantize(torch.arange(levels, device=logits.device), levels).to(logits.dtype)
+    centres = level_centres(logits.shape[1], logits.device, logits.dtype)
     return torch.einsum("bqct,q->bct", torch.softmax(logits, dim=1), centres)
 
 
@@ -173,7 +172,7 @@ def attribute_audio(
     target = slice(None) if target_steps is None else target_steps
     scale = 1.0
     if normalizer is not None:
-        scale = (normalizer.high - normalizer.low) / 2.0  # µS per model unit (the map is linear)
+        scale = normalizer.us_per_unit
 
     def forward(batch: torch.Tensor) -> torch.Tensor:  # (B, C_in, F, M) → (B,)
         prev = eda_prev[None].expand(batch.shape[0], -1, -1)

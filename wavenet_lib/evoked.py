@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from wavenet_lib.data.features import silent_mfcc_like
-from wavenet_lib.models.quantization import dequantize, quantize
+from wavenet_lib.models.quantization import dequantize, level_centres, quantize
 
 if TYPE_CHECKING:
     from wavenet_lib.configs import WavenetConfig
@@ -55,8 +55,7 @@ def has_forward(model: nn.Module) -> bool:
 
 def expected_rise(logits: torch.Tensor, eda_prev: torch.Tensor) -> torch.Tensor:
     """Expected rise above the previous value under the softmax: (B, Q, C, T), (B, C, T) → (B, C, T)."""
-    levels = logits.shape[1]
-    centres = dequantize(torch.arange(levels, device=logits.device), levels).to(logits.dtype)
+    centres = level_centres(logits.shape[1], logits.device, logits.dtype)
     climb = (centres[None, :, None, None] - eda_prev[:, None]).clamp(min=0.0)
     return (torch.softmax(logits, dim=1) * climb).sum(dim=1)
 
@@ -136,5 +135,4 @@ def evoked_rise_us(model: nn.Module, generated: GeneratedEDA) -> np.ndarray:
         history = np.concatenate([prime, history], axis=-1)
         skip = generated.prime_units.shape[-1]
     units = evoked_rise(model, generated.features, history, skip_steps=skip)
-    norm = generated.normalizer
-    return units * (norm.high - norm.low) / 2.0  # µS per model unit (the map is linear)
+    return units * generated.normalizer.us_per_unit

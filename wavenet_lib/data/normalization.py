@@ -53,13 +53,18 @@ class MinMaxNormalizer:
         """µS value mapped to +1."""
         return self.hi + self.margin * (self.hi - self.lo)
 
+    @property
+    def us_per_unit(self) -> float:
+        """µS per model unit: the slope of `denormalize` (the map is linear)."""
+        return (self.high - self.low) / 2.0
+
     def normalize(self, us: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
         """µS → model units (any shape; not clipped)."""
         return (us - self.low) * (2.0 / (self.high - self.low)) - 1.0
 
     def denormalize(self, units: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
         """Model units → µS (any shape)."""
-        return (units + 1.0) * ((self.high - self.low) / 2.0) + self.low
+        return (units + 1.0) * self.us_per_unit + self.low
 
     def to_dict(self) -> dict[str, float | str]:
         """Plain floats (and the kind), safe for `torch.save` / `weights_only=True` loading."""

@@ -13,7 +13,7 @@ from typing import Any, overload
 import numpy as np
 import torch
 
-__all__ = ["quantize", "dequantize", "bin_width"]
+__all__ = ["quantize", "dequantize", "bin_width", "level_centres"]
 
 
 def bin_width(levels: int) -> float:
@@ -45,3 +45,8 @@ def dequantize(idx: torch.Tensor | np.ndarray, levels: int, dtype: Any = None) -
     if isinstance(idx, torch.Tensor):
         return idx.to(dtype or torch.float32) * width - 1.0
     return (np.asarray(idx).astype(dtype or np.float32) * width - 1.0).astype(dtype or np.float32)
+
+
+def level_centres(levels: int, device: torch.device | str | None = None, dtype: Any = None) -> torch.Tensor:
+    """Every bin centre, (levels,) in normalized units: what the softmax's classes stand for."""
+    return dequantize(torch.arange(levels, device=device), levels, dtype)

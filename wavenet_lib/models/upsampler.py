@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wavenet_lib.models.quantization import dequantize, quantize
+from wavenet_lib.models.quantization import level_centres, quantize
 
 __all__ = ["Upsampler"]
 
@@ -74,6 +74,6 @@ class Upsampler(nn.Module):
         (a step's conditioning depends only on its previous level); None for several signals."""
         if self.offsets.numel() != 1:
             return None
-        levels = dequantize(torch.arange(self.levels, device=self.offsets.device), self.levels)
+        levels = level_centres(self.levels, self.offsets.device)
         c = self.forward(levels.to(self.embed.weight.dtype)[:, None, None])  # (Q, cond, spf)
         return c.transpose(1, 2).contiguous()
