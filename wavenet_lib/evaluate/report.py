@@ -267,10 +267,6 @@ EVENT_LOCKED_METRICS = (
     "event_locked_peak_amplitude_us",
     "event_locked_n_events",
 )
-ABOVE_CHANCE_METRICS = (
-    "event_locked_above_chance_peak_latency_s",
-    "event_locked_above_chance_peak_amplitude_us",
-)
 
 
 @dataclass
@@ -372,12 +368,11 @@ def _pooled_event_locked(responses: Sequence[EventLockedResponse]) -> dict[str, 
 
 
 def _pooled_above_chance(responses: Sequence[EventLockedResponse]) -> dict[str, float]:
-    if not any(r.n_events for r in responses):
-        return dict.fromkeys(ABOVE_CHANCE_METRICS, math.nan)
-    pooled = pool_event_locked(responses)
+    """Peak latency and amplitude of above-chance responses, pooled like the raw ones."""
+    pooled = _pooled_event_locked(responses)
     return {
-        "event_locked_above_chance_peak_latency_s": pooled.peak_latency_s,
-        "event_locked_above_chance_peak_amplitude_us": pooled.peak_amplitude_us,
+        f"event_locked_above_chance_{name}": pooled[f"event_locked_{name}"]
+        for name in ("peak_latency_s", "peak_amplitude_us")
     }
 
 
