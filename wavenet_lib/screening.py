@@ -34,7 +34,7 @@ are listed in `skipped` with the reason and left out of the ranking.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -91,7 +91,10 @@ class ScreeningResult:
             scr_amplitude_us, eda_rise_us, frac_with_scr (0/1), response_us_per_min,
             evoked_rise_us_per_min.
         skipped: (path, reason) for every file that could not be screened.
-        generated: file (as in `ranking.file`) → its generated samples.
+        generated: file (as in `ranking.file`) → its generated samples (traces, times and
+            normalization; without their `features`, which are dropped once the evoked rise is
+            measured so that screening hundreds of long files does not hold all their features
+            in (GPU) memory).
         config: the experiment config of the model used.
         rank_by: the statistic the ranking is sorted by.
     """
@@ -290,7 +293,7 @@ def screen_stimuli(
                 **summarize_samples(stats),
             }
         )
-        generated[name] = result
+        generated[name] = replace(result, features=None)  # the features were only needed for `evoked`
     ranking = pd.DataFrame(rows, columns=[c for c in RANKING_COLUMNS if c != "rank"])
     ranking = ranking.sort_values(rank_by, ascending=False, na_position="last", kind="stable")
     ranking.insert(0, "rank", np.arange(1, len(ranking) + 1))

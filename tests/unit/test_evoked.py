@@ -115,6 +115,9 @@ def test_screening_ranks_by_the_evoked_rise_of_a_wavenet_in_microsiemens(tmp_pat
     values = result.ranking["evoked_rise_us_per_min"].to_numpy()
     assert np.all(np.isfinite(values)) and np.all(values >= 0)
     assert list(values) == sorted(values, reverse=True)
+    # The samples are kept, their features are not (hundreds of long files would fill the GPU).
+    kept = result.generated[result.ranking["file"][0]]
+    assert kept.features is None and kept.eda_units.shape[0] == 2 and kept.normalizer == NORMALIZER
     # A stand-in without forward falls back to SCRs per minute, with the column left empty.
     stand_in = screen_stimuli(
         BurstResponder(exp.model), [folder], samples=2, config=exp, normalizer=NORMALIZER, progress=False
