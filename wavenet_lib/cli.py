@@ -24,12 +24,14 @@ to resume and exits with 130 / 143.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
+
+from wavenet_lib.cli_arguments import add_prime_arguments, add_sampling_arguments, seed
+from wavenet_lib.configs.describe import describe_config
 
 __all__ = ["main", "build_parser", "describe_config"]
 
@@ -68,68 +70,6 @@ def _load_config(path: str):
 
 
 # --- config --------------------------------------------------------------------------------------
-def describe_config(cfg) -> list[str]:
-    """The derived architecture of an ExperimentConfig, as aligned `label  value` lines."""
-    import torch
-
-    from wavenet_lib.data.recordings import window_steps
-    from wavenet_lib.models.wavenet import Wavenet
-
-    m = cfg.model
-    spf = m.spectral_frames_per_eda_step
-    rf, ctx = m.receptive_field_frames, m.context_size_in_frames
-    with torch.device("meta"):  # count parameters without allocating them
-        n_params = sum(p.numel() for p in Wavenet(m).parameters())
-    covered = (
-        f"yes: {rf} >= {ctx} frames (+{rf - ctx} frames excess)"
-        if rf >= ctx
-        else f"NO: {rf} < {ctx} frames (short by {ctx - rf})"
-    )
-    rows = [
-        ("experiment", cfg.name),
-        (
-            "frames per EDA step",
-            f"{spf} = audio_sample_rate / (eda_sample_rate * mfcc_hop_size) "
-            f"= {m.audio_sample_rate} / ({m.eda_sample_rate:g} * {m.mfcc_hop_size})",
-        ),
-        ("audio samples per frame", f"{m.audio_time_steps_per_spectral_frame} (mfcc_hop_size)"),
-        (
-            "context",
-            f"{m.context_size_in_seconds:g} s = {m.context_size_in_eda_steps} EDA steps = {ctx} frames",
-        ),
-        ("layers per stack", f"{m.layers_per_stack} (dilations 1 .. {2 ** (m.layers_per_stack - 1)})"),
-        ("stacks", f"{m.num_stacks} (stack receptive field {m.stack_receptive_field} frames)"),
-        ("residual layers", f"{m.num_layers}"),
-        (
-            "receptive field",
-            f"{rf} frames = {m.receptive_field_seconds:.4g} s = {m.receptive_field_eda_steps} EDA steps",
-        ),
-        ("context covered", covered),
-        ("first full step", f"{m.first_full_step}"),
-        (
-            "training window",
-            f"{window_steps(m, cfg.data.target_steps)} EDA steps "
-            f"(first_full_step {m.first_full_step} + target_steps {cfg.data.target_steps})",
-        ),
-        ("quantization levels", f"{m.quantization_levels}"),
-        ("parameters", f"{n_params:,} ({n_params})"),
-        ("training memory", _memory_line(cfg)),
-    ]
-    width = max(len(k) for k, _ in rows)
-    return [f"{k:<{width}}  {v}" for k, v in rows]
-
-
-def _memory_line(cfg) -> str:
-    """Estimated training memory of one process (see wavenet_lib.models.memory)."""
-    from wavenet_lib.models.memory import training_memory
-
-    est, mib = training_memory(cfg), 1024**2
-    return (
-        f"about {est.total / mib:,.0f} MiB per process (parameters + AdamW {est.fixed / mib:,.0f} MiB, "
-        f"activations {est.activations / mib:,.0f} MiB at batch_size {cfg.train.batch_size})"
-    )
-
-
 def _cmd_config_show(args: argparse.Namespace) -> int:
     print("\n".join(describe_config(_load_config(args.config))))
     return EXIT_OK
@@ -353,28 +293,6 @@ def _screen_plots(result, folder: Path) -> None:
 
 
 # --- parser --------------------------------------------------------------------------------------
-def _finite_float(text: str) -> float:
-    """argparse type: a finite float (inf and nan are refused)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
-    return value
-
-
-def _seed(text: str) -> int:
-    """argparse type: an integer seed in [0, 2^32)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if not 0 <= value < 2**32:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 2^32 - 1, got {text}")
-    return value
-
-
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, status 2 (argparse's usual status)
         self.print_usage(sys.stderr)
@@ -412,8 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--audio", required=True, help="audio file (wav, flac, ogg, mp3)")
     gen.add_argument("--out", required=True, help="output CSV")
     gen.add_argument("--samples", type=int, default=1, help="independent samples (one column each)")
-    gen.add_argument("--seed", type=_seed, default=0, help="sampling seed (0 <= seed < 2^32)")
-    _add_sampling_arguments(gen, greedy=True)
+    gen.add_argument("--seed", type=seed, default=0, help="sampling seed (0 <= seed < 2^32)")
+    add_sampling_arguments(gen, greedy=True)
     gen.add_argument("--greedy", action="store_true", help="most likely level each step")
     gen.add_argument(
         "--format", choices=("csv", "e4"), default="csv", help="csv: time + values; e4: Empatica EDA.csv"
@@ -431,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     gen.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _add_prime_arguments(gen)
+    add_prime_arguments(gen)
     gen.set_defaults(func=_cmd_generate)
 
     data = sub.add_parser(
@@ -444,8 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
     screen.add_argument("--audio", required=True, nargs="+", help="audio files and/or folders of them")
     screen.add_argument("--out", required=True, help="ranking CSV (one row per file, best first)")
     screen.add_argument("--samples", type=int, default=16, help="generated samples per file")
-    screen.add_argument("--seed", type=_seed, default=0, help="sampling seed (the same for every file)")
-    _add_sampling_arguments(screen, greedy=False)
+    screen.add_argument("--seed", type=seed, default=0, help="sampling seed (the same for every file)")
+    add_sampling_arguments(screen, greedy=False)
     screen.add_argument(
         "--rank-by",
         help="the ranking's column to sort by, e.g. scr_per_min (default: evoked_rise_us_per_min)",
@@ -453,41 +371,9 @@ def build_parser() -> argparse.ArgumentParser:
     screen.add_argument("--plots", help="folder for one figure per file (quantile bands over loudness)")
     screen.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     screen.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _add_prime_arguments(screen)
+    add_prime_arguments(screen)
     screen.set_defaults(func=_cmd_screen)
     return parser
-
-
-def _add_sampling_arguments(parser: argparse.ArgumentParser, greedy: bool) -> None:
-    """--temperature, --top-p and --min-prob (default: the checkpoint config's `sampling`)."""
-    parser.add_argument(
-        "--temperature",
-        type=_finite_float,
-        default=None,
-        help="softmax temperature (>= 0.001"
-        + (", or --greedy" if greedy else "")
-        + "; default: config sampling)",
-    )
-    parser.add_argument(
-        "--top-p", type=_finite_float, default=None, help="nucleus mass in (0, 1] (default: config sampling)"
-    )
-    parser.add_argument(
-        "--min-prob",
-        type=_finite_float,
-        default=None,
-        help="drop levels less likely than this, in [0, 1) (default: config sampling)",
-    )
-
-
-def _add_prime_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--prime",
-        help="the listener's EDA before the stimulus (E4 EDA.csv, or CSV with a time column; any "
-        "rate): samples start from its level and recent history",
-    )
-    parser.add_argument(
-        "--prime-rate", type=_finite_float, help="the prime's rate (Hz) when it has no time column"
-    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

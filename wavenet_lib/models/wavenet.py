@@ -2,7 +2,8 @@
 
 Reads top to bottom like the architecture in docs/design.md ("Model contract"); the EDA
 conditioning (`Upsampler`) and the output head (`Downsampler`) have modules of their own,
-`models/upsampler.py` and `models/head.py`:
+`models/upsampler.py` and `models/head.py`, and its residual layers and stacks
+`models/layers.py`:
 
     mfcc (B, C_in, T*spf, M) ──1×1 input projection──► x (B, R, T*spf)
     eda_prev (B, C_out, T) ──causal Upsampler──────────► c (B, cond, T*spf)
@@ -22,189 +23,18 @@ per step (reference path); both give the logits `forward` gives on the generated
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from wavenet_lib.configs import WavenetConfig
 from wavenet_lib.models.head import Downsampler, HeadWeights
 from wavenet_lib.models.incremental import Stepper
+from wavenet_lib.models.layers import Gate, ResidualLayer, StepWeights, WavenetStack, time_major
 from wavenet_lib.models.quantization import dequantize, quantize
 from wavenet_lib.models.upsampler import Upsampler
 
 __all__ = ["Gate", "StepWeights", "ResidualLayer", "WavenetStack", "Wavenet"]
-
-
-class Gate(nn.Module):
-    """tanh(Wf x + Vf c) ⊙ σ(Wg x + Vg c), with c the upsampled EDA.
-
-    Wf x and Wg x arrive stacked as `h` (B, 2G, F) from the layer's dilated conv (the textbook 1×1
-    convs on the dilated output are linear after a linear conv, so they are folded into it);
-    this module holds the conditioning projections Vf, Vg.
-    """
-
-    def __init__(self, gate_channels: int, cond_channels: int) -> None:
-        super().__init__()
-        self.cond = nn.Conv1d(cond_channels, 2 * gate_channels, 1)
-
-    def forward(self, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        return self.activate(h + self.cond(c))
-
-    @staticmethod
-    def activate(z: torch.Tensor) -> torch.Tensor:
-        f, g = z.chunk(2, dim=1)
-        return torch.tanh(f) * torch.sigmoid(g)  # (B, G, F)
-
-    # The incremental path computes the same activation as 2σ(2f)σ(g) - σ(g) (tanh(f) = 2σ(2f) - 1):
-    # one sigmoid for both halves (tanh is 3-4× slower than sigmoid on CPU), with the 2 of 2f
-    # folded into the weights that produce f. `FOLD` scales the (f, g) halves of those weights.
-    FOLD = (2.0, 1.0)
-
-    @classmethod
-    def fold(cls, w: torch.Tensor) -> torch.Tensor:
-        """Scale the last dim's (f, g) halves of pre-activation weights or biases by `FOLD`."""
-        f, g = w.chunk(2, dim=-1)
-        return torch.cat([f * cls.FOLD[0], g * cls.FOLD[1]], dim=-1)
-
-    @staticmethod
-    def step_activate(h: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        """Folded pre-activations h (n, 2G) → tanh(f)·σ(g) written to out (n, G); h is overwritten."""
-        h.sigmoid_()  # [σ(2f) | σ(g)]
-        s_f, s_g = h.chunk(2, dim=1)
-        return torch.addcmul(-s_g, s_f, s_g, value=2.0, out=out)
-
-
-def _time_major(conv: nn.Conv1d, tap: int = 0) -> torch.Tensor:
-    """A conv's weight at one tap as an (in, out) matrix: `rows @ W` is that tap on time-major rows."""
-    return conv.weight[:, :, tap].t()
-
-
-class StepWeights(NamedTuple):
-    """One residual layer's parameters as time-major matrices for the incremental path.
-
-    A block of n frames is an (n, channels) matrix, so `rows @ W` is a 1×1 conv and each tap of
-    the dilated conv is one GEMM. Pre-activation weights are gate-folded (`Gate.fold`); the
-    residual and skip matrices carry their bias as a last row, to be multiplied by a column of
-    ones beside the gated activation z.
-    """
-
-    prev: torch.Tensor  # (R, 2G) tap on x[f - dilation]
-    cur: torch.Tensor  # (R, 2G) tap on x[f]
-    cond: torch.Tensor  # (cond, 2G) conditioning projection
-    bias: torch.Tensor  # (2G,) dilated-conv bias + conditioning bias
-    residual: torch.Tensor | None  # (G+1, R), None for the model's last layer
-    skip: torch.Tensor  # (G+1, S)
-
-
-class ResidualLayer(nn.Module):
-    """Dilated causal conv (kernel 2) → Gate → 1×1 residual and 1×1 skip."""
-
-    # Names the computation `step` does; a compiled kernel of it (models/fused_step.py) runs only
-    # for layers whose STEP_KIND it implements, so changing `step` and this name is one edit.
-    STEP_KIND = "gated-dilated-k2-residual-skip/v1"
-
-    def __init__(
-        self,
-        residual: int,
-        gate: int,
-        skip: int,
-        cond: int,
-        dilation: int,
-        dropout: float,
-        has_residual: bool = True,
-    ) -> None:
-        super().__init__()
-        self.dilation = dilation
-        self.dilated = nn.Conv1d(residual, 2 * gate, kernel_size=2, dilation=dilation)
-        self.gate = Gate(gate, cond)
-        self.dropout = nn.Dropout(dropout)
-        # The model's very last layer feeds only the skip sum: a residual output would be unused.
-        self.residual = nn.Conv1d(gate, residual, 1) if has_residual else None
-        self.skip = nn.Conv1d(gate, skip, 1)
-
-    def conv(self, x: torch.Tensor) -> torch.Tensor:
-        """Causal dilated conv over a whole sequence: pad dilation frames on the left."""
-        return self.dilated(F.pad(x, (self.dilation, 0)))  # (B, 2G, F)
-
-    def finish(self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Given the dilated conv output h for frames x, apply gate, residual and skip."""
-        z = self.dropout(self.gate(h, c))
-        out = x if self.residual is None else x + self.residual(z)
-        return out, self.skip(z)
-
-    def forward(self, x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.finish(x, self.conv(x), c)
-
-    def step_weights(self) -> StepWeights:
-        """This layer's parameters in the incremental path's layout (see `StepWeights`)."""
-
-        def with_bias(conv: nn.Conv1d) -> torch.Tensor:
-            return torch.cat([_time_major(conv), conv.bias[None]]).contiguous()
-
-        return StepWeights(
-            prev=Gate.fold(_time_major(self.dilated, 0)).contiguous(),
-            cur=Gate.fold(_time_major(self.dilated, 1)).contiguous(),
-            cond=Gate.fold(_time_major(self.gate.cond)).contiguous(),
-            bias=Gate.fold(self.dilated.bias + self.gate.cond.bias),
-            residual=None if self.residual is None else with_bias(self.residual),
-            skip=with_bias(self.skip),
-        )
-
-    @staticmethod
-    def step(
-        w: StepWeights,
-        pre: torch.Tensor,
-        x: torch.Tensor,
-        x_prev: torch.Tensor | None,
-        z_aug: torch.Tensor,
-        x_out: torch.Tensor | None,
-    ) -> None:
-        """`forward` for one block of n frames (eval mode), time-major and in place.
-
-        Args:
-            w: `step_weights()`.
-            pre: (n, 2G) the pre-activation so far: conditioning projection and bias, plus, if
-                x_prev is None, the dilated conv already applied (audio-only first layer).
-                Overwritten.
-            x: (n, R) the layer's input frames; x_prev: (n, R) the frames `dilation` earlier.
-            z_aug: (n, G+1) output: the gated activation z, then a column of ones (kept), so
-                that z_aug @ w.skip is the skip output with its bias.
-            x_out: (n, R) output: x + the residual 1×1 of z (unused for the last layer).
-        """
-        if x_prev is not None:
-            pre.addmm_(x_prev, w.prev).addmm_(x, w.cur)
-        Gate.step_activate(pre, out=z_aug[:, :-1])
-        if w.residual is not None:
-            torch.addmm(x, z_aug, w.residual, out=x_out)
-
-
-class WavenetStack(nn.Module):
-    """`layers_per_stack` residual layers with dilations 1, 2, ..., 2^(L-1)."""
-
-    def __init__(self, config: WavenetConfig, last: bool = False) -> None:
-        super().__init__()
-        n = config.layers_per_stack
-        self.layers = nn.ModuleList(
-            ResidualLayer(
-                config.hidden_channels,
-                config.gate_width,
-                config.skip_width,
-                config.condition_channels,
-                dilation=2**i,
-                dropout=config.dropout,
-                has_residual=not (last and i == n - 1),
-            )
-            for i in range(n)
-        )
-
-    def forward(self, x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        skips = 0
-        for layer in self.layers:
-            x, s = layer(x, c)
-            skips = skips + s
-        return x, skips
 
 
 class Wavenet(nn.Module):
@@ -335,11 +165,11 @@ class Wavenet(nn.Module):
         """The head's parameters in the incremental path's layout (see `HeadWeights`)."""
         post, down = self.postnet, self.downsampler
         return HeadWeights(
-            w1=(_time_major(post[1]) * self.skip_scale).contiguous(),
+            w1=(time_major(post[1]) * self.skip_scale).contiguous(),
             b1=post[1].bias.contiguous(),
-            w2=_time_major(post[3]).contiguous(),
+            w2=time_major(post[3]).contiguous(),
             b2=post[3].bias.contiguous(),
-            score=_time_major(down.score).contiguous(),
+            score=time_major(down.score).contiguous(),
             score_bias=down.score.bias.contiguous(),
             position=down.position.contiguous(),
             proj=down.proj_weight.transpose(1, 2).contiguous(),
