@@ -106,15 +106,22 @@ REALISM = {
 }
 VERSUS_REAL = {"diff_log_spectral_distance_db", "two_sample_auc"}
 FREE_RUNNING = {"rmse_us", "pearson_r", "dtw_us"}
+DIRECTIONS = {
+    "step_fall_fraction",
+    "step_rise_fraction",
+    "predicted_step_fall_fraction",
+    "predicted_step_rise_fraction",
+}
 TEACHER_FORCED = {"cross_entropy_nats", "accuracy"}
 METRICS_KEYS = {
-    "real": EVENT_LOCKED | REALISM,
+    "real": EVENT_LOCKED | REALISM | DIRECTIONS,
     "generated": TEACHER_FORCED
     | {"cross_entropy_gap_to_audio_blind_nats"}
     | FREE_RUNNING
     | EVENT_LOCKED
     | REALISM
-    | VERSUS_REAL,
+    | VERSUS_REAL
+    | DIRECTIONS,
     "audio_blind": TEACHER_FORCED | FREE_RUNNING | EVENT_LOCKED | REALISM | VERSUS_REAL,
     "persistence": TEACHER_FORCED,
 }

@@ -64,7 +64,7 @@ def plot_screened_file(
         title: figure title.
         events_s: optional event times to mark (s).
     """
-    from wavenet_lib.evaluate.report import loudness_envelope
+    from wavenet_lib.evaluate.assessment import loudness_envelope
 
     traces = np.atleast_2d(eda_us)
     times = np.arange(traces.shape[-1]) / sample_rate

@@ -146,3 +146,27 @@ def test_build_report_errors():
     b.eda_sample_rate = 50.0
     with pytest.raises(ValueError, match="different EDA rates"):
         build_report([a, b], two_sample=False)
+
+
+def test_exposure_bias_rows_are_pooled_by_measured_steps():
+    def directions(fall: float, n: float) -> dict[str, float]:
+        return {
+            "predicted_fall": fall,
+            "predicted_rise": 0.2,
+            "observed_fall": fall / 2,
+            "observed_rise": 0.1,
+            "n_steps": n,
+        }
+
+    parts = [assessment("a", 0, (2.0, 2.5, 3.0), 100, [20]), assessment("b", 1, (1.0, 1.2, 2.0), 100, [30])]
+    parts[0].directions = {"real": directions(0.4, 100), "generated": directions(0.2, 100)}
+    parts[1].directions = {"real": directions(0.8, 300), "generated": directions(0.6, 300)}
+    report = build_report(parts, two_sample=False)
+    assert report.pooled["real"]["predicted_step_fall_fraction"] == pytest.approx(
+        (0.4 * 100 + 0.8 * 300) / 400
+    )
+    assert report.pooled["generated"]["step_fall_fraction"] == pytest.approx((0.1 * 100 + 0.3 * 300) / 400)
+    assert report.per_recording["a"]["generated"]["predicted_step_rise_fraction"] == pytest.approx(0.2)
+    # Without the measurement (a model with several EDA signals) the rows leave it out.
+    parts[1].directions = {}
+    assert "step_fall_fraction" not in build_report(parts, two_sample=False).pooled["real"]
