@@ -143,15 +143,19 @@ class EvaluationReport:
         return table if metrics is None else table.reindex(columns=list(metrics))
 
 
+def _step_weighted(rows: Sequence[Mapping[str, float]], keys: Mapping[str, str]) -> dict[str, float]:
+    """{name: mean of row[key] over rows, weighted by row["n_steps"]} for each name, key in `keys`."""
+    n = np.array([r["n_steps"] for r in rows], dtype=float)
+    total = n.sum()
+    return {
+        name: float(np.sum(n * [r[key] for r in rows]) / total) if total > 0 else math.nan
+        for name, key in keys.items()
+    }
+
+
 def _teacher_forced(scores: Sequence[Mapping[str, float]]) -> dict[str, float]:
     """Step-weighted cross-entropy and accuracy over recordings."""
-    n = np.array([s["n_steps"] for s in scores], dtype=float)
-    total = n.sum()
-
-    def weighted(key: str) -> float:
-        return float(np.sum(n * [s[key] for s in scores]) / total) if total > 0 else math.nan
-
-    return {"cross_entropy_nats": weighted("cross_entropy_nats"), "accuracy": weighted("accuracy")}
+    return _step_weighted(scores, {"cross_entropy_nats": "cross_entropy_nats", "accuracy": "accuracy"})
 
 
 def _event_locked(response: EventLockedResponse) -> dict[str, float]:
@@ -180,18 +184,15 @@ def _pooled_above_chance(responses: Sequence[EventLockedResponse]) -> dict[str, 
 
 def _pooled_directions(directions: Sequence[Mapping[str, float]]) -> dict[str, float]:
     """Shares of falling / rising steps, observed and predicted, weighted by measured steps."""
-    n = np.array([d["n_steps"] for d in directions], dtype=float)
-    total = n.sum()
-
-    def weighted(key: str) -> float:
-        return float(np.sum(n * [d[key] for d in directions]) / total) if total > 0 else math.nan
-
-    return {
-        "step_fall_fraction": weighted("observed_fall"),
-        "step_rise_fraction": weighted("observed_rise"),
-        "predicted_step_fall_fraction": weighted("predicted_fall"),
-        "predicted_step_rise_fraction": weighted("predicted_rise"),
-    }
+    return _step_weighted(
+        directions,
+        {
+            "step_fall_fraction": "observed_fall",
+            "step_rise_fraction": "observed_rise",
+            "predicted_step_fall_fraction": "predicted_fall",
+            "predicted_step_rise_fraction": "predicted_rise",
+        },
+    )
 
 
 def _rows(assessments: Sequence[RecordingAssessment]) -> dict[str, dict[str, float]]:
