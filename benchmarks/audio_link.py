@@ -66,6 +66,8 @@ def evaluate_run(model, cfg: ExperimentConfig, bundle, samples: int, seed: int =
         "scr_half_recovery_s": "{}_mean_recovery_time_s",
         "step_decrease_p999_us": "{}_decrease_p999_us",
         "step_increase_p999_us": "{}_increase_p999_us",
+        "step_fall_fraction": "{}_fall_fraction",
+        "predicted_step_fall_fraction": "{}_predicted_fall_fraction",
     }
     for source in ("real", "generated", "audio_blind"):
         for metric, name in names.items():
@@ -108,6 +110,12 @@ def table_row(p: dict[str, float]) -> dict[str, Any]:
         "half-recovery (s)": pair("mean_recovery_time_s"),
         "p99.9 decrease (µS)": pair("decrease_p999_us"),
         "p99.9 increase (µS)": pair("increase_p999_us"),
+        "falls real / gen; P(fall) on real / own past": (
+            f"{p['real_fall_fraction']:.3f} / {p['generated_fall_fraction']:.3f}; "
+            f"{p['real_predicted_fall_fraction']:.3f} / {p['generated_predicted_fall_fraction']:.3f}"
+            if "real_predicted_fall_fraction" in p
+            else None
+        ),
         "two-sample AUC": round(p.get("two_sample_auc_generated", float("nan")), 3),
         "LSD of Δx (dB)": round(p.get("lsd_generated", float("nan")), 2),
     }

@@ -1,0 +1,56 @@
+"""The audio-link benchmark's config overrides and table rows (the numbers notebook 05 shows)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from benchmarks.audio_link import apply_overrides, table_row
+from wavenet_lib.configs import load_config
+
+QUICKSTART = Path(__file__).resolve().parents[2] / "configs" / "quickstart.yaml"
+
+
+def pooled(**extra: float) -> dict[str, float]:
+    p = {
+        "test_cross_entropy": 1.4,
+        "audio_blind_cross_entropy": 1.65,
+        "persistence_cross_entropy": 2.0,
+        "two_sample_auc_generated": 0.8,
+        "lsd_generated": 3.4,
+    }
+    for source, base in (("real", 1.0), ("generated", 0.5), ("audio_blind", 0.1)):
+        p[f"event_locked_latency_{source}_s"] = 3.75
+        p[f"event_locked_amplitude_{source}"] = 0.15 * base
+        for metric in (
+            "scr_rate_per_min", "mean_amplitude_us", "mean_rise_time_s", "mean_recovery_time_s",
+            "decrease_p999_us", "increase_p999_us",
+        ):  # fmt: skip
+            p[f"{source}_{metric}"] = base
+    return p | extra
+
+
+def test_overrides_are_applied_and_validated():
+    cfg = apply_overrides(load_config(QUICKSTART), ["seed=3", "train.max_steps=100", "model.dropout=0.2"])
+    assert (cfg.seed, cfg.train.max_steps, cfg.model.dropout) == (3, 100, 0.2)
+    with pytest.raises(ValidationError, match="dropout"):
+        apply_overrides(load_config(QUICKSTART), ["model.dropout=1.5"])
+
+
+def test_table_row_pairs_generated_with_real_and_shows_exposure_bias_when_measured():
+    row = table_row(pooled())
+    assert row["gain"] == pytest.approx(0.25)
+    assert row["EL amplitude real / gen / blind"] == "0.15 / 0.07 / 0.01"
+    assert row["SCR/min"] == "0.50 / 1.00"
+    assert row["falls real / gen; P(fall) on real / own past"] is None  # runs measured before it
+    measured = pooled(
+        real_fall_fraction=0.435,
+        generated_fall_fraction=0.368,
+        real_predicted_fall_fraction=0.412,
+        generated_predicted_fall_fraction=0.367,
+    )
+    assert (
+        table_row(measured)["falls real / gen; P(fall) on real / own past"] == "0.435 / 0.368; 0.412 / 0.367"
+    )
