@@ -146,6 +146,12 @@ def test_rule_quantization_levels_at_least_two(value):
     assert "quantization_levels" in msg and ">= 2" in msg
 
 
+def test_rule_past_eda_needs_an_input():
+    msg = errors_of(cfg(eda_level_embedding=False))
+    assert "eda_level_embedding: false needs eda_value_input: true" in msg
+    assert not WavenetConfig(**cfg(eda_level_embedding=False, eda_value_input=True)).eda_level_embedding
+
+
 def test_rule_unknown_fields_rejected():
     msg = errors_of(cfg(hiden_channels=32))
     assert "hiden_channels" in msg and "Extra inputs are not permitted" in msg

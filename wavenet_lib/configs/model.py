@@ -129,6 +129,12 @@ class WavenetConfig(BaseModel):
         description="Also feed the previous EDA value as a linear input (besides its level embedding), "
         "so the network reads the trend of the last steps as a difference.",
     )
+    eda_level_embedding: bool = Field(
+        default=True,
+        description="Embed the previous EDA value by its quantization level (a learned vector per "
+        "level). false: the value enters through the linear input only (needs eda_value_input), so "
+        "neighbouring levels condition the network alike.",
+    )
     mixture_components: PositiveInt = Field(
         default=4, description="Logistic components of the logistic_mixture head."
     )
@@ -170,6 +176,11 @@ class WavenetConfig(BaseModel):
             )
         if self.quantization_levels < 2:
             errors.append(f"quantization_levels ({self.quantization_levels}) must be >= 2")
+        if not self.eda_level_embedding and not self.eda_value_input:
+            errors.append(
+                "eda_level_embedding: false needs eda_value_input: true (else the network never "
+                "reads the past EDA)"
+            )
         if not errors and self.num_layers > LIMITS["num_layers"]:
             errors.append(
                 f"context_size_in_seconds ({self.context_size_in_seconds:g}) needs {self.num_layers} "

@@ -26,17 +26,34 @@ class Upsampler(nn.Module):
     followed by a pointwise ReLU MLP. Frame f never sees eda_prev beyond step f // spf; a
     vocoder-style upsampler (kernel wider than stride) would let frames see the next step's
     value and leak future EDA.
+
+    With `level_embedding=False` there is no embedding and the value enters through the linear
+    map alone: the learned level vectors are unrelated to each other (neighbouring levels of a
+    trained quickstart model have cosine similarity about 0.06), so a one-level flicker in the
+    model's own samples moves the conditioning as far as any jump, while through the linear
+    input it moves it by one level's worth. The relative head already centres the output on
+    the previous level, which the embedding was first meant to make easy.
     """
 
     VALUE_LEVELS_PER_UNIT = 4.0  # a one-level change moves the value input by 0.25
 
     def __init__(
-        self, out_channels: int, cond_channels: int, factor: int, levels: int, value_input: bool = False
+        self,
+        out_channels: int,
+        cond_channels: int,
+        factor: int,
+        levels: int,
+        value_input: bool = False,
+        level_embedding: bool = True,
     ) -> None:
         super().__init__()
+        if not (value_input or level_embedding):
+            raise ValueError("the upsampler needs the level embedding, the value input or both")
         self.factor, self.levels = factor, levels
-        self.embed = nn.Embedding(out_channels * levels, cond_channels)
-        nn.init.uniform_(self.embed.weight, -1.0, 1.0)  # the scale a conv input has, not N(0, 1)
+        self.embed = None
+        if level_embedding:
+            self.embed = nn.Embedding(out_channels * levels, cond_channels)
+            nn.init.uniform_(self.embed.weight, -1.0, 1.0)  # the scale a conv input has, not N(0, 1)
         self.register_buffer("offsets", torch.arange(out_channels) * levels, persistent=False)
         self.value = None
         if value_input:
@@ -50,10 +67,16 @@ class Upsampler(nn.Module):
     def embed_values(self, eda_prev: torch.Tensor) -> torch.Tensor:
         """(B, C_out, T) values in normalized units → (B, T, cond) level embeddings."""
         level = quantize(eda_prev, self.levels)  # (B, C_out, T)
-        e = self.embed(level + self.offsets[:, None]).sum(dim=1)
+        e = None
+        if self.embed is not None:
+            e = self.embed(level + self.offsets[:, None]).sum(dim=1)
         if self.value is not None:
-            centred = (level.to(e.dtype) - (self.levels - 1) / 2) / self.VALUE_LEVELS_PER_UNIT
-            e = e + self.value(centred.transpose(1, 2))
+            centred = (
+                level.to(self.expand.weight.dtype) - (self.levels - 1) / 2
+            ) / self.VALUE_LEVELS_PER_UNIT
+            v = self.value(centred.transpose(1, 2))
+            e = v if e is None else e + v
+        assert e is not None  # __init__ requires one of the two inputs
         return e
 
     def forward(self, eda_prev: torch.Tensor) -> torch.Tensor:
@@ -75,5 +98,5 @@ class Upsampler(nn.Module):
         if self.offsets.numel() != 1:
             return None
         levels = level_centres(self.levels, self.offsets.device)
-        c = self.forward(levels.to(self.embed.weight.dtype)[:, None, None])  # (Q, cond, spf)
+        c = self.forward(levels.to(self.expand.weight.dtype)[:, None, None])  # (Q, cond, spf)
         return c.transpose(1, 2).contiguous()

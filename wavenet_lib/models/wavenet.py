@@ -53,6 +53,7 @@ class Wavenet(nn.Module):
             config.upsampling_factor,
             config.quantization_levels,
             value_input=config.eda_value_input,
+            level_embedding=config.eda_level_embedding,
         )
         self.stacks = nn.ModuleList(
             WavenetStack(config, last=k == config.num_stacks - 1) for k in range(config.num_stacks)

@@ -27,6 +27,8 @@ GEN_CONFIGS = [
     "mixture_value_stereo_2eda",
     "value_multistack",
     "contrast",
+    "value_only",
+    "value_only_stereo_2eda",
 ]
 HAVE_COMPILER = fused_step._compiler() is not None
 

@@ -50,6 +50,17 @@ CONFIGS = {
     "value_multistack": dict(max_stack_receptive_field=16, context_size_in_seconds=3, eda_value_input=True),
     # MFCCs plus their contrast against the last 0.5 s: twice the features per frame.
     "contrast": dict(mfcc_contrast_seconds=0.5, eda_value_input=True),
+    # The past EDA through the linear value input alone (no level embedding).
+    "value_only": dict(eda_value_input=True, eda_level_embedding=False),
+    "value_only_stereo_2eda": dict(
+        audio_sample_rate=2800,
+        mfcc_hop_size=100,
+        mfcc_window_size=200,
+        in_channels=2,
+        out_channels=2,
+        eda_value_input=True,
+        eda_level_embedding=False,
+    ),
 }
 
 
