@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from wavenet_lib.data.features import silent_mfcc_like
-from wavenet_lib.models.quantization import dequantize, level_centres, quantize
+from wavenet_lib.models.quantization import START_VALUE, dequantize, level_centres, quantize
 
 if TYPE_CHECKING:
     from wavenet_lib.configs import WavenetConfig
@@ -101,7 +101,7 @@ def evoked_rise(
         )
     levels = cfg.quantization_levels
     history = dequantize(quantize(traces, levels), levels, torch.float32)
-    start = dequantize(quantize(torch.zeros(()), levels), levels, torch.float32)  # generation's start
+    start = dequantize(quantize(torch.tensor(START_VALUE), levels), levels, torch.float32)  # generation's
     prev = torch.cat([start.expand(*history.shape[:2], 1).to(device), history[..., :-1]], dim=-1)
     silent = silent_mfcc_like(x, cfg.num_mfccs)
     was_training = model.training

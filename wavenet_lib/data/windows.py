@@ -4,7 +4,7 @@ A window of `W = model.first_full_step + data.target_steps` EDA steps is one ite
 
     "mfcc"         float32 (in_channels, W*spf, features_per_frame): `model_features`
     "eda_prev"     float32 (out_channels, W): eda_prev[:, t] = dequantize(quantize(eda_norm[start+t-1])),
-                   eda_prev[:, 0] = that of the step before the window (0.0 at step 0)
+                   eda_prev[:, 0] = that of the step before the window (START_VALUE, 0.0, at step 0)
     "target"       int64 (out_channels, W): quantize(eda_norm[start+t])
     "recording_id" str
     "start_step"   int
@@ -27,7 +27,7 @@ from wavenet_lib.data.features import model_features
 from wavenet_lib.data.normalization import MinMaxNormalizer
 from wavenet_lib.data.recordings import Recording, window_steps
 from wavenet_lib.errors import DataError
-from wavenet_lib.models.quantization import dequantize, quantize
+from wavenet_lib.models.quantization import START_VALUE, dequantize, quantize
 from wavenet_lib.seeding import derive_seed
 
 
@@ -139,7 +139,7 @@ class WindowDataset(Dataset):
         prev = self._prev[i]
         eda_prev = np.empty((prev.shape[0], W), dtype=np.float32)
         eda_prev[:, 1:] = prev[:, start : start + W - 1]
-        eda_prev[:, 0] = prev[:, start - 1] if start > 0 else 0.0
+        eda_prev[:, 0] = prev[:, start - 1] if start > 0 else START_VALUE
         return {
             "mfcc": torch.from_numpy(mfcc),
             "eda_prev": torch.from_numpy(eda_prev),

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from wavenet_lib.data.features import silent_mfcc_like
-from wavenet_lib.models.quantization import dequantize, quantize
+from wavenet_lib.models.quantization import START_VALUE, dequantize, quantize
 from wavenet_lib.models.wavenet import Wavenet
 
 # Floor on the persistence jump scale (bins): a perfectly constant training trace would otherwise
@@ -53,10 +53,10 @@ def _as_batch(eda_norm: torch.Tensor | np.ndarray, out_channels: int | None = No
 def eda_prev_from_targets(targets: torch.Tensor, levels: int) -> torch.Tensor:
     """Teacher-forcing input from target bins: (B, C, T) int64 → (B, C, T) float.
 
-    `eda_prev[..., 0] = 0.0` (the start value), `eda_prev[..., t] = dequantize(targets[..., t-1])`:
+    `eda_prev[..., 0] = START_VALUE` (0.0), `eda_prev[..., t] = dequantize(targets[..., t-1])`:
     the same dequantized values that generation feeds back.
     """
-    prev = torch.zeros(targets.shape, dtype=torch.float32, device=targets.device)
+    prev = torch.full(targets.shape, START_VALUE, dtype=torch.float32, device=targets.device)
     prev[..., 1:] = dequantize(targets[..., :-1], levels)
     return prev
 

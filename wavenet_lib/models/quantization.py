@@ -13,7 +13,12 @@ from typing import Any, overload
 import numpy as np
 import torch
 
-__all__ = ["quantize", "dequantize", "bin_width", "level_centres"]
+__all__ = ["START_VALUE", "quantize", "dequantize", "bin_width", "level_centres"]
+
+# The EDA value every clip is read as starting from (step 0's previous value, in normalized
+# units): the middle of the range. Training windows that start a recording, teacher-forced
+# scoring, generation and the evoked rise all use it; the model sees its level.
+START_VALUE = 0.0
 
 
 def bin_width(levels: int) -> float:

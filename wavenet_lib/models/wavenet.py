@@ -31,7 +31,7 @@ from wavenet_lib.configs import WavenetConfig
 from wavenet_lib.models.head import Downsampler, HeadWeights
 from wavenet_lib.models.incremental import Stepper
 from wavenet_lib.models.layers import Gate, ResidualLayer, StepWeights, WavenetStack, time_major
-from wavenet_lib.models.quantization import dequantize, quantize
+from wavenet_lib.models.quantization import START_VALUE, dequantize, quantize
 from wavenet_lib.models.upsampler import Upsampler
 
 __all__ = ["Gate", "StepWeights", "ResidualLayer", "WavenetStack", "Wavenet"]
@@ -284,9 +284,9 @@ class Wavenet(nn.Module):
         self.eval()
         try:
             # Levels time-major: levels[t] (B, C_out) is step t's previous level, contiguous. The
-            # first is the level of 0.0, the value before the clip that training windows see too.
+            # first is the level of START_VALUE, the value before the clip that training windows see too.
             levels = torch.empty(steps + 1, b, cfg.out_channels, dtype=torch.long, device=device)
-            levels[0] = quantize(torch.zeros(()), q)
+            levels[0] = quantize(torch.tensor(START_VALUE), q)
             if prime is not None:
                 levels[1 : n_prime + 1] = prime.permute(2, 0, 1)
             all_logits = torch.empty(b, q, cfg.out_channels, steps, device=device) if return_logits else None
