@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from wavenet_lib.configs import WavenetConfig
     from wavenet_lib.generation import GeneratedEDA
 
-__all__ = ["has_forward", "expected_rise", "evoked_rise", "evoked_rise_us"]
+__all__ = ["has_forward", "clip_tensors", "expected_rise", "evoked_rise", "evoked_rise_us"]
 
 
 def has_forward(model: nn.Module) -> bool:
@@ -58,6 +58,39 @@ def expected_rise(logits: torch.Tensor, eda_prev: torch.Tensor) -> torch.Tensor:
     centres = level_centres(logits.shape[1], logits.device, logits.dtype)
     climb = (centres[None, :, None, None] - eda_prev[:, None]).clamp(min=0.0)
     return (torch.softmax(logits, dim=1) * climb).sum(dim=1)
+
+
+def clip_tensors(
+    model: nn.Module, mfcc: torch.Tensor | np.ndarray, eda_units: torch.Tensor | np.ndarray
+) -> tuple[WavenetConfig, torch.Tensor, torch.Tensor]:
+    """A clip's features and traces to re-run `model` on: float32 tensors on the model's device.
+
+    Args:
+        model: a model with a `config` (a Wavenet, or a stand-in with its config).
+        mfcc: (C_in, T*spf, M) model-ready features of the clip.
+        eda_units: traces of T steps in normalized units, any leading shape (kept as given); a
+            tensor may be on any device (a CUDA tensor has no numpy view).
+
+    Returns:
+        (the model's config, mfcc, traces).
+
+    Raises:
+        ValueError: the features do not hold spf frames for each of the traces' T steps.
+    """
+    cfg: WavenetConfig = getattr(model, "config")  # noqa: B009 (a Wavenet or a stand-in with its config)
+    device = next(model.parameters()).device
+    x = torch.as_tensor(mfcc, dtype=torch.float32).to(device)
+    if isinstance(eda_units, torch.Tensor):
+        traces = eda_units.detach().to(device=device, dtype=torch.float32)
+    else:
+        traces = torch.as_tensor(np.asarray(eda_units, dtype=np.float32)).to(device)
+    spf = int(cfg.spectral_frames_per_eda_step)
+    steps = traces.shape[-1]
+    if x.dim() != 3 or x.shape[1] != steps * spf:
+        raise ValueError(
+            f"mfcc must be (in_channels, {steps * spf}, features) for {steps} EDA steps, got {tuple(x.shape)}"
+        )
+    return cfg, x, traces
 
 
 @torch.no_grad()
@@ -84,25 +117,13 @@ def evoked_rise(
     Returns:
         (S,) float64, Σ over steps of max(R_t(audio) − R_t(silence), 0).
     """
-    cfg: WavenetConfig = getattr(model, "config")  # noqa: B009 (a Wavenet or a stand-in with its config)
-    device = next(model.parameters()).device
-    x = torch.as_tensor(mfcc, dtype=torch.float32).to(device)
-    if isinstance(eda_units, torch.Tensor):  # on any device (a CUDA tensor has no numpy view)
-        traces = eda_units.detach().to(device=device, dtype=torch.float32)
-    else:
-        traces = torch.as_tensor(np.asarray(eda_units, dtype=np.float32)).to(device)
+    cfg, x, traces = clip_tensors(model, mfcc, eda_units)
     if traces.dim() == 2:
         traces = traces[:, None]
-    spf = int(cfg.spectral_frames_per_eda_step)
-    steps = traces.shape[-1]
-    if x.dim() != 3 or x.shape[1] != steps * spf:
-        raise ValueError(
-            f"mfcc must be (in_channels, {steps * spf}, features) for {steps} EDA steps, got {tuple(x.shape)}"
-        )
     levels = cfg.quantization_levels
     history = dequantize(quantize(traces, levels), levels, torch.float32)
     start = dequantize(quantize(torch.tensor(START_VALUE), levels), levels, torch.float32)  # generation's
-    prev = torch.cat([start.expand(*history.shape[:2], 1).to(device), history[..., :-1]], dim=-1)
+    prev = torch.cat([start.expand(*history.shape[:2], 1).to(x.device), history[..., :-1]], dim=-1)
     silent = silent_mfcc_like(x, cfg.num_mfccs)
     was_training = model.training
     model.eval()

@@ -26,16 +26,12 @@ classifier reads first (the share of rising steps and the median step of a windo
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import torch
 from torch import nn
 
+from wavenet_lib.evoked import clip_tensors
 from wavenet_lib.models.quantization import dequantize, quantize
-
-if TYPE_CHECKING:
-    from wavenet_lib.configs import WavenetConfig
 
 __all__ = ["DIRECTION_KEYS", "direction_probabilities", "step_directions"]
 
@@ -85,21 +81,10 @@ def step_directions(
         {"predicted_fall", "predicted_rise", "observed_fall", "observed_rise", "n_steps"}: means
         over traces and steps t >= max(skip_steps, 1) (step 0 has no previous level).
     """
-    cfg: WavenetConfig = getattr(model, "config")  # noqa: B009 (a Wavenet or a stand-in with its config)
-    levels = cfg.quantization_levels
-    device = next(model.parameters()).device
-    x = torch.as_tensor(np.asarray(mfcc, dtype=np.float32) if not isinstance(mfcc, torch.Tensor) else mfcc)
-    x = x.detach().float().to(device)
-    h = torch.as_tensor(eda_units if isinstance(eda_units, torch.Tensor) else np.asarray(eda_units))
-    h = h.detach().float()
+    cfg, x, h = clip_tensors(model, mfcc, eda_units)
     h = h.reshape(1, 1, -1) if h.dim() == 1 else (h[None] if h.dim() == 2 else h)
-    steps = h.shape[-1]
-    spf = int(cfg.spectral_frames_per_eda_step)
-    if x.dim() != 3 or x.shape[1] != steps * spf:
-        raise ValueError(
-            f"mfcc must be (in_channels, {steps * spf}, features) for {steps} EDA steps, got {tuple(x.shape)}"
-        )
-    q = quantize(h, levels).to(device)
+    steps, levels = h.shape[-1], cfg.quantization_levels
+    q = quantize(h, levels)
     first = max(int(skip_steps), 1)
     if steps <= first:
         raise ValueError(f"no steps left to measure: {steps} steps, skip_steps {skip_steps}")
