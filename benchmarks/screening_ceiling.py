@@ -36,6 +36,7 @@ from wavenet_lib.data.bundle import build_datasets
 from wavenet_lib.data.eda import read_eda
 from wavenet_lib.data.listener import (
     RULES,
+    base_threshold,
     draw_subject,
     feature_events,
     listener_feature,
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     bundle = build_datasets(experiment)
     rate = float(experiment.model.eda_sample_rate)
     rule = RULES[synthetic.listener]
-    threshold = synthetic.threshold if synthetic.threshold is not None else rule.threshold
+    threshold = base_threshold(synthetic)
     ids = [r for split in args.splits for r in bundle.splits[split]]
 
     truth, oracle, recorded = [], [], []

@@ -68,6 +68,7 @@ __all__ = [
     "Subject",
     "draw_subject",
     "latency_range",
+    "base_threshold",
     "rule_threshold",
     "mel_frames",
     "causal_ema",
@@ -157,10 +158,14 @@ def latency_range(cfg: SyntheticDataConfig) -> tuple[float, float]:
     return RULES[cfg.listener].latency_s
 
 
+def base_threshold(cfg: SyntheticDataConfig) -> float:
+    """The config's event threshold before subject differences, or its rule's default."""
+    return float(cfg.threshold) if cfg.threshold is not None else RULES[cfg.listener].threshold
+
+
 def rule_threshold(cfg: SyntheticDataConfig, subject: Subject) -> float:
     """The subject's event threshold (feature units)."""
-    base = cfg.threshold if cfg.threshold is not None else RULES[cfg.listener].threshold
-    return base * subject.threshold_factor
+    return base_threshold(cfg) * subject.threshold_factor
 
 
 # --- audio features ---------------------------------------------------------------------------

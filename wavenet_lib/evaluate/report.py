@@ -273,8 +273,5 @@ def pooled_event_locked(
 ) -> dict[str, EventLockedResponse]:
     """Event-locked responses of every source, pooled over recordings (for plots); with
     `above_chance`, each recording's chance curve subtracted first."""
-    if above_chance:
-        return {
-            s: pool_event_locked([a.event_locked_above_chance[s] for a in assessments]) for s in TRACE_SOURCES
-        }
-    return {s: pool_event_locked([a.event_locked[s] for a in assessments]) for s in TRACE_SOURCES}
+    per_recording = [a.event_locked_above_chance if above_chance else a.event_locked for a in assessments]
+    return {s: pool_event_locked([r[s] for r in per_recording]) for s in TRACE_SOURCES}
