@@ -22,45 +22,26 @@ def make_config(**overrides) -> WavenetConfig:
     return WavenetConfig(**base)
 
 
-# spf 1 (audio 400 Hz, hop 100, EDA 4 Hz), spf 25, spf 7 (odd: 2800 Hz, hop 100, EDA 4 Hz)
+# spf 7 (odd: 2800 Hz audio, hop 100, EDA 4 Hz) with stereo audio and two EDA signals.
+STEREO_2EDA = dict(
+    audio_sample_rate=2800, mfcc_hop_size=100, mfcc_window_size=200, in_channels=2, out_channels=2
+)
+
+# spf 1 (audio 400 Hz, hop 100, EDA 4 Hz), spf 25, spf 7
 CONFIGS = {
     "spf1": dict(audio_sample_rate=400, mfcc_hop_size=100, mfcc_window_size=200, context_size_in_seconds=4),
     "spf25": dict(),
-    "spf7_stereo_2eda": dict(
-        audio_sample_rate=2800,
-        mfcc_hop_size=100,
-        mfcc_window_size=200,
-        in_channels=2,
-        out_channels=2,
-        skip_channels=6,
-        gate_channels=5,
-    ),
+    "spf7_stereo_2eda": dict(STEREO_2EDA, skip_channels=6, gate_channels=5),
     "multistack": dict(max_stack_receptive_field=16, context_size_in_seconds=3),
     # The second head and the linear value input (config choices) go through the same contract.
     "mixture": dict(head="logistic_mixture", mixture_components=3),
-    "mixture_value_stereo_2eda": dict(
-        audio_sample_rate=2800,
-        mfcc_hop_size=100,
-        mfcc_window_size=200,
-        in_channels=2,
-        out_channels=2,
-        head="logistic_mixture",
-        eda_value_input=True,
-    ),
+    "mixture_value_stereo_2eda": dict(STEREO_2EDA, head="logistic_mixture", eda_value_input=True),
     "value_multistack": dict(max_stack_receptive_field=16, context_size_in_seconds=3, eda_value_input=True),
     # MFCCs plus their contrast against the last 0.5 s: twice the features per frame.
     "contrast": dict(mfcc_contrast_seconds=0.5, eda_value_input=True),
     # The past EDA through the linear value input alone (no level embedding).
     "value_only": dict(eda_value_input=True, eda_level_embedding=False),
-    "value_only_stereo_2eda": dict(
-        audio_sample_rate=2800,
-        mfcc_hop_size=100,
-        mfcc_window_size=200,
-        in_channels=2,
-        out_channels=2,
-        eda_value_input=True,
-        eda_level_embedding=False,
-    ),
+    "value_only_stereo_2eda": dict(STEREO_2EDA, eda_value_input=True, eda_level_embedding=False),
 }
 
 
