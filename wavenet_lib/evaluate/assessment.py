@@ -39,6 +39,7 @@ __all__ = [
     "RecordingAssessment",
     "audio_events",
     "loudness_envelope",
+    "sample_eda_units",
     "sample_eda_us",
     "assess_recording",
     "assess",
@@ -127,7 +128,7 @@ def _to_us(rec: LoadedRecording, units: torch.Tensor) -> np.ndarray:
     return np.asarray(rec.normalizer.denormalize(units.detach().cpu().numpy()), dtype=np.float64)
 
 
-def sample_eda_us(
+def sample_eda_units(
     model: Wavenet,
     rec: LoadedRecording,
     samples: int,
@@ -136,8 +137,8 @@ def sample_eda_us(
     audio: bool = True,
     progress: bool = False,
     **generate_kwargs: Any,
-) -> np.ndarray:
-    """`samples` EDA traces (S, T) in µS for one loaded recording (EDA signal 0).
+) -> torch.Tensor:
+    """`samples` EDA traces (S, C_out, T) in normalized model units for one loaded recording.
 
     Each is primed with the first `prime_steps` steps of the real trace (its level and trend),
     then sampled by `model.generate` from the recording's audio (`audio=False`: from a silent
@@ -149,9 +150,22 @@ def sample_eda_us(
     prime = eda[None, :, :prime_steps].expand(samples, -1, -1)
     features = mfcc if audio else silent_mfcc_like(mfcc, model.config.num_mfccs)
     out = model.generate(features, prime=prime, generator=generator, progress=progress, **generate_kwargs)
-    if isinstance(out, tuple):  # return_logits=True among generate_kwargs
-        out = out[0]
-    return _to_us(rec, out[:, 0])
+    return out[0] if isinstance(out, tuple) else out  # return_logits=True among generate_kwargs
+
+
+def sample_eda_us(
+    model: Wavenet,
+    rec: LoadedRecording,
+    samples: int,
+    prime_steps: int,
+    generator: torch.Generator,
+    audio: bool = True,
+    progress: bool = False,
+    **generate_kwargs: Any,
+) -> np.ndarray:
+    """`sample_eda_units` of EDA signal 0, in µS: (S, T)."""
+    units = sample_eda_units(model, rec, samples, prime_steps, generator, audio, progress, **generate_kwargs)
+    return _to_us(rec, units[:, 0])
 
 
 def assess_recording(
@@ -186,12 +200,12 @@ def assess_recording(
     g = torch.Generator().manual_seed(seed)
     knobs = experiment.sampling.model_dump()  # temperature, top_p, min_prob
     kwargs = knobs | dict(generate_kwargs or {})
-    gen_us = sample_eda_us(model, rec, samples, prime_steps, g, True, progress, **kwargs)
+    gen_units = sample_eda_units(model, rec, samples, prime_steps, g, True, progress, **kwargs)
+    gen_us = _to_us(rec, gen_units[:, 0])
     blind_us = sample_eda_us(model, rec, samples, prime_steps, g, False, progress, **kwargs)
     real_us = np.asarray(rec.eda_us[0], dtype=np.float64)
     directions = {}
-    if cfg.out_channels == 1:  # the samples hold EDA signal 0 only
-        gen_units = np.asarray(rec.normalizer.normalize(gen_us), dtype=np.float32)[:, None]
+    if cfg.out_channels == 1:  # the report measures one EDA signal
         for name, histories in (("real", eda), ("generated", gen_units)):
             directions[name] = step_directions(model, mfcc, histories, skip_steps=prime_steps)
 
