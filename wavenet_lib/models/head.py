@@ -101,6 +101,21 @@ class Downsampler(nn.Module):
             return torch.gather(params, 1, idx)
         return self.mixture_log_probs(params, prev_level)
 
+    def target_log_probs(
+        self, params: torch.Tensor, prev_level: torch.Tensor, target: torch.Tensor
+    ) -> torch.Tensor:
+        """log P(target level) (B, C_out, T): the log-softmax of `to_levels` at the target.
+
+        The training loss needs only this. The mixture head computes it for the target level
+        alone (K logistics per step instead of Q·K: its masses already sum to one over the
+        levels), the softmax head from all Q logits, which it must normalize over.
+        """
+        if self.head == "relative_softmax":
+            logits = self.to_levels(params, prev_level)
+            dtype = torch.promote_types(logits.dtype, torch.float32)  # bf16 logits: normalized in fp32
+            return torch.log_softmax(logits, dim=1, dtype=dtype).gather(1, target[:, None]).squeeze(1)
+        return self._mixture_log_mass(params, prev_level, target[:, None])[:, 0]
+
     def mixture_log_probs(self, params: torch.Tensor, prev_level: torch.Tensor) -> torch.Tensor:
         """Discretized logistic mixture over the change of level: (B, 3K, C_out, T) → (B, Q, C_out, T).
 
@@ -108,22 +123,29 @@ class Downsampler(nn.Module):
         and Q-1 also take the tails beyond them. With a = (d + 1/2 - µ)/s and b = (d - 1/2 - µ)/s,
         σ(a) - σ(b) = σ(a) σ(-b) (1 - e^(b-a)) gives the log-mass without cancellation.
         """
+        return self._mixture_log_mass(params, prev_level, self.levels_range[None, :, None, None])
+
+    def _mixture_log_mass(
+        self, params: torch.Tensor, prev_level: torch.Tensor, level: torch.Tensor
+    ) -> torch.Tensor:
+        """log P(level) under the mixture, (B, L, C_out, T), for levels (B or 1, L, C_out or 1, T or 1)."""
         k = self.components
         params = params.float()
         logit_w = params[:, :k]  # (B, K, C, T)
         mean = params[:, k : 2 * k] * self.scale
         log_s = params[:, 2 * k :].clamp(min=-4.0, max=math.log(self.levels))
-        change = (self.levels_range[None, :, None, None] - prev_level[:, None]).float()  # (B, Q, C, T)
+        change = (level - prev_level[:, None]).float()  # (B, L, C, T)
         inv_s = torch.exp(-log_s)[:, None]  # (B, 1, K, C, T)
-        centred = change[:, :, None] - mean[:, None]  # (B, Q, K, C, T)
+        centred = change[:, :, None] - mean[:, None]  # (B, L, K, C, T)
         a = (centred + 0.5) * inv_s
         b = (centred - 0.5) * inv_s
         lower = F.logsigmoid(a)  # log σ(a): all mass below the level's upper edge
         upper = F.logsigmoid(-b)  # log σ(-b): all mass above its lower edge
         interior = lower + upper + torch.log(-torch.expm1(-inv_s))
-        log_mass = torch.cat([lower[:, :1], interior[:, 1:-1], upper[:, -1:]], dim=1)
+        edge = level[:, :, None]
+        log_mass = torch.where(edge == 0, lower, torch.where(edge == self.levels - 1, upper, interior))
         log_w = torch.log_softmax(logit_w, dim=1)[:, None]
-        return torch.logsumexp(log_mass + log_w, dim=2)  # (B, Q, C, T)
+        return torch.logsumexp(log_mass + log_w, dim=2)  # (B, L, C, T)
 
     def params(self, h: torch.Tensor) -> torch.Tensor:
         """(B, D, T*spf) post-net output → (B, P, C_out, T) head parameters of every step."""

@@ -128,22 +128,50 @@ class Wavenet(nn.Module):
         return torch.addmm(self.input_proj.bias, rows, w.t()).view(f, b, -1)
 
     # --- teacher-forced forward -----------------------------------------------------------
-    def forward(self, mfcc: torch.Tensor, eda_prev: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        mfcc: torch.Tensor,
+        eda_prev: torch.Tensor,
+        target: torch.Tensor | None = None,
+        first_step: int = 0,
+    ) -> torch.Tensor:
         """Logits (B, Q, C_out, T) for every step, given the EDA before each step.
 
         Args:
             mfcc: (B, in_channels, T*spf, features_per_frame) audio features.
             eda_prev: (B, out_channels, T), or (B, T) if out_channels == 1, normalized units;
                 eda_prev[..., t] is the EDA value of step t-1.
+            target: optional (B, out_channels, T) int64 levels. When given, the result is
+                log P(target) (B, C_out, T - first_step) instead of the logits: what the
+                training loss needs, computed without the (B, Q, C_out, T) logits where the head
+                allows (`Downsampler.target_log_probs`). Training calls the model this way so
+                that a DistributedDataParallel wrapper sees the call.
+            first_step: with a target, the first step scored (earlier steps are left out).
         """
-        eda_prev, _ = self._check_inputs(mfcc, eda_prev)
+        eda_prev, steps = self._check_inputs(mfcc, eda_prev)
         x = self.embed_audio(mfcc)  # (B, R, F)
         c = self.upsampler(eda_prev)  # (B, cond, F)
         skips = 0
         for stack in self.stacks:
             x, s = stack(x, c)
             skips = skips + s
-        return self.logits_from_skips(skips, quantize(eda_prev, self.config.quantization_levels))
+        prev_level = quantize(eda_prev, self.config.quantization_levels)
+        if target is None:
+            return self.logits_from_skips(skips, prev_level)
+        if target.dim() == 2 and self.config.out_channels == 1:
+            target = target.unsqueeze(1)
+        if target.shape != prev_level.shape:
+            raise ValueError(
+                f"target must be {tuple(prev_level.shape)} like eda_prev, got {tuple(target.shape)}"
+            )
+        if not 0 <= first_step < steps:
+            raise ValueError(
+                f"windows of {steps} steps leave nothing to score from first_step={first_step}: windows "
+                "must be first_full_step + data.target_steps long"
+            )
+        params = self.head_params(skips[..., first_step * self.spf :])  # the head is per step
+        scored = slice(first_step, None)
+        return self.downsampler.target_log_probs(params, prev_level[..., scored], target[..., scored])
 
     def logits_from_skips(self, skips: torch.Tensor, prev_level: torch.Tensor) -> torch.Tensor:
         """Σ skips (B, S, T*spf) + previous levels (B, C_out, T) → logits (B, Q, C_out, T).

@@ -1,6 +1,6 @@
 """One optimisation step and the validation loss: what training does per batch.
 
-`train_step` is the whole step (forward under autocast, masked cross-entropy, finiteness
+`train_step` is the whole step (forward under autocast, cross-entropy of the scored steps, finiteness
 check, backward, gradient clipping, AdamW, schedule); the training loop and
 `benchmarks/training.py` both call it, so the benchmark measures what training runs.
 """
@@ -201,9 +201,9 @@ def train_step(
     if history_noise > 0:
         noise = torch.randn(eda_prev.shape).to(device)  # the CPU stream on any device: one to restore
         eda_prev = eda_prev + history_noise * noise
-    with autocast(device, bf16):
-        logits = model(mfcc, eda_prev)
-    loss = masked_cross_entropy(logits, target, first_full_step)
+    with autocast(device, bf16):  # log P(target) of the scored steps (Wavenet.forward with a target)
+        log_p = model(mfcc, eda_prev, target=target, first_step=first_full_step)
+    loss = -log_p.float().mean()
     mean_loss = float(all_reduce_sum(loss.detach().double().clone(), env)) / env.world_size
     if not math.isfinite(mean_loss):
         raise NonFiniteLossError(step + 1, "the training loss", mean_loss)
@@ -252,8 +252,8 @@ def validation_loss(
             for batch in window_loader(dataset, batches, num_workers, 0, device):
                 mfcc, eda_prev, target = batch_to_device(batch, device)
                 with autocast(device, bf16):
-                    logits = model(mfcc, eda_prev)
-                totals[0] += masked_cross_entropy(logits, target, first_full_step, reduction="sum").double()
+                    log_p = model(mfcc, eda_prev, target=target, first_step=first_full_step)
+                totals[0] -= log_p.double().sum()
                 totals[1] += target[..., first_full_step:].numel()
     finally:
         model.train(was_training)

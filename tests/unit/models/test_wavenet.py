@@ -71,6 +71,35 @@ def test_output_shape(name):
     assert loss.ndim == 0 and torch.isfinite(loss)
 
 
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_scored_log_probs_are_the_cross_entropy_of_the_logits(name):
+    """forward(target=..., first_step=k), what training calls, gives log P(target) of steps >= k:
+    the negative of the logits' cross-entropy there, for both heads (the mixture computes only
+    the target's mass, the softmax normalizes all levels)."""
+    cfg = make_config(**CONFIGS[name])
+    model = build(cfg)
+    mfcc, eda = inputs(cfg, batch=3, steps=11)
+    target = torch.randint(0, cfg.quantization_levels, eda.shape, generator=torch.Generator().manual_seed(1))
+    logits = model(mfcc, eda)
+    for first in (0, 4):
+        log_p = model(mfcc, eda, target=target, first_step=first)
+        assert log_p.shape == (3, cfg.out_channels, 11 - first)
+        expected = -F.cross_entropy(logits[..., first:], target[..., first:], reduction="none")
+        torch.testing.assert_close(log_p, expected.to(log_p.dtype))  # the mixture works in float32
+
+
+def test_scored_log_probs_reject_a_window_with_nothing_to_score_or_a_misshapen_target():
+    cfg = make_config()
+    model = build(cfg)
+    mfcc, eda = inputs(cfg, batch=2, steps=6)
+    target = quantize(eda, cfg.quantization_levels)
+    with pytest.raises(ValueError, match="first_step=6"):
+        model(mfcc, eda, target=target, first_step=6)
+    with pytest.raises(ValueError, match="target must be"):
+        model(mfcc, eda, target=target[..., :5])
+    assert torch.equal(model(mfcc, eda, target=target[:, 0]), model(mfcc, eda, target=target))
+
+
 def test_eda_prev_2d_and_3d_agree_for_one_channel():
     cfg = make_config()
     model = build(cfg)

@@ -188,9 +188,9 @@ def test_history_noise_perturbs_the_past_eda_only(monkeypatch):
     batch = next(iter(torch.utils.data.DataLoader(datasets(cfg)[0], batch_size=4)))
     seen = []
 
-    def spy(self, mfcc, eda_prev):
+    def spy(self, mfcc, eda_prev, **scored):
         seen.append(eda_prev.clone())
-        return original(self, mfcc, eda_prev)
+        return original(self, mfcc, eda_prev, **scored)
 
     original = Wavenet.forward
     monkeypatch.setattr(Wavenet, "forward", spy)
