@@ -220,21 +220,3 @@ def test_overfits_one_small_batch():
         loss.backward()
         opt.step()
     assert loss.item() < 0.1 * math.log(cfg.quantization_levels)
-
-
-def test_uniform_dropout_is_inverted_dropout_drawn_from_the_global_generator():
-    from wavenet_lib.models.layers import UniformDropout
-
-    x = torch.randn(4, 8, 5000)
-    drop = UniformDropout(0.25)
-    torch.manual_seed(3)
-    y = drop(x)
-    zeroed = y == 0
-    assert abs(float(zeroed.float().mean()) - 0.25) < 0.01
-    torch.testing.assert_close(y[~zeroed], x[~zeroed] / 0.75)
-    torch.manual_seed(3)
-    assert torch.equal(drop(x), y)  # seeded like nn.Dropout: a resumed run draws the same masks
-    assert drop.eval()(x) is x
-    assert UniformDropout(0.0).train()(x) is x
-    with pytest.raises(ValueError, match="dropout probability"):
-        UniformDropout(1.0)
