@@ -21,6 +21,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from wavenet_lib.configs import load_config
+from wavenet_lib.train.state import BEST_CHECKPOINT, LAST_CHECKPOINT
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = (
@@ -68,7 +69,10 @@ def run_experiment(
     """Run the notebooks for one config; return its run directory.
 
     A run folder that already holds a trained run makes notebook 02 fail (nothing is
-    overwritten) unless `overwrite` is True.
+    overwritten) unless `overwrite` is True. With `overwrite` such a run is replaced: its
+    figures (`figures/*.png`) are deleted before notebook 01, so that no figure of the old model
+    (e.g. the attribution of files it ranked first) stays beside the new one's, and training
+    deletes its checkpoints, history and `metrics.json`.
 
     Raises:
         RunFailure: the config is invalid, or a notebook cell failed.
@@ -86,6 +90,9 @@ def run_experiment(
         raise RunFailure(config_path, "config", " ".join(str(exc).split())) from None
     run_dir = (Path(runs_dir) / experiment.name).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
+    if overwrite and any((run_dir / name).is_file() for name in (LAST_CHECKPOINT, BEST_CHECKPOINT)):
+        for figure in (run_dir / "figures").glob("*.png"):
+            figure.unlink()
     for i, name in enumerate(notebooks, start=1):
         source = notebook_dir / name
         output = run_dir / name

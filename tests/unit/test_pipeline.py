@@ -76,6 +76,28 @@ def test_keep_going_runs_every_config(tmp_path, fake_notebooks, capsys):
     assert capsys.readouterr().err.count("error:") == 2
 
 
+def test_overwriting_a_trained_run_clears_the_old_models_figures_first(tmp_path, fake_notebooks, monkeypatch):
+    """Per-file figures of a replaced model (the files it ranked first) must not stay beside the
+    new model's; figures are only cleared when a trained run is actually replaced."""
+    monkeypatch.setattr(pipeline, "NOTEBOOKS", ("01_ok.ipynb",))
+    runs, cfg = tmp_path / "runs", config(tmp_path, "fig")
+    figures = runs / "fig" / "figures"
+    figures.mkdir(parents=True)
+    old = figures / "stimulus_attribution_syn-123.png"
+    old.write_bytes(b"figure of the old model")
+    notes = figures / "notes.txt"
+    notes.write_text("not a figure")
+    quiet = lambda *a, **k: None  # noqa: E731
+    pipeline.run_experiment(cfg, runs, log=quiet, overwrite=True)
+    assert old.is_file()  # no trained run in the folder: nothing is replaced
+    (runs / "fig" / "best.pt").write_bytes(b"a trained run")
+    pipeline.run_experiment(cfg, runs, log=quiet)
+    assert old.is_file()  # not asked to overwrite
+    pipeline.run_experiment(cfg, runs, log=quiet, overwrite=True)
+    assert not old.exists() and notes.is_file()
+    assert (runs / "fig" / "seen.txt").is_file()  # the notebooks ran after the clean-up
+
+
 def test_invalid_config_fails_before_any_notebook(tmp_path, fake_notebooks, capsys):
     bad = config(tmp_path, "bad")
     bad.write_text(bad.read_text().replace("mfcc_hop_size: 100", "mfcc_hop_size: 99"))

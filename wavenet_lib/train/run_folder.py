@@ -8,7 +8,9 @@ so all ranks fail together with the same message:
   (same host, pid no longer running, e.g. after kill -9) is stale: it is taken over with a
   warning.
 - A folder that already holds `last.pt` or `best.pt` is refused unless `resume` (continue it)
-  or `overwrite` (replace it: the old checkpoints and metrics are deleted first).
+  or `overwrite` (replace it: the old checkpoints, training history and held-out report
+  `metrics.json` are deleted first; the pipeline also clears the old figures, see
+  `wavenet_lib.pipeline.run_experiment`).
 - Temporary files left by a killed write (`.<name>.*.tmp`, see `wavenet_lib.atomic_write`) are
   removed: under the lock, nobody else is writing there.
 """
@@ -33,6 +35,7 @@ from wavenet_lib.train.state import BEST_CHECKPOINT, LAST_CHECKPOINT
 __all__ = ["LOCK_FILE", "RunFolderError", "RunFolder", "read_lock"]
 
 LOCK_FILE = ".lock"
+HELD_OUT_REPORT = "metrics.json"  # written by notebooks 03 and 04 about the trained model
 
 
 class RunFolderError(RuntimeError):
@@ -117,7 +120,7 @@ class RunFolder:
                 "continue it, --overwrite to replace it, or choose another --run-dir"
             )
         if self.overwrite and not self.resume:
-            for name in (LAST_CHECKPOINT, BEST_CHECKPOINT, METRICS_FILE):
+            for name in (LAST_CHECKPOINT, BEST_CHECKPOINT, METRICS_FILE, HELD_OUT_REPORT):
                 (self.run_dir / name).unlink(missing_ok=True)
         remove_temp_files(self.run_dir)
 

@@ -45,9 +45,11 @@ def test_a_trained_run_folder_is_never_overwritten_without_asking(tmp_path):
         run(tiny_experiment(max_steps=3, warmup_steps=1, seed=5), tmp_path)
     assert (tmp_path / "last.pt").read_bytes() == before
     assert not (tmp_path / ".lock").exists()
+    (tmp_path / "metrics.json").write_text("{}")  # notebook 03's report on the old model
     replaced = run(tiny_experiment(max_steps=3, warmup_steps=1, seed=5), tmp_path, overwrite=True)
     assert replaced.step == 3 and torch.load(tmp_path / "last.pt", weights_only=True)["step"] == 3
     assert [r["step"] for r in replaced.history] == [1, 2, 3]  # the old history is gone
+    assert not (tmp_path / "metrics.json").exists()
 
 
 def _lock(run_dir, pid, host=None, started=1_700_000_000.0):
