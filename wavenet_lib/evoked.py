@@ -26,8 +26,9 @@ samples about as much as an SCR count (coefficient of variation 0.21 against 0.2
 8 samples), but it differs far more between files: the spread of the files' means is 2.5
 standard errors of a mean at 8 samples, against 0.85 for SCRs per minute. On the quickstart's
 held-out recordings it follows the listener's true
-events (Spearman ρ 0.58 at 8 samples) far better than the SCR rate (0.19) or the summed SCR
-amplitudes (0.36); see `docs/design.md` and notebook 04.
+events (Spearman ρ 0.28–0.58 at 8 samples over three trainings of the config) better than the
+SCR rate (0.19–0.24) and, in two of the three, the summed SCR amplitudes (0.28–0.38); see
+`docs/design.md` and notebook 04.
 """
 
 from __future__ import annotations
