@@ -130,13 +130,13 @@ def _os_reason(exc: OSError) -> str:
 
 # --- generate ------------------------------------------------------------------------------------
 def _check_sampling_arguments(args: argparse.Namespace, greedy: bool) -> None:
-    """--samples, --temperature, --top-p, --min-prob and --out of `generate` and `screen`,
-    checked before any work."""
+    """--samples, --temperature, --top-p, --min-prob, --audio-guidance and --out of `generate`
+    and `screen`, checked before any work."""
     from wavenet_lib.atomic_write import check_writable
     from wavenet_lib.generation import check_sampling
 
     try:
-        check_sampling(args.samples, args.temperature, greedy, args.top_p, args.min_prob)
+        check_sampling(args.samples, args.temperature, greedy, args.top_p, args.min_prob, args.audio_guidance)
     except ValueError as exc:
         raise _UserError(f"--{exc}") from None
     try:
@@ -164,6 +164,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             greedy=args.greedy,
             top_p=args.top_p,
             min_prob=args.min_prob,
+            audio_guidance=args.audio_guidance,
             device=device,
             progress=not args.no_progress,
             allow_short=args.allow_short_audio,
@@ -256,6 +257,7 @@ def _cmd_screen(args: argparse.Namespace) -> int:
             temperature=args.temperature,
             top_p=args.top_p,
             min_prob=args.min_prob,
+            audio_guidance=args.audio_guidance,
             rank_by=args.rank_by,
             device=device,
             progress=not args.no_progress,

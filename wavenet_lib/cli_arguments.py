@@ -31,7 +31,8 @@ def seed(text: str) -> int:
 
 
 def add_sampling_arguments(parser: argparse.ArgumentParser, greedy: bool) -> None:
-    """--temperature, --top-p and --min-prob (default: the checkpoint config's `sampling`)."""
+    """--temperature, --top-p, --min-prob and --audio-guidance (default: the checkpoint config's
+    `sampling`)."""
     parser.add_argument(
         "--temperature",
         type=finite_float,
@@ -48,6 +49,12 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, greedy: bool) -> Non
         type=finite_float,
         default=None,
         help="drop levels less likely than this, in [0, 1) (default: config sampling)",
+    )
+    parser.add_argument(
+        "--audio-guidance",
+        type=finite_float,
+        default=None,
+        help="amplify the audio's effect over silence by this weight, in [0, 5] (default: config sampling)",
     )
 
 

@@ -64,15 +64,17 @@ def check_sampling(
     greedy: bool,
     top_p: float | None = None,
     min_prob: float | None = None,
+    audio_guidance: float | None = None,
 ) -> None:
     """The one check of the sampling arguments (library and command line).
 
-    `None` for temperature, top_p or min_prob means "the config's `sampling` section" (checked
-    there).
+    `None` for temperature, top_p, min_prob or audio_guidance means "the config's `sampling`
+    section" (checked there).
 
     Raises:
-        ValueError: samples < 1, top_p outside (0, 1], min_prob outside [0, 1), or (unless
-            greedy) a temperature that is not a finite number >= MIN_TEMPERATURE.
+        ValueError: samples < 1, top_p outside (0, 1], min_prob outside [0, 1), audio_guidance
+            outside [0, 5], or (unless greedy) a temperature that is not a finite number >=
+            MIN_TEMPERATURE.
     """
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
@@ -80,6 +82,8 @@ def check_sampling(
         raise ValueError(f"top-p must be in (0, 1], got {top_p:g}")
     if min_prob is not None and not (math.isfinite(min_prob) and 0.0 <= min_prob < 1.0):
         raise ValueError(f"min-prob must be in [0, 1), got {min_prob:g}")
+    if audio_guidance is not None and not (math.isfinite(audio_guidance) and 0.0 <= audio_guidance <= 5.0):
+        raise ValueError(f"audio-guidance must be in [0, 5], got {audio_guidance:g}")
     if greedy or temperature is None:
         return
     if not math.isfinite(temperature) or temperature < MIN_TEMPERATURE:
@@ -153,6 +157,7 @@ def generate_from_audio(
     *,
     top_p: float | None = None,
     min_prob: float | None = None,
+    audio_guidance: float | None = None,
     config: ExperimentConfig | None = None,
     normalizer: MinMaxNormalizer | None = None,
     device: str | torch.device = "cpu",
@@ -176,6 +181,8 @@ def generate_from_audio(
         greedy: take the most likely level each step (then all samples are equal).
         top_p: nucleus sampling in (0, 1]; None → the config's `sampling.top_p`.
         min_prob: epsilon sampling in [0, 1); None → the config's `sampling.min_prob`.
+        audio_guidance: w in [0, 5], the audio's effect over silence amplified
+            (`Wavenet.generate`); None → the config's `sampling.audio_guidance`.
         config: the experiment config when a model is passed.
         normalizer: the EDA normalization when a model is passed.
         device: where to run the model.
@@ -194,13 +201,13 @@ def generate_from_audio(
         FileNotFoundError, CheckpointError: a bad checkpoint path.
         DataError: the audio is missing, unreadable, shorter than one EDA step, gives
             non-finite features, or (unless `allow_short`) is shorter than the receptive field.
-        ValueError: see `check_sampling` (samples, temperature, top_p, min_prob).
+        ValueError: see `check_sampling` (samples, temperature, top_p, min_prob, audio_guidance).
     """
     from wavenet_lib.data.recordings import audio_features
     from wavenet_lib.errors import DataError
     from wavenet_lib.train.checkpoints import load_model, unwrap_model
 
-    check_sampling(samples, temperature, greedy, top_p, min_prob)
+    check_sampling(samples, temperature, greedy, top_p, min_prob, audio_guidance)
     model: Wavenet
     if isinstance(model_or_checkpoint, (str, Path)):
         loaded, config, stored = load_model(model_or_checkpoint, map_location=device)
@@ -213,6 +220,7 @@ def generate_from_audio(
     temperature = config.sampling.temperature if temperature is None else temperature
     top_p = config.sampling.top_p if top_p is None else top_p
     min_prob = config.sampling.min_prob if min_prob is None else min_prob
+    audio_guidance = config.sampling.audio_guidance if audio_guidance is None else audio_guidance
     mfcc = audio_features(audio_path, config, n_steps=n_steps, start_s=start_s).to(device)
     if not allow_short:  # after the features: the file's length is known from their decode
         _refuse_short_audio(audio_path, config, start_s, n_steps)
@@ -224,6 +232,8 @@ def generate_from_audio(
     generator = None
     if seed is not None and not greedy:
         generator = torch.Generator(device=mfcc.device).manual_seed(int(seed))
+    # Passed only when on: a stand-in model's `generate` need not know the argument.
+    guidance = {"audio_guidance": audio_guidance} if audio_guidance else {}
     chunks = []
     for start in range(0, samples, MAX_SAMPLES_PER_BATCH):
         n = min(MAX_SAMPLES_PER_BATCH, samples - start)
@@ -239,6 +249,7 @@ def generate_from_audio(
                 progress=progress,
                 top_p=top_p,
                 min_prob=min_prob,
+                **guidance,
             ),
         )
         if prime_units is not None:

@@ -327,3 +327,12 @@ def test_generate_takes_its_sampling_defaults_from_the_config(tmp_path, checkpoi
     for command in (argv, ["screen", *argv[1:]]):
         assert main([*command, "--min-prob", "1", "--no-progress"]) == 2
         assert capsys.readouterr().err.strip() == "error: --min-prob must be in [0, 1), got 1"
+    # audio_guidance too: the config's value is what a call without the argument draws with
+    guided = cfg.model_copy(update={"sampling": cfg.sampling.model_copy(update={"audio_guidance": 1.5})})
+    kwargs["config"] = guided
+    from_config = generate_from_audio(model, audio, **kwargs).eda_units
+    explicit = generate_from_audio(model, audio, audio_guidance=1.5, **{**kwargs, "config": cfg}).eda_units
+    np.testing.assert_array_equal(from_config, explicit)
+    for command in (argv, ["screen", *argv[1:]]):
+        assert main([*command, "--audio-guidance", "6", "--no-progress"]) == 2
+        assert capsys.readouterr().err.strip() == "error: --audio-guidance must be in [0, 5], got 6"

@@ -239,3 +239,15 @@ def test_relative_data_paths_are_relative_to_the_config_file(tmp_path: Path, mon
     assert exp.data.path.resolve() == (tmp_path / "data" / "m.csv").resolve()
     assert exp.data.cache_dir == Path("/abs/cache")
     assert exp.data.data_dir == DataConfig().data_dir  # a default stays as it is
+
+
+@pytest.mark.parametrize("value", [-0.1, 5.5])
+def test_audio_guidance_outside_its_range_names_the_field(tmp_path: Path, value):
+    path = tmp_path / "guided.yaml"
+    body = "".join(f"  {k}: {v}\n" for k, v in E4.items())
+    path.write_text(f"name: demo\nmodel:\n{body}sampling:\n  audio_guidance: {value}\n")
+    with pytest.raises(ValidationError) as info:
+        load_config(path)
+    assert info.value.errors()[0]["loc"] == ("sampling", "audio_guidance")
+    path.write_text(f"name: demo\nmodel:\n{body}sampling:\n  audio_guidance: 0.1\n")
+    assert load_config(path).sampling.audio_guidance == 0.1

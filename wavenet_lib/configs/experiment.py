@@ -113,6 +113,14 @@ class SamplingConfig(BaseModel):
         "stays; 0 = keep all). Removes the far tails without cutting a near level of a skewed "
         "distribution, as top-p does in slow recoveries.",
     )
+    audio_guidance: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=5.0,
+        description="Audio guidance w: draw from log p(audio) + w * (log p(audio) - log p(silence)), "
+        "the model's next-step distribution with the audio's effect over silence amplified "
+        "(classifier-free guidance; 0 = the model as trained). Costs a second pass per step.",
+    )
 
 
 class ExperimentConfig(BaseModel):

@@ -28,13 +28,23 @@ import torch
 from torch import nn
 
 from wavenet_lib.configs import WavenetConfig
+from wavenet_lib.data.features import silent_mfcc_like
 from wavenet_lib.models.head import Downsampler, HeadWeights
 from wavenet_lib.models.incremental import Stepper
 from wavenet_lib.models.layers import Gate, ResidualLayer, StepWeights, WavenetStack, time_major
 from wavenet_lib.models.quantization import START_VALUE, dequantize, quantize
 from wavenet_lib.models.upsampler import Upsampler
 
-__all__ = ["Gate", "StepWeights", "ResidualLayer", "WavenetStack", "Wavenet"]
+__all__ = ["Gate", "StepWeights", "ResidualLayer", "WavenetStack", "Wavenet", "guided_logits"]
+
+
+def guided_logits(with_audio: torch.Tensor, silent: torch.Tensor, weight: float) -> torch.Tensor:
+    """log p + w (log p - log p_silent) over the levels (dim 1): the audio's effect amplified.
+
+    Unnormalized log-probabilities; sampling normalizes them. w = 0 gives log p.
+    """
+    log_p = torch.log_softmax(with_audio.float(), dim=1)
+    return log_p + weight * (log_p - torch.log_softmax(silent.float(), dim=1))
 
 
 class Wavenet(nn.Module):
@@ -269,6 +279,7 @@ class Wavenet(nn.Module):
         return_logits: bool = False,
         progress: bool = False,
         min_prob: float = 0.0,
+        audio_guidance: float = 0.0,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Sample EDA (B, C_out, T) in normalized units for the audio, one step at a time.
 
@@ -286,6 +297,11 @@ class Wavenet(nn.Module):
                 re-runs `forward` over one receptive field per step (False).
             return_logits: also return the logits (B, Q, C_out, T) each step was drawn from.
             progress: show a tqdm progress bar over steps.
+            audio_guidance: w >= 0. Each step is drawn from log p + w (log p - log p_silent), where
+                p_silent is the model's distribution for the same past with a silent input
+                (`silent_mfcc_like`): the audio's effect over silence, amplified (classifier-free
+                guidance, Ho & Salimans 2022). 0 draws from the model itself; w > 0 runs the
+                model twice per step. Temperature, top-p and min-prob apply after it.
         """
         if temperature <= 0 and not greedy:
             raise ValueError(f"temperature must be > 0 (got {temperature}); use greedy=True for argmax")
@@ -293,6 +309,8 @@ class Wavenet(nn.Module):
             raise ValueError(f"top_p must be in (0, 1], got {top_p}")
         if not 0.0 <= min_prob < 1.0:
             raise ValueError(f"min_prob must be in [0, 1), got {min_prob}")
+        if not (math.isfinite(audio_guidance) and audio_guidance >= 0.0):
+            raise ValueError(f"audio_guidance must be a finite number >= 0, got {audio_guidance}")
         _, steps = self._check_inputs(mfcc, None)
         cfg = self.config
         b, device = mfcc.shape[0], mfcc.device
@@ -318,8 +336,10 @@ class Wavenet(nn.Module):
             if prime is not None:
                 levels[1 : n_prime + 1] = prime.permute(2, 0, 1)
             all_logits = torch.empty(b, q, cfg.out_channels, steps, device=device) if return_logits else None
+            silent = silent_mfcc_like(mfcc, cfg.num_mfccs) if audio_guidance > 0 else None
             if incremental:
                 stepper = Stepper(self, mfcc)  # fresh caches and weights for every call
+                silent_stepper = Stepper(self, silent) if silent is not None else None
             else:  # the reference path reads values: the previous steps' bin centres
                 eda_prev = torch.zeros(b, cfg.out_channels, steps + 1, device=device, dtype=mfcc.dtype)
             iterator = range(steps)
@@ -332,6 +352,13 @@ class Wavenet(nn.Module):
                     logits = stepper.step(t, levels[t])
                 else:
                     logits = self.reference_step_logits(mfcc, eda_prev, t)
+                if silent is not None:
+                    if incremental:
+                        assert silent_stepper is not None
+                        unguided = silent_stepper.step(t, levels[t])
+                    else:
+                        unguided = self.reference_step_logits(silent, eda_prev, t)
+                    logits = guided_logits(logits, unguided, audio_guidance)
                 if all_logits is not None:
                     all_logits[..., t] = logits
                 if t >= n_prime:

@@ -291,3 +291,43 @@ def test_min_prob_drops_the_unlikely_levels_only_and_keeps_the_mode():
     assert model._sample(spread.expand(50, q, 1), 1.0, False, g, min_prob=0.5).eq(7).all()
     with pytest.raises(ValueError, match="min_prob"):
         model.generate(torch.zeros(1, 1, 4, model.config.features_per_frame), min_prob=1.0)
+
+
+@pytest.mark.parametrize("incremental", [True, False])
+@pytest.mark.parametrize("name", ["spf25", "mixture_value_stereo_2eda", "contrast"])
+def test_audio_guidance_draws_from_the_amplified_distribution(name, incremental, step_path):
+    """With audio_guidance w, each step is drawn from log p + w (log p - log p_silent): the
+    teacher-forced logits of the generated sequence with the audio and with the silent input,
+    combined, on both paths."""
+    from wavenet_lib.data.features import silent_mfcc_like
+    from wavenet_lib.models.wavenet import guided_logits
+
+    model, mfcc = model_and_audio(name)
+    eda, logits = model.generate(
+        mfcc, generator=torch.Generator().manual_seed(3), incremental=incremental, return_logits=True,
+        audio_guidance=0.7,
+    )  # fmt: skip
+    silent = silent_mfcc_like(mfcc, model.config.num_mfccs)
+    expected = guided_logits(
+        teacher_forced_logits(model, mfcc, eda), teacher_forced_logits(model, silent, eda), 0.7
+    )
+    torch.testing.assert_close(logits, expected, atol=1e-4, rtol=0)
+
+
+def test_audio_guidance_zero_is_the_model_and_changes_nothing_without_audio():
+    from wavenet_lib.data.features import silent_mfcc_like
+
+    model, mfcc = model_and_audio("spf25", steps=20)
+
+    def draw(x, **kw):
+        return model.generate(x, generator=torch.Generator().manual_seed(4), **kw)
+
+    assert torch.equal(draw(mfcc, audio_guidance=0.0), draw(mfcc))
+    _, plain = draw(mfcc, return_logits=True)
+    _, guided = draw(mfcc, return_logits=True, audio_guidance=2.0)
+    assert (guided - plain).abs().max() > 1e-3  # an untrained model's audio effect is small, not 0
+    silent = silent_mfcc_like(mfcc, model.config.num_mfccs)  # nothing to amplify over silence
+    torch.testing.assert_close(draw(silent, audio_guidance=2.0), draw(silent))
+    for bad in (-0.1, float("nan")):
+        with pytest.raises(ValueError, match="audio_guidance"):
+            model.generate(mfcc, audio_guidance=bad)
