@@ -24,7 +24,7 @@ import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -233,7 +233,7 @@ def generate_from_audio(
     if seed is not None and not greedy:
         generator = torch.Generator(device=mfcc.device).manual_seed(int(seed))
     # Passed only when on: a stand-in model's `generate` need not know the argument.
-    guidance = {"audio_guidance": audio_guidance} if audio_guidance else {}
+    guidance: dict[str, Any] = {"audio_guidance": audio_guidance} if audio_guidance else {}
     chunks = []
     for start in range(0, samples, MAX_SAMPLES_PER_BATCH):
         n = min(MAX_SAMPLES_PER_BATCH, samples - start)
