@@ -131,9 +131,11 @@ def _dataset(name: str) -> str:
 
 
 def _sampling_label(used: dict) -> str:
-    """ "temperature=1, top_p=0.98" (and ", min_prob=E" when epsilon sampling is on)."""
+    """ "temperature=1, top_p=0.98" (and ", min_prob=E" / ", audio_guidance=W" when those are on)."""
     label = ", ".join(f"{k}={float(used.get(k, 1.0)):g}" for k in ("temperature", "top_p"))
-    return label + (f", min_prob={float(used['min_prob']):g}" if used.get("min_prob") else "")
+    for knob in ("min_prob", "audio_guidance"):  # off (0) by default: named only when on
+        label += f", {knob}={float(used[knob]):g}" if used.get(knob) else ""
+    return label
 
 
 def collect(

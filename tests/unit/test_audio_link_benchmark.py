@@ -54,3 +54,12 @@ def test_table_row_pairs_generated_with_real_and_shows_exposure_bias_when_measur
     assert (
         table_row(measured)["falls real / gen; P(fall) on real / own past"] == "0.435 / 0.368; 0.412 / 0.367"
     )
+
+
+def test_sampling_labels_name_the_knobs_that_are_on():
+    from benchmarks.audio_link import _sampling_label
+
+    assert _sampling_label({"temperature": 1.0, "top_p": 0.98}) == "temperature=1, top_p=0.98"
+    both = {"temperature": 1.0, "top_p": 0.98, "min_prob": 0.01, "audio_guidance": 0.1}
+    assert _sampling_label(both) == "temperature=1, top_p=0.98, min_prob=0.01, audio_guidance=0.1"
+    assert _sampling_label({"top_p": 1.0, "min_prob": 0.0, "audio_guidance": 0.0}) == "temperature=1, top_p=1"

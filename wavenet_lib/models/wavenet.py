@@ -337,6 +337,8 @@ class Wavenet(nn.Module):
                 levels[1 : n_prime + 1] = prime.permute(2, 0, 1)
             all_logits = torch.empty(b, q, cfg.out_channels, steps, device=device) if return_logits else None
             silent = silent_mfcc_like(mfcc, cfg.num_mfccs) if audio_guidance > 0 else None
+            if silent is not None and torch.equal(silent, mfcc):
+                silent = None  # a silent input (the audio-blind baseline): nothing to amplify
             if incremental:
                 stepper = Stepper(self, mfcc)  # fresh caches and weights for every call
                 silent_stepper = Stepper(self, silent) if silent is not None else None
