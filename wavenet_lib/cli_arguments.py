@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import math
 
+from wavenet_lib.configs import MAX_AUDIO_GUIDANCE
+
 __all__ = ["finite_float", "seed", "add_sampling_arguments", "add_prime_arguments"]
 
 
@@ -54,7 +56,8 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, greedy: bool) -> Non
         "--audio-guidance",
         type=finite_float,
         default=None,
-        help="amplify the audio's effect over silence by this weight, in [0, 5] (default: config sampling)",
+        help=f"amplify the audio's effect over silence by this weight, in [0, {MAX_AUDIO_GUIDANCE:g}] "
+        "(default: config sampling)",
     )
 
 

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from wavenet_lib.atomic_write import atomic_write
-from wavenet_lib.configs import ExperimentConfig
+from wavenet_lib.configs import MAX_AUDIO_GUIDANCE, ExperimentConfig
 from wavenet_lib.data.normalization import MinMaxNormalizer
 
 if TYPE_CHECKING:
@@ -82,8 +82,10 @@ def check_sampling(
         raise ValueError(f"top-p must be in (0, 1], got {top_p:g}")
     if min_prob is not None and not (math.isfinite(min_prob) and 0.0 <= min_prob < 1.0):
         raise ValueError(f"min-prob must be in [0, 1), got {min_prob:g}")
-    if audio_guidance is not None and not (math.isfinite(audio_guidance) and 0.0 <= audio_guidance <= 5.0):
-        raise ValueError(f"audio-guidance must be in [0, 5], got {audio_guidance:g}")
+    if audio_guidance is not None and not (
+        math.isfinite(audio_guidance) and 0.0 <= audio_guidance <= MAX_AUDIO_GUIDANCE
+    ):
+        raise ValueError(f"audio-guidance must be in [0, {MAX_AUDIO_GUIDANCE:g}], got {audio_guidance:g}")
     if greedy or temperature is None:
         return
     if not math.isfinite(temperature) or temperature < MIN_TEMPERATURE:

@@ -9,10 +9,17 @@ field path (``model.mfcc_hop_size``) and the rule broken.
 """
 
 from wavenet_lib.configs.data import DataConfig, SyntheticDataConfig
-from wavenet_lib.configs.experiment import ExperimentConfig, SamplingConfig, TrainConfig, load_config
+from wavenet_lib.configs.experiment import (
+    MAX_AUDIO_GUIDANCE,
+    ExperimentConfig,
+    SamplingConfig,
+    TrainConfig,
+    load_config,
+)
 from wavenet_lib.configs.model import LIMITS, WavenetConfig, derive_stacks, validate_wavenet_config
 
 __all__ = [
+    "MAX_AUDIO_GUIDANCE",
     "LIMITS",
     "WavenetConfig",
     "validate_wavenet_config",

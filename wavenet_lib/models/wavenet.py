@@ -336,14 +336,19 @@ class Wavenet(nn.Module):
             if prime is not None:
                 levels[1 : n_prime + 1] = prime.permute(2, 0, 1)
             all_logits = torch.empty(b, q, cfg.out_channels, steps, device=device) if return_logits else None
-            silent = silent_mfcc_like(mfcc, cfg.num_mfccs) if audio_guidance > 0 else None
-            if silent is not None and torch.equal(silent, mfcc):
-                silent = None  # a silent input (the audio-blind baseline): nothing to amplify
             if incremental:
                 stepper = Stepper(self, mfcc)  # fresh caches and weights for every call
-                silent_stepper = Stepper(self, silent) if silent is not None else None
             else:  # the reference path reads values: the previous steps' bin centres
                 eda_prev = torch.zeros(b, cfg.out_channels, steps + 1, device=device, dtype=mfcc.dtype)
+            # Audio guidance: the same step on a silent input, by the same path; none when the
+            # input is itself silent (the audio-blind baseline: nothing to amplify).
+            silent = silent_mfcc_like(mfcc, cfg.num_mfccs) if audio_guidance > 0 else None
+            silent_step = None
+            if silent is not None and not torch.equal(silent, mfcc):
+                if incremental:
+                    silent_step = Stepper(self, silent).step
+                else:
+                    silent_step = lambda t, _: self.reference_step_logits(silent, eda_prev, t)  # noqa: E731
             iterator = range(steps)
             if progress:
                 from tqdm.auto import tqdm
@@ -354,13 +359,8 @@ class Wavenet(nn.Module):
                     logits = stepper.step(t, levels[t])
                 else:
                     logits = self.reference_step_logits(mfcc, eda_prev, t)
-                if silent is not None:
-                    if incremental:
-                        assert silent_stepper is not None
-                        unguided = silent_stepper.step(t, levels[t])
-                    else:
-                        unguided = self.reference_step_logits(silent, eda_prev, t)
-                    logits = guided_logits(logits, unguided, audio_guidance)
+                if silent_step is not None:
+                    logits = guided_logits(logits, silent_step(t, levels[t]), audio_guidance)
                 if all_logits is not None:
                     all_logits[..., t] = logits
                 if t >= n_prime:
