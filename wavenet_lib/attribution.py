@@ -1,6 +1,7 @@
 """Which moments of the audio drive the predicted EDA: Integrated Gradients over the MFCC frames.
 
     att = attribute_audio(model, mfcc, eda_history)        # mfcc (C_in, T*spf, M), history (C_out, T)
+    att = attribute_audio(model, mfcc, samples=8)           # no EDA: 8 generated histories, averaged
     att.frame_attribution                                   # (T*spf,) µS (or units) per MFCC frame
     att.step_attribution                                    # (T,) the same summed per EDA step
 
@@ -30,6 +31,16 @@ baseline of notebook 03 is fed. IG integrates along the straight line from that 
 the audio, so the attribution answers "how much more EDA does the model predict for this
 sound than for silence, and which frames account for it". Any other baseline of the MFCC's
 shape can be passed (e.g. the clip's median frame, to ask what deviates from its background).
+
+**Several histories.** The answer depends on the history: after an SCR under way the model
+expects its recovery whatever it hears, before one the audio decides. A batch of histories
+(S, C_out, T) gives the mean attribution over them (one Integrated Gradients run per history,
+in the same forward passes). Without a recorded EDA (a new stimulus), `samples` traces are
+generated from the audio and averaged: one generated trace is a single draw of where the model's
+SCRs fall, and its attribution follows that draw; the mean over draws follows the audio. On the
+quickstart's first 12 test sessions (IG with 8 points), the share of the positive attribution
+within 0.5 s of a true event (windows covering 6.2 % of the time) is 12 % with one generated
+history, 19 % with the mean over 6, and 23 % with the recorded EDA.
 
 Attribution is of the model, not of a listener: it says what this network learned to respond
 to, which on real data includes whatever in the audio merely co-occurs with responses.
@@ -64,6 +75,7 @@ class AudioAttribution:
         total: F(audio) − F(baseline), the expected EDA the audio adds over the target steps.
         convergence_delta: Captum's error of the integral: Σ attributions − total.
         horizon_s: how far ahead a frame can act, the model's receptive field in seconds.
+        n_histories: how many EDA histories the attribution (and `total`) is the mean over.
     """
 
     frame_attribution: np.ndarray
@@ -74,6 +86,7 @@ class AudioAttribution:
     total: float
     convergence_delta: float
     horizon_s: float
+    n_histories: int = 1
 
     @property
     def frame_times_s(self) -> np.ndarray:
@@ -93,16 +106,19 @@ def expected_eda(logits: torch.Tensor) -> torch.Tensor:
 
 
 def _history_tensor(eda_history: np.ndarray | torch.Tensor, out_channels: int, steps: int) -> torch.Tensor:
+    """The given history as (S, C_out, T) float32 on the CPU: (T,) and (C_out, T) are one history."""
     if isinstance(eda_history, torch.Tensor):  # on any device (a CUDA tensor has no numpy view)
         h = eda_history.detach().to(device="cpu", dtype=torch.float32)
     else:
         h = torch.as_tensor(np.asarray(eda_history, dtype=np.float32))
     if h.dim() == 1:
         h = h[None]
-    if h.dim() != 2 or h.shape[0] != out_channels or h.shape[1] != steps:
+    if h.dim() == 2:
+        h = h[None]
+    if h.dim() != 3 or h.shape[0] < 1 or h.shape[1] != out_channels or h.shape[2] != steps:
         raise ValueError(
-            f"eda_history must be ({out_channels}, {steps}) in normalized units (or ({steps},) for one "
-            f"EDA signal), got {tuple(np.shape(eda_history))}"
+            f"eda_history must be ({out_channels}, {steps}) in normalized units, ({steps},) for one "
+            f"EDA signal, or (S, {out_channels}, {steps}) for S histories, got {tuple(np.shape(eda_history))}"
         )
     if not torch.isfinite(h).all():
         raise ValueError("eda_history contains NaN or inf")
@@ -120,6 +136,7 @@ def attribute_audio(
     n_steps: int = 32,
     internal_batch_size: int = 8,
     seed: int = 0,
+    samples: int = 8,
 ) -> AudioAttribution:
     """Integrated Gradients of the predicted EDA with respect to every MFCC frame of one clip.
 
@@ -127,18 +144,23 @@ def attribute_audio(
         model: a trained Wavenet (put in eval mode for the call, restored after).
         mfcc: (C_in, T*spf, M) model-ready features of the clip.
         eda_history: (C_out, T) or (T,) EDA in normalized units held fixed as the model's past
-            (e.g. the real trace of a recording). None: one trace generated from the audio with
-            `seed` (so the history is the model's own response to this audio).
+            (e.g. the real trace of a recording), or (S, C_out, T): S histories, attribution
+            averaged over them. None: `samples` traces generated from the audio with `seed` (the
+            model's own responses to this audio), averaged.
         baseline: (C_in, T*spf, M) reference input; default `silent_mfcc_like(mfcc)`.
         target_steps: the EDA steps whose predictions are summed (default: all).
         normalizer: the EDA normalization; when given, attributions are in µS.
         n_steps: IG integration points (Gauss-Legendre).
-        internal_batch_size: integration points per forward pass (bounds memory).
-        seed: sampling seed when the history is generated.
+        internal_batch_size: integration points per forward pass, over all histories (bounds memory).
+        seed: sampling seed when the histories are generated.
+        samples: how many histories to generate when `eda_history` is None (>= 1).
 
     Returns:
         AudioAttribution with per-frame and per-step values summed over coefficients, channels
-        and signals.
+        and signals, averaged over the histories.
+
+    Raises:
+        ValueError: misshapen or non-finite inputs, or `samples` < 1.
     """
     from captum.attr import IntegratedGradients
 
@@ -163,37 +185,45 @@ def attribute_audio(
     base = base.to(device)
     levels = cfg.quantization_levels
     if eda_history is None:
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+            raise ValueError(f"samples must be a whole number >= 1, got {samples!r}")
         g = torch.Generator(device=device).manual_seed(int(seed))
-        history = model.generate(x[None], generator=g)[0].cpu()
+        drawn = model.generate(x[None].expand(samples, *x.shape), generator=g)
+        assert isinstance(drawn, torch.Tensor)  # no logits asked for
+        history = drawn.cpu()
     else:
         history = _history_tensor(eda_history, cfg.out_channels, steps)
     history = dequantize(quantize(history, levels), levels)  # the values generation feeds back
-    eda_prev = torch.cat([history[:, :1], history[:, :-1]], dim=1).to(device)  # (C_out, T)
+    eda_prev = torch.cat([history[..., :1], history[..., :-1]], dim=-1).to(device)  # (S, C_out, T)
+    n = eda_prev.shape[0]
     target = slice(None) if target_steps is None else target_steps
     scale = 1.0
     if normalizer is not None:
         scale = normalizer.us_per_unit
 
-    def forward(batch: torch.Tensor) -> torch.Tensor:  # (B, C_in, F, M) → (B,)
-        prev = eda_prev[None].expand(batch.shape[0], -1, -1)
+    def forward(batch: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
+        # (B, C_in, F, M) audio and (B, C_out, T) past → (B,) predicted EDA summed over the targets
         return expected_eda(model(batch, prev))[..., target].sum(dim=(1, 2)) * scale
 
+    inputs = x[None].expand(n, *x.shape).contiguous()
+    baselines = base[None].expand(n, *x.shape).contiguous()
     was_training = model.training
     model.eval()
     try:
         ig = IntegratedGradients(forward)
         attr, delta = ig.attribute(
-            x[None],
-            baselines=base[None],
+            inputs,
+            baselines=baselines,
+            additional_forward_args=(eda_prev,),
             n_steps=n_steps,
             internal_batch_size=internal_batch_size,
             return_convergence_delta=True,
         )
         with torch.no_grad():
-            total = float(forward(x[None]) - forward(base[None]))
+            total = float((forward(inputs, eda_prev) - forward(baselines, eda_prev)).mean())
     finally:
         model.train(was_training)
-    per_frame = attr[0].sum(dim=(0, 2)).detach().cpu().double().numpy()  # (F,)
+    per_frame = attr.sum(dim=(1, 3)).mean(dim=0).detach().cpu().double().numpy()  # (F,)
     return AudioAttribution(
         frame_attribution=per_frame,
         step_attribution=per_frame.reshape(steps, spf).sum(axis=1),
@@ -201,6 +231,7 @@ def attribute_audio(
         eda_sample_rate=float(cfg.eda_sample_rate),
         unit="us" if normalizer is not None else "units",
         total=total,
-        convergence_delta=float(delta.reshape(-1)[0]),
+        convergence_delta=float(delta.double().mean()),
         horizon_s=float(cfg.receptive_field_seconds),
+        n_histories=n,
     )

@@ -24,6 +24,7 @@ to resume and exits with 130 / 143.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -240,7 +241,7 @@ def _cmd_data(args: argparse.Namespace) -> int:
 # --- screen --------------------------------------------------------------------------------------
 def _cmd_screen(args: argparse.Namespace) -> int:
     from wavenet_lib.errors import DataError
-    from wavenet_lib.screening import screen_stimuli, write_ranking
+    from wavenet_lib.screening import samples_for_reliability, screen_stimuli, write_ranking
     from wavenet_lib.train.checkpoints import CheckpointError
     from wavenet_lib.train.loop import select_device
 
@@ -277,6 +278,13 @@ def _cmd_screen(args: argparse.Namespace) -> int:
         f"({len(result.skipped)} skipped); ranking in {out}, by {result.rank_by}; top: {best['file']} "
         f"({result.rank_by} {best[result.rank_by]:.3g}; {best['scr_per_min']:.2f} SCR/min)"
     )
+    if math.isfinite(result.reliability):
+        needed = samples_for_reliability(result.reliability, args.samples, 0.9)
+        advice = f"0.9 needs ~{needed}" if needed else "no number of samples is predicted to reach 0.9"
+        print(
+            f"ranking reliability (split-half, Spearman-Brown): {result.reliability:.2f} with "
+            f"{args.samples} samples per file; {advice}"
+        )
     return EXIT_OK
 
 

@@ -26,7 +26,11 @@ Files are ranked by the evoked rise (or any statistic, `rank_by`): on the quicks
 recordings it follows the listener's true events best (notebook 04).
 
 Each statistic is reported as the mean over samples with its standard error (`*_se`; for the
-fraction with an SCR, the binomial standard error). The mean SCR amplitude averages the samples
+fraction with an SCR, the binomial standard error). How much the ranking itself would change with
+new samples is its split-half reliability (`ranking_reliability`): the rank correlation between
+the files' means over the even- and the odd-numbered samples, stepped up to all samples with the
+Spearman-Brown formula; `samples_for_reliability` says how many samples per file a wanted
+reliability needs. The mean SCR amplitude averages the samples
 that have SCRs (NaN when none has). Files that cannot be read (missing, not audio, too short)
 are listed in `skipped` with the reason and left out of the ranking.
 """
@@ -59,6 +63,8 @@ __all__ = [
     "find_audio_files",
     "sample_statistics",
     "summarize_samples",
+    "ranking_reliability",
+    "samples_for_reliability",
     "screen_stimuli",
     "write_ranking",
 ]
@@ -97,6 +103,8 @@ class ScreeningResult:
             in (GPU) memory).
         config: the experiment config of the model used.
         rank_by: the statistic the ranking is sorted by.
+        reliability: split-half reliability of the ranking by `rank_by` (`ranking_reliability`;
+            NaN with fewer than 2 samples or 3 files).
     """
 
     ranking: pd.DataFrame
@@ -105,6 +113,7 @@ class ScreeningResult:
     generated: dict[str, GeneratedEDA] = field(default_factory=dict)
     config: ExperimentConfig | None = None
     rank_by: str = DEFAULT_RANK_BY
+    reliability: float = float("nan")
 
 
 def find_audio_files(inputs: Sequence[str | Path]) -> list[Path]:
@@ -191,6 +200,62 @@ def summarize_samples(per_sample: pd.DataFrame) -> dict[str, float]:
             se = float(values.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
         out[name], out[f"{name}_se"] = mean, se
     return out
+
+
+def ranking_reliability(per_sample: pd.DataFrame, statistic: str = DEFAULT_RANK_BY) -> float:
+    """Split-half reliability of a screening ranking: how well a rerun with new samples would agree.
+
+    Each file's mean of `statistic` over its even-numbered samples and over its odd-numbered
+    samples give two rankings of the files; their Spearman correlation r is that of two rankings
+    from half the samples each, and the Spearman-Brown formula 2r / (1 + r) steps it up to the
+    ranking from all samples. 1: new samples would give the same order; 0: the order is noise.
+    It says nothing about whether the order is right (that needs the truth, see
+    `wavenet_lib.evaluate.stimulus_validation`), only whether more samples would change it.
+
+    Args:
+        per_sample: `ScreeningResult.per_sample` (columns file, sample and the statistic).
+        statistic: the ranked column.
+
+    Returns:
+        The reliability in [-1, 1]; NaN with fewer than 3 files that have a value in both halves,
+        or when a half does not vary between files.
+    """
+    table = per_sample.dropna(subset=[statistic])
+    half = table["sample"].to_numpy(int) % 2
+    means = table.assign(half=half).groupby(["file", "half"])[statistic].mean().unstack("half")
+    if means.shape[1] < 2:
+        return float("nan")
+    means = means.dropna()
+    if len(means) < 3 or means[0].nunique() < 2 or means[1].nunique() < 2:
+        return float("nan")
+    from scipy.stats import spearmanr
+
+    r = float(spearmanr(means[0], means[1])[0])
+    return 2.0 * r / (1.0 + r) if r > -1.0 else -1.0
+
+
+def samples_for_reliability(reliability: float, samples: int, target: float = 0.9) -> int | None:
+    """Samples per file for a ranking of `target` reliability, by the Spearman-Brown prophecy.
+
+    Args:
+        reliability: the ranking's reliability measured with `samples` samples per file.
+        samples: how many that was.
+        target: the wanted reliability, in (0, 1).
+
+    Returns:
+        The number of samples (at least 1), or None when the measured reliability is not
+        positive (no number of samples is predicted to get there) or NaN.
+    """
+    if not 0.0 < target < 1.0:
+        raise ValueError(f"target must be in (0, 1), got {target}")
+    if samples < 1:
+        raise ValueError(f"samples must be >= 1, got {samples}")
+    if not np.isfinite(reliability) or reliability <= 0.0:
+        return None
+    if reliability >= 1.0:
+        return 1
+    factor = target * (1.0 - reliability) / (reliability * (1.0 - target))
+    return max(1, int(np.ceil(factor * samples - 1e-9)))
 
 
 def screen_stimuli(
@@ -304,7 +369,10 @@ def screen_stimuli(
         if per_sample
         else pd.DataFrame(columns=["file", "sample", "n_scr", *STATISTICS])
     )
-    return ScreeningResult(ranking.reset_index(drop=True), sample_table, skipped, generated, config, rank_by)
+    reliability = ranking_reliability(sample_table, rank_by) if per_sample else float("nan")
+    return ScreeningResult(
+        ranking.reset_index(drop=True), sample_table, skipped, generated, config, rank_by, reliability
+    )
 
 
 def write_ranking(result: ScreeningResult, path: str | Path) -> Path:

@@ -27,7 +27,12 @@ from wavenet_lib.evaluate.stimulus_validation import (
 from wavenet_lib.generation import generate_from_audio
 from wavenet_lib.models.quantization import dequantize
 from wavenet_lib.models.wavenet import Wavenet
-from wavenet_lib.screening import find_audio_files, screen_stimuli
+from wavenet_lib.screening import (
+    find_audio_files,
+    ranking_reliability,
+    samples_for_reliability,
+    screen_stimuli,
+)
 
 SR = 1600  # TINY_MODEL audio rate
 
@@ -118,7 +123,50 @@ def test_screening_ranks_files_by_their_number_of_loud_events(tmp_path):
     assert np.isfinite(four["scr_per_min_se"])
     assert [p.name for p, _ in result.skipped] == ["broken.wav"]
     assert result.skipped[0][1].startswith("unreadable audio (")  # with the decoder's reason
+    assert result.reliability == pytest.approx(1.0)  # every half of the samples gives the same order
     assert len(result.per_sample) == 9
+
+
+def per_sample_table(values: np.ndarray) -> pd.DataFrame:
+    """(files, samples) statistic values as `ScreeningResult.per_sample` rows."""
+    files, samples = values.shape
+    return pd.DataFrame(
+        {
+            "file": np.repeat([f"f{i}.wav" for i in range(files)], samples),
+            "sample": np.tile(np.arange(samples), files),
+            "evoked_rise_us_per_min": values.ravel(),
+        }
+    )
+
+
+def test_ranking_reliability_known_answers():
+    rng = np.random.default_rng(0)
+    effect = rng.normal(size=(300, 1))
+    exact = ranking_reliability(per_sample_table(np.repeat(effect, 8, axis=1)))
+    assert exact == pytest.approx(1.0)  # no sampling noise: any samples give the same order
+    noise = ranking_reliability(per_sample_table(rng.normal(size=(300, 8))))
+    assert abs(noise) < 0.35  # files that do not differ: the order is noise
+    # File effect sd 1, sample noise sd 1, 4 samples per half: r_half = 1 / (1 + 1/4) = 0.8,
+    # stepped up to 8 samples 2 r / (1 + r) = 0.89.
+    mixed = ranking_reliability(per_sample_table(effect + rng.normal(size=(300, 8))))
+    assert 0.84 < mixed < 0.93
+    assert np.isnan(ranking_reliability(per_sample_table(rng.normal(size=(10, 1)))))  # one half only
+    assert np.isnan(ranking_reliability(per_sample_table(rng.normal(size=(2, 8)))))  # two files
+    with_nan = per_sample_table(np.repeat(effect[:5], 4, axis=1))
+    with_nan.loc[0, "evoked_rise_us_per_min"] = np.nan  # a sample without a value is left out
+    assert ranking_reliability(with_nan) == pytest.approx(1.0)
+
+
+def test_samples_for_reliability_is_the_spearman_brown_prophecy():
+    assert samples_for_reliability(0.5, 8, 0.9) == 72  # k = 0.9 * 0.5 / (0.5 * 0.1) = 9 times
+    assert samples_for_reliability(0.9, 8, 0.9) == 8
+    assert samples_for_reliability(0.95, 8, 0.9) == 4
+    assert samples_for_reliability(1.0, 8) == 1
+    assert samples_for_reliability(0.0, 8) is None and samples_for_reliability(float("nan"), 8) is None
+    with pytest.raises(ValueError, match="target must be in"):
+        samples_for_reliability(0.5, 8, 1.0)
+    with pytest.raises(ValueError, match="samples must be >= 1"):
+        samples_for_reliability(0.5, 0)
 
 
 def test_find_audio_files_errors_name_the_path(tmp_path):
@@ -205,6 +253,45 @@ def test_attribution_in_microsiemens_scales_with_the_normalization():
     np.testing.assert_allclose(us.frame_attribution, units.frame_attribution * 6.0, rtol=1e-4, atol=1e-9)
     with pytest.raises(ValueError, match=r"eda_history must be \(1, 10\)"):
         attribute_audio(model, mfcc, torch.zeros(9))
+
+
+def test_attribution_over_several_histories_is_their_mean():
+    model = tiny_wavenet()
+    steps = 12
+    g = torch.Generator().manual_seed(3)
+    mfcc = torch.randn(1, steps * model.spf, model.config.num_mfccs, generator=g)
+    a = torch.linspace(-0.2, 0.3, steps)[None]
+    b = 0.1 * torch.sin(torch.arange(steps, dtype=torch.float32))[None]
+    one_a = attribute_audio(model, mfcc, a, n_steps=8)
+    one_b = attribute_audio(model, mfcc, b, n_steps=8)
+    both = attribute_audio(model, mfcc, torch.stack([a, b]), n_steps=8, internal_batch_size=3)
+    assert one_a.n_histories == 1 and both.n_histories == 2
+    assert not np.allclose(one_a.frame_attribution, one_b.frame_attribution)  # the history matters
+    np.testing.assert_allclose(
+        both.frame_attribution, (one_a.frame_attribution + one_b.frame_attribution) / 2, rtol=1e-4, atol=1e-7
+    )
+    assert both.total == pytest.approx((one_a.total + one_b.total) / 2, rel=1e-5)
+    # The same history twice is that history.
+    twice = attribute_audio(model, mfcc, torch.stack([a, a]), n_steps=8)
+    np.testing.assert_allclose(twice.frame_attribution, one_a.frame_attribution, rtol=1e-4, atol=1e-7)
+    with pytest.raises(ValueError, match=r"or \(S, 1, 12\) for S histories"):
+        attribute_audio(model, mfcc, torch.zeros(2, 2, steps))
+
+
+def test_attribution_without_eda_averages_generated_histories():
+    model = tiny_wavenet()
+    steps = 10
+    g = torch.Generator().manual_seed(4)
+    mfcc = torch.randn(1, steps * model.spf, model.config.num_mfccs, generator=g)
+    att = attribute_audio(model, mfcc, samples=3, seed=7, n_steps=8)
+    assert att.n_histories == 3
+    drawn = model.generate(mfcc[None].expand(3, -1, -1, -1), generator=torch.Generator().manual_seed(7))
+    given = attribute_audio(model, mfcc, drawn, n_steps=8)
+    np.testing.assert_allclose(att.frame_attribution, given.frame_attribution, rtol=1e-5, atol=1e-8)
+    assert attribute_audio(model, mfcc, samples=1, seed=7, n_steps=8).n_histories == 1
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match="samples must be a whole number >= 1"):
+            attribute_audio(model, mfcc, samples=bad)
 
 
 # --- primes ------------------------------------------------------------------------------------
@@ -360,6 +447,7 @@ def test_screen_command_writes_a_ranking_and_lists_skipped_files(tmp_path, check
     assert len(list(plots.glob("*.png"))) == 2
     captured = capsys.readouterr()
     assert f"warning: skipped {folder / 'c.wav'}: unreadable audio" in captured.err
+    assert "ranking reliability" not in captured.out  # two files: too few to rank-correlate
     # Ranked by the evoked rise by default (the checkpoint is a Wavenet), or by any column.
     evoked = ranking["evoked_rise_us_per_min"].to_numpy()
     assert list(evoked) == sorted(evoked, reverse=True) and "by evoked_rise_us_per_min" in captured.out

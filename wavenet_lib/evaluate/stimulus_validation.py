@@ -8,7 +8,8 @@ writes one) gives the true loud onsets (`onset_s`, audio time) and a strength pe
   that raise the predicted EDA) that falls within `window_s` of a true onset, next to the share
   of the time those windows cover (what a uniform attribution would score);
 - **screening vs the truth**: Spearman's ρ between the screening statistic of each recording and
-  the number × mean strength of its true events (the summed strength).
+  the number × mean strength of its true events (the summed strength), beside the ranking's
+  split-half reliability (how much of its order new samples would keep).
 
 `add_metrics_section` adds the numbers under one top-level key of an existing `metrics.json`.
 """
@@ -252,6 +253,7 @@ def validate_stimuli(
         "screening_spearman_rho": corr["spearman_rho"],
         "screening_spearman_p": corr["p_value"],
         "screening_n_files": corr["n_files"],
+        "screening_ranking_reliability": screening.reliability,
     }
     for wider in (1.0, 2.0):  # context: how far from the onsets the rest of the mass lies
         around = onset_mass_fraction(attr_values, attr_times, attr_onsets, wider)
