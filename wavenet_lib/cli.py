@@ -11,6 +11,8 @@
     wavenet-eda screen --checkpoint CKPT --audio DIR_OR_FILES... --out ranking.csv
                        [--samples N] [--seed S] [--temperature T] [--top-p P] [--min-prob E]
                        [--rank-by COLUMN] [--plots DIR] [--prime EDA.csv [--prime-rate HZ]]
+    wavenet-eda attribute --checkpoint CKPT --audio FILE --out attribution.csv
+                          [--eda EDA.csv [--eda-rate HZ]] [--samples N] [--seed S] [--plot FIG.png]
 
 Multi-process training: ``torchrun --nproc_per_node=N -m wavenet_lib train CONFIG``.
 
@@ -31,7 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from wavenet_lib.cli_arguments import add_prime_arguments, add_sampling_arguments, seed
+from wavenet_lib.cli_arguments import add_prime_arguments, add_sampling_arguments, finite_float, seed
 from wavenet_lib.configs.describe import describe_config
 
 __all__ = ["main", "build_parser", "describe_config"]
@@ -302,6 +304,50 @@ def _screen_plots(result, folder: Path) -> None:
     print(f"wrote {len(result.ranking)} figure(s) to {folder}")
 
 
+# --- attribute -----------------------------------------------------------------------------------
+def _cmd_attribute(args: argparse.Namespace) -> int:
+    from wavenet_lib.attribute_file import attribute_file, write_attribution_csv
+    from wavenet_lib.errors import DataError
+    from wavenet_lib.train.checkpoints import CheckpointError
+    from wavenet_lib.train.loop import select_device
+
+    if args.samples < 1:
+        raise _UserError(f"--samples must be >= 1, got {args.samples}")
+    if args.eda_rate is not None and args.eda is None:
+        raise _UserError("--eda-rate needs --eda")
+    try:
+        device = select_device(args.device)
+        result = attribute_file(
+            args.checkpoint, args.audio, eda=args.eda, eda_rate=args.eda_rate, samples=args.samples,
+            seed=args.seed, device=device,
+        )  # fmt: skip
+    except (FileNotFoundError, CheckpointError, DataError, ValueError) as exc:
+        raise _UserError(str(exc)) from None
+    out = write_attribution_csv(result, args.out)
+    if args.plot:
+        from wavenet_lib.evaluate.stimulus_plots import plot_stimulus_attribution
+
+        history = (
+            "recorded EDA" if result.recorded else f"mean over {result.attribution.n_histories} generated"
+        )
+        fig = plot_stimulus_attribution(
+            result.audio_path, result.config, result.attribution, eda_us=result.history_us,
+            title=f"{result.audio_path.name}: attribution ({history})",
+        )  # fmt: skip
+        Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(args.plot, dpi=110, bbox_inches="tight")
+    unit = "µS" if result.attribution.unit == "us" else "model units"
+    used = "the recorded EDA" if result.recorded else f"{result.attribution.n_histories} generated histories"
+    top = ", ".join(f"{t:.2f} s ({v:+.3g})" for t, v in result.top_moments(3))
+    print(
+        f"attributed {result.audio_path.name} ({result.attribution.step_attribution.size} steps) with "
+        f"{used}; "
+        f"{out}; the audio adds {result.attribution.total:+.3g} {unit} of predicted EDA over silence; "
+        f"strongest moments: {top}"
+    )
+    return EXIT_OK
+
+
 # --- parser --------------------------------------------------------------------------------------
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, status 2 (argparse's usual status)
@@ -383,6 +429,26 @@ def build_parser() -> argparse.ArgumentParser:
     screen.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_prime_arguments(screen)
     screen.set_defaults(func=_cmd_screen)
+
+    attribute = sub.add_parser("attribute", help="which moments of a sound drive the predicted EDA")
+    attribute.add_argument("--checkpoint", required=True, help="a checkpoint (e.g. runs/NAME/best.pt)")
+    attribute.add_argument("--audio", required=True, help="audio file (wav, flac, ogg, mp3)")
+    attribute.add_argument("--out", required=True, help="CSV: time_s and the attribution per EDA step")
+    attribute.add_argument(
+        "--eda",
+        help="a listener's EDA recorded during the sound, starting with it (E4 EDA.csv, or CSV with a "
+        "time column; any rate); default: average over generated traces",
+    )
+    attribute.add_argument(
+        "--eda-rate", type=finite_float, help="the EDA file's rate (Hz) when it has no time column"
+    )
+    attribute.add_argument("--samples", type=int, default=8, help="generated histories without --eda")
+    attribute.add_argument("--seed", type=seed, default=0, help="sampling seed of the generated histories")
+    attribute.add_argument(
+        "--plot", help="figure: waveform, spectrogram, attribution and the EDA on one time axis"
+    )
+    attribute.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
+    attribute.set_defaults(func=_cmd_attribute)
     return parser
 
 

@@ -41,29 +41,33 @@ def _first_cell_is_number(path: Path) -> bool:
     return True
 
 
-def check_prime(values: np.ndarray, sample_rate: float, path: str | Path | None = None) -> None:
+def check_prime(
+    values: np.ndarray, sample_rate: float, path: str | Path | None = None, label: str = "prime"
+) -> None:
     """Reject a prime with non-finite values, a bad rate, or non-positive µS.
 
+    `label` names the trace in the messages (a recorded EDA read the same way is "EDA").
+
     Raises:
-        DataError: naming `path` (or "prime") and the first offending value or the rate.
+        DataError: naming `path` (or `label`) and the first offending value or the rate.
     """
-    where = path if path is not None else "prime"
+    where = path if path is not None else label
     values = np.asarray(values, dtype=np.float64)
     if not (isinstance(sample_rate, (int, float)) and math.isfinite(sample_rate) and sample_rate > 0):
-        raise DataError(where, f"prime sample rate must be a positive number of Hz, got {sample_rate!r}")
+        raise DataError(where, f"{label} sample rate must be a positive number of Hz, got {sample_rate!r}")
     if values.size == 0:
-        raise DataError(where, "prime holds no values")
+        raise DataError(where, f"{label} holds no values")
     bad = np.flatnonzero(~np.isfinite(values))
     if bad.size:
         raise DataError(
             where,
-            f"prime has {bad.size} NaN/inf value(s), the first at sample {bad[0]} "
-            f"(t = {bad[0] / sample_rate:.2f} s); a prime must be complete",
+            f"{label} has {bad.size} NaN/inf value(s), the first at sample {bad[0]} "
+            f"(t = {bad[0] / sample_rate:.2f} s); a {label} must be complete",
         )
     if np.any(values <= 0):
         first = int(np.flatnonzero(values <= 0)[0])
         raise DataError(
-            where, f"prime value {values[first]:.4g} at sample {first} is not a positive µS value"
+            where, f"{label} value {values[first]:.4g} at sample {first} is not a positive µS value"
         )
 
 
@@ -72,6 +76,7 @@ def read_prime(
     target_rate: float,
     sample_rate: float | None = None,
     column: str | None = None,
+    label: str = "prime",
 ) -> np.ndarray:
     """Read a prime file and resample it to `target_rate`.
 
@@ -81,6 +86,7 @@ def read_prime(
         sample_rate: the prime's rate (Hz). Needed for a CSV without a time column; for files
             that state their rate (E4 header, time column) it must agree within 1 %.
         column: the EDA column of a CSV (default: found by name, or the only value column).
+        label: what the messages call the trace ("EDA" for a recording read the same way).
 
     Returns:
         float64 (n,) µS at `target_rate`, n >= 1.
@@ -91,9 +97,9 @@ def read_prime(
     """
     path = Path(path)
     if not path.is_file():
-        raise DataError(path, "prime file not found")
+        raise DataError(path, f"{label} file not found")
     if sample_rate is not None and not (math.isfinite(sample_rate) and sample_rate > 0):
-        raise DataError(path, f"prime sample rate must be a positive number of Hz, got {sample_rate}")
+        raise DataError(path, f"{label} sample rate must be a positive number of Hz, got {sample_rate}")
     if _first_cell_is_number(path):
         signal = read_e4_eda(path)
     else:
@@ -101,13 +107,14 @@ def read_prime(
     rate = float(signal.sample_rate)
     if sample_rate is not None and abs(rate - sample_rate) > RATE_TOLERANCE * sample_rate:
         raise DataError(
-            path, f"prime sample-rate mismatch: the file says {rate:g} Hz, expected {sample_rate:g} Hz"
+            path, f"{label} sample-rate mismatch: the file says {rate:g} Hz, expected {sample_rate:g} Hz"
         )
-    check_prime(signal.values, rate, path)
+    check_prime(signal.values, rate, path, label)
     out = resample_eda(signal.values, rate, float(target_rate))
     if out.size < 1 or signal.duration_s < 1.0 / target_rate:
         raise DataError(
-            path, f"prime lasts {signal.duration_s:.3g} s, shorter than one model step (1/{target_rate:g} s)"
+            path,
+            f"{label} lasts {signal.duration_s:.3g} s, shorter than one model step (1/{target_rate:g} s)",
         )
     return out
 
