@@ -38,9 +38,9 @@ expects its recovery whatever it hears, before one the audio decides. A batch of
 in the same forward passes). Without a recorded EDA (a new stimulus), `samples` traces are
 generated from the audio and averaged: one generated trace is a single draw of where the model's
 SCRs fall, and its attribution follows that draw; the mean over draws follows the audio. On the
-quickstart's first 12 test sessions (IG with 8 points), the share of the positive attribution
-within 0.5 s of a true event (windows covering 6.2 % of the time) is 12 % with one generated
-history, 19 % with the mean over 6, and 23 % with the recorded EDA.
+quickstart's 36 test sessions (`benchmarks/attribution_histories.py`), the share of the positive
+attribution within 0.5 s of a true event (windows covering 6.1 % of the time) is 11 % with one
+generated history, 22 % with the mean over 8, and 23 % with the recorded EDA.
 
 Attribution is of the model, not of a listener: it says what this network learned to respond
 to, which on real data includes whatever in the audio merely co-occurs with responses.
