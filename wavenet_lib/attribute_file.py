@@ -96,17 +96,11 @@ def attribute_file(
     from wavenet_lib.data.recordings import audio_features
     from wavenet_lib.generation import generate_from_audio
     from wavenet_lib.models.wavenet import Wavenet
-    from wavenet_lib.train.checkpoints import load_model, unwrap_model
+    from wavenet_lib.train.checkpoints import model_for_inference
 
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise ValueError(f"samples must be a whole number >= 1, got {samples!r}")
-    if isinstance(model_or_checkpoint, (str, Path)):
-        model, config, stored = load_model(model_or_checkpoint, map_location=device)
-        normalizer = normalizer if normalizer is not None else stored
-    else:
-        if config is None:
-            raise ValueError("pass `config` (the ExperimentConfig) together with a model")
-        model = unwrap_model(model_or_checkpoint).to(device)
+    model, config, normalizer = model_for_inference(model_or_checkpoint, config, normalizer, device)
     if not isinstance(model, Wavenet):
         raise ValueError(f"attribution needs a Wavenet, got {type(model).__name__}")
     audio_path = Path(audio_path)

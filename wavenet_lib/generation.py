@@ -207,18 +207,11 @@ def generate_from_audio(
     """
     from wavenet_lib.data.recordings import audio_features
     from wavenet_lib.errors import DataError
-    from wavenet_lib.train.checkpoints import load_model, unwrap_model
+    from wavenet_lib.train.checkpoints import model_for_inference
 
     check_sampling(samples, temperature, greedy, top_p, min_prob, audio_guidance)
-    model: Wavenet
-    if isinstance(model_or_checkpoint, (str, Path)):
-        loaded, config, stored = load_model(model_or_checkpoint, map_location=device)
-        model = cast("Wavenet", loaded)
-        normalizer = normalizer if normalizer is not None else stored
-    else:
-        if config is None:
-            raise ValueError("pass `config` (the ExperimentConfig) together with a model")
-        model = cast("Wavenet", unwrap_model(model_or_checkpoint).to(device))
+    loaded, config, normalizer = model_for_inference(model_or_checkpoint, config, normalizer, device)
+    model = cast("Wavenet", loaded)
     temperature = config.sampling.temperature if temperature is None else temperature
     top_p = config.sampling.top_p if top_p is None else top_p
     min_prob = config.sampling.min_prob if min_prob is None else min_prob

@@ -302,20 +302,14 @@ def screen_stimuli(
     from tqdm.auto import tqdm
 
     from wavenet_lib.data.prime import read_prime
-    from wavenet_lib.train.checkpoints import load_model, unwrap_model
+    from wavenet_lib.train.checkpoints import model_for_inference
 
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
     if rank_by is not None and rank_by not in STATISTICS:
         raise ValueError(f"rank_by must be one of {STATISTICS}, got {rank_by!r}")
     files = find_audio_files(audio)
-    if isinstance(model_or_checkpoint, (str, Path)):
-        model, config, stored = load_model(model_or_checkpoint, map_location=device)
-        normalizer = normalizer if normalizer is not None else stored
-    else:
-        if config is None:
-            raise ValueError("pass `config` (the ExperimentConfig) together with a model")
-        model = unwrap_model(model_or_checkpoint).to(device)
+    model, config, normalizer = model_for_inference(model_or_checkpoint, config, normalizer, device)
     if normalizer is None:
         raise ValueError("screening measures SCRs in µS and needs the EDA normalization; the model has none")
     if isinstance(prime, (str, Path)):

@@ -48,6 +48,7 @@ __all__ = [
     "verify_archive",
     "check_model_config",
     "load_model",
+    "model_for_inference",
 ]
 
 CHECKPOINT_FORMAT = "wavenet-eda-checkpoint"
@@ -306,3 +307,27 @@ def load_model(
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: the stored EDA normalization is unusable: {exc}") from None
     return model, cfg, normalizer
+
+
+def model_for_inference(
+    model_or_checkpoint: nn.Module | str | Path,
+    config: ExperimentConfig | None = None,
+    normalizer: MinMaxNormalizer | None = None,
+    device: str | torch.device = "cpu",
+) -> tuple[nn.Module, ExperimentConfig, MinMaxNormalizer | None]:
+    """A model with its experiment config and EDA normalization, from a checkpoint or a model.
+
+    The one door of `generate_from_audio`, `screen_stimuli` and `attribute_file`: a checkpoint
+    path gives all three (`normalizer`, when passed, overrides the stored one); a model (a DDP
+    wrapper is unwrapped) needs `config`, and keeps `normalizer` as passed.
+
+    Raises:
+        FileNotFoundError, CheckpointError: a bad checkpoint path.
+        ValueError: a model without `config`.
+    """
+    if isinstance(model_or_checkpoint, (str, Path)):
+        model, stored_config, stored = load_model(model_or_checkpoint, map_location=device)
+        return model, stored_config, normalizer if normalizer is not None else stored
+    if config is None:
+        raise ValueError("pass `config` (the ExperimentConfig) together with a model")
+    return unwrap_model(model_or_checkpoint).to(device), config, normalizer
