@@ -251,3 +251,15 @@ def test_audio_guidance_outside_its_range_names_the_field(tmp_path: Path, value)
     assert info.value.errors()[0]["loc"] == ("sampling", "audio_guidance")
     path.write_text(f"name: demo\nmodel:\n{body}sampling:\n  audio_guidance: 0.1\n")
     assert load_config(path).sampling.audio_guidance == 0.1
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.0])
+def test_audio_dropout_outside_its_range_names_the_field(tmp_path: Path, value):
+    path = tmp_path / "dropped.yaml"
+    body = "".join(f"  {k}: {v}\n" for k, v in E4.items())
+    path.write_text(f"name: demo\nmodel:\n{body}train:\n  audio_dropout: {value}\n")
+    with pytest.raises(ValidationError) as info:
+        load_config(path)
+    assert info.value.errors()[0]["loc"] == ("train", "audio_dropout")
+    path.write_text(f"name: demo\nmodel:\n{body}train:\n  audio_dropout: 0.2\n")
+    assert load_config(path).train.audio_dropout == 0.2

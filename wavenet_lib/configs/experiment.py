@@ -66,6 +66,16 @@ class TrainConfig(BaseModel):
         "its own sample of them (drawn from a first, gradient-free pass with the `sampling` "
         "section's settings), against exposure bias; the targets stay real. 0 = off.",
     )
+    audio_dropout: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Share of training windows whose audio is replaced by the silent input "
+        "(each MFCC at its minimum over the window), so that the model also learns what EDA does "
+        "without sound: the p_silent that audio guidance compares against is then a trained "
+        "distribution rather than an extrapolation (conditioning dropout, as classifier-free "
+        "guidance trains it). 0 = off.",
+    )
     log_every: PositiveInt = Field(
         default=10, description="Steps between rows of metrics_history.csv (validations add rows too)."
     )

@@ -234,6 +234,7 @@ def train(
                 history_noise=tc.history_noise_levels * bin_width(cfg.model.quantization_levels),
                 scheduled_sampling=tc.scheduled_sampling,
                 sampling=cfg.sampling,
+                audio_dropout=tc.audio_dropout,
             )
             validate = _validator(cfg, model, val_data, device, env)
             ckpt.restore_rng()  # last, so nothing above consumes the restored streams

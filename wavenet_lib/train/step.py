@@ -20,6 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from wavenet_lib.configs import SamplingConfig
+from wavenet_lib.data.features import silent_mfcc_like
 from wavenet_lib.seeding import seed_worker
 from wavenet_lib.train.checkpoints import unwrap_model
 from wavenet_lib.train.distributed import DistEnv, all_reduce_sum
@@ -35,6 +36,7 @@ __all__ = [
     "batch_to_device",
     "window_loader",
     "own_samples",
+    "drop_audio",
     "train_step",
     "validation_loss",
 ]
@@ -156,6 +158,27 @@ def own_samples(
     return mixed
 
 
+def drop_audio(mfcc: torch.Tensor, share: float, num_mfccs: int | None = None) -> torch.Tensor:
+    """Replace the MFCC of about `share` of the windows by the silent input (`silent_mfcc_like`).
+
+    Args:
+        mfcc: (B, C_in, frames, F) a batch of windows.
+        share: the probability that a window's audio is dropped, in [0, 1).
+        num_mfccs: the MFCC columns (later columns are contrasts, silent at 0).
+
+    Returns:
+        A new tensor (the batch is not changed in place); which windows are dropped is drawn from
+        torch's global CPU generator, one draw per window, so a resumed run drops the same ones.
+    """
+    drop = torch.rand(mfcc.shape[0]) < share  # the CPU stream on any device: one to restore
+    if not bool(drop.any()):
+        return mfcc
+    out = mfcc.clone()
+    keep = drop.to(mfcc.device)
+    out[keep] = silent_mfcc_like(mfcc[keep], num_mfccs)
+    return out
+
+
 def train_step(
     model: nn.Module,
     batch: Mapping[str, Any],
@@ -170,6 +193,7 @@ def train_step(
     history_noise: float = 0.0,
     scheduled_sampling: float = 0.0,
     sampling: SamplingConfig | None = None,
+    audio_dropout: float = 0.0,
 ) -> StepResult:
     """One optimisation step on one batch of windows.
 
@@ -188,6 +212,8 @@ def train_step(
         scheduled_sampling: share of eda_prev values replaced by the model's own sample of them
             (`train.scheduled_sampling`; `own_samples`), drawn with `sampling` (the config's
             `sampling` section).
+        audio_dropout: share of the windows whose MFCC is replaced by `silent_mfcc_like` of it
+            (`train.audio_dropout`); which windows is drawn from torch's global generator.
 
     Raises:
         NonFiniteLossError: the loss or gradient norm is NaN/inf; nothing was updated. Every
@@ -196,6 +222,8 @@ def train_step(
     env = env or DistEnv()
     device = next(model.parameters()).device
     mfcc, eda_prev, target = batch_to_device(batch, device)
+    if audio_dropout > 0:
+        mfcc = drop_audio(mfcc, audio_dropout, cast("Wavenet", unwrap_model(model)).config.num_mfccs)
     if scheduled_sampling > 0:
         eda_prev = own_samples(model, mfcc, eda_prev, scheduled_sampling, sampling)
     if history_noise > 0:

@@ -42,8 +42,14 @@ def test_two_identical_cpu_runs_give_identical_weights(tmp_path):
 
 @pytest.mark.parametrize(
     "stop_after,extra",
-    [(3, {}), (4, {}), (3, {"history_noise_levels": 2.0}), (3, {"scheduled_sampling": 0.5})],
-    ids=["mid_epoch", "epoch_boundary", "history_noise", "scheduled_sampling"],
+    [
+        (3, {}),
+        (4, {}),
+        (3, {"history_noise_levels": 2.0}),
+        (3, {"scheduled_sampling": 0.5}),
+        (3, {"audio_dropout": 0.5}),
+    ],
+    ids=["mid_epoch", "epoch_boundary", "history_noise", "scheduled_sampling", "audio_dropout"],
 )
 def test_resume_is_exact(tmp_path, stop_after, extra):
     # 16 windows / batch 4 = 4 batches per epoch; 7 steps cross an epoch boundary.
@@ -208,6 +214,49 @@ def test_history_noise_perturbs_the_past_eda_only(monkeypatch):
     assert torch.equal(clean, batch["eda_prev"])
     drift = (noisy - clean) / bin_width(levels)
     assert 2.0 < float(drift.std()) < 4.0 and abs(float(drift.mean())) < 0.5
+
+
+def test_audio_dropout_silences_that_share_of_the_windows(monkeypatch):
+    """`train.audio_dropout`: the dropped windows read the silent input (`silent_mfcc_like` of
+    their own MFCC), the others their audio; the batch itself is not changed; the past EDA and
+    the targets are untouched."""
+    from wavenet_lib.data.features import silent_mfcc_like
+    from wavenet_lib.models.wavenet import Wavenet
+    from wavenet_lib.train import step as step_module
+
+    cfg = tiny_experiment(model=DROPOUT)
+    batch = next(iter(torch.utils.data.DataLoader(datasets(cfg)[0], batch_size=4)))
+    before = batch["mfcc"].clone()
+    many = before.repeat(50, 1, 1, 1)
+    torch.manual_seed(0)
+    out = step_module.drop_audio(many, 0.3, cfg.model.num_mfccs)
+    silent = silent_mfcc_like(many, cfg.model.num_mfccs)
+    dropped = torch.tensor([torch.equal(o, z) for o, z in zip(out, silent, strict=True)])
+    kept = torch.tensor([torch.equal(o, m) for o, m in zip(out, many, strict=True)])
+    assert bool((dropped | kept).all()) and abs(float(dropped.float().mean()) - 0.3) < 0.1
+    torch.manual_seed(0)
+    assert torch.equal(step_module.drop_audio(many, 0.3, cfg.model.num_mfccs), out)  # same draws
+    seen = []
+
+    def spy(self, mfcc, eda_prev, **scored):
+        seen.append((mfcc.clone(), eda_prev.clone()))
+        return original(self, mfcc, eda_prev, **scored)
+
+    original = Wavenet.forward
+    monkeypatch.setattr(Wavenet, "forward", spy)
+    model = Wavenet(cfg.model)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    torch.manual_seed(1)
+    expected = step_module.drop_audio(batch["mfcc"], 0.5, cfg.model.num_mfccs)
+    torch.manual_seed(1)
+    step_module.train_step(
+        model, batch, opt, sched, first_full_step=cfg.model.first_full_step, grad_clip=None,
+        audio_dropout=0.5,
+    )  # fmt: skip
+    mfcc_read, prev_read = seen[0]
+    assert torch.equal(mfcc_read, expected) and not torch.equal(expected, before)
+    assert torch.equal(prev_read, batch["eda_prev"]) and torch.equal(batch["mfcc"], before)
 
 
 @pytest.mark.parametrize("share", [0.0, 0.5, 1.0])
