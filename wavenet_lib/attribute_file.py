@@ -89,12 +89,12 @@ def attribute_file(
 
     Raises:
         FileNotFoundError, CheckpointError: a bad checkpoint path.
-        DataError: unreadable or too short audio, an unreadable EDA file, NaN in the EDA.
+        DataError: unreadable or too short audio, an unreadable EDA file, NaN or non-positive µS
+            in the EDA.
         ValueError: samples < 1, or a model without `config`.
     """
-    from wavenet_lib.data.prime import read_prime
-    from wavenet_lib.data.recordings import audio_features
-    from wavenet_lib.generation import generate_from_audio
+    from wavenet_lib.data.prime import check_prime, read_prime
+    from wavenet_lib.generation import finite_audio_features, generate_from_audio
     from wavenet_lib.models.wavenet import Wavenet
     from wavenet_lib.train.checkpoints import model_for_inference
 
@@ -121,11 +121,8 @@ def attribute_file(
         eda_us = read_prime(eda, rate, sample_rate=eda_rate, label="EDA")
     else:
         eda_us = np.asarray(eda, dtype=np.float64).reshape(-1)
-        if eda_us.size == 0 or not np.isfinite(eda_us).all():
-            raise DataError(None, "the EDA array is empty or holds NaN or infinite values")
-    mfcc = audio_features(audio_path, config).to(device)
-    if not bool(torch.isfinite(mfcc).all()):
-        raise DataError(audio_path, "its features hold NaN or infinite values (clipped or corrupt audio?)")
+        check_prime(eda_us, rate, label="EDA")  # the checks a file's values get
+    mfcc = finite_audio_features(audio_path, config, device)
     spf = model.spf
     steps = min(mfcc.shape[1] // spf, eda_us.size)
     if steps < 1:

@@ -133,13 +133,16 @@ def _os_reason(exc: OSError) -> str:
 
 # --- generate ------------------------------------------------------------------------------------
 def _check_sampling_arguments(args: argparse.Namespace, greedy: bool) -> None:
-    """--samples, --temperature, --top-p, --min-prob, --audio-guidance and --out of `generate`
-    and `screen`, checked before any work."""
+    """--samples, --temperature, --top-p, --min-prob, --audio-guidance and --out of `generate`,
+    `screen` and `attribute` (which has only --samples: its other settings are None, the
+    checkpoint config's), checked before any work."""
     from wavenet_lib.atomic_write import check_writable
     from wavenet_lib.generation import check_sampling
 
+    settings = [getattr(args, name, None) for name in ("temperature", "top_p", "min_prob", "audio_guidance")]
+    temperature, top_p, min_prob, audio_guidance = settings
     try:
-        check_sampling(args.samples, args.temperature, greedy, args.top_p, args.min_prob, args.audio_guidance)
+        check_sampling(args.samples, temperature, greedy, top_p, min_prob, audio_guidance)
     except ValueError as exc:
         raise _UserError(f"--{exc}") from None
     try:
@@ -311,8 +314,7 @@ def _cmd_attribute(args: argparse.Namespace) -> int:
     from wavenet_lib.train.checkpoints import CheckpointError
     from wavenet_lib.train.loop import select_device
 
-    if args.samples < 1:
-        raise _UserError(f"--samples must be >= 1, got {args.samples}")
+    _check_sampling_arguments(args, False)
     if args.eda_rate is not None and args.eda is None:
         raise _UserError("--eda-rate needs --eda")
     try:
@@ -324,20 +326,17 @@ def _cmd_attribute(args: argparse.Namespace) -> int:
     except (FileNotFoundError, CheckpointError, DataError, ValueError) as exc:
         raise _UserError(str(exc)) from None
     out = write_attribution_csv(result, args.out)
+    used = "the recorded EDA" if result.recorded else f"{result.attribution.n_histories} generated histories"
     if args.plot:
         from wavenet_lib.evaluate.stimulus_plots import plot_stimulus_attribution
 
-        history = (
-            "recorded EDA" if result.recorded else f"mean over {result.attribution.n_histories} generated"
-        )
         fig = plot_stimulus_attribution(
             result.audio_path, result.config, result.attribution, eda_us=result.history_us,
-            title=f"{result.audio_path.name}: attribution ({history})",
+            title=f"{result.audio_path.name}: attribution with {used}",
         )  # fmt: skip
         Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(args.plot, dpi=110, bbox_inches="tight")
     unit = "µS" if result.attribution.unit == "us" else "model units"
-    used = "the recorded EDA" if result.recorded else f"{result.attribution.n_histories} generated histories"
     top = ", ".join(f"{t:.2f} s ({v:+.3g})" for t, v in result.top_moments(3))
     print(
         f"attributed {result.audio_path.name} ({result.attribution.step_attribution.size} steps) with "

@@ -44,6 +44,7 @@ __all__ = [
     "GeneratedEDA",
     "eda_to_microsiemens",
     "generate_from_audio",
+    "finite_audio_features",
     "column_names",
     "write_eda_csv",
     "write_e4_csv",
@@ -73,8 +74,8 @@ def check_sampling(
 
     Raises:
         ValueError: samples < 1, top_p outside (0, 1], min_prob outside [0, 1), audio_guidance
-            outside [0, 5], or (unless greedy) a temperature that is not a finite number >=
-            MIN_TEMPERATURE.
+            outside [0, MAX_AUDIO_GUIDANCE], or (unless greedy) a temperature that is not a
+            finite number >= MIN_TEMPERATURE.
     """
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
@@ -183,7 +184,7 @@ def generate_from_audio(
         greedy: take the most likely level each step (then all samples are equal).
         top_p: nucleus sampling in (0, 1]; None → the config's `sampling.top_p`.
         min_prob: epsilon sampling in [0, 1); None → the config's `sampling.min_prob`.
-        audio_guidance: w in [0, 5], the audio's effect over silence amplified
+        audio_guidance: w in [0, MAX_AUDIO_GUIDANCE], the audio's effect over silence amplified
             (`Wavenet.generate`); None → the config's `sampling.audio_guidance`.
         config: the experiment config when a model is passed.
         normalizer: the EDA normalization when a model is passed.
@@ -205,8 +206,6 @@ def generate_from_audio(
             non-finite features, or (unless `allow_short`) is shorter than the receptive field.
         ValueError: see `check_sampling` (samples, temperature, top_p, min_prob, audio_guidance).
     """
-    from wavenet_lib.data.recordings import audio_features
-    from wavenet_lib.errors import DataError
     from wavenet_lib.train.checkpoints import model_for_inference
 
     check_sampling(samples, temperature, greedy, top_p, min_prob, audio_guidance)
@@ -216,11 +215,9 @@ def generate_from_audio(
     top_p = config.sampling.top_p if top_p is None else top_p
     min_prob = config.sampling.min_prob if min_prob is None else min_prob
     audio_guidance = config.sampling.audio_guidance if audio_guidance is None else audio_guidance
-    mfcc = audio_features(audio_path, config, n_steps=n_steps, start_s=start_s).to(device)
+    mfcc = finite_audio_features(audio_path, config, device, n_steps=n_steps, start_s=start_s)
     if not allow_short:  # after the features: the file's length is known from their decode
         _refuse_short_audio(audio_path, config, start_s, n_steps)
-    if not bool(torch.isfinite(mfcc).all()):
-        raise DataError(audio_path, "its features hold NaN or infinite values (clipped or corrupt audio?)")
     prime_units = None
     if prime is not None:
         mfcc, prime_units, normalizer = _with_prime(model, config, mfcc, prime, prime_rate, normalizer)
@@ -265,6 +262,28 @@ def generate_from_audio(
         prime_units=None if prime_units is None else prime_units[0].float().cpu().numpy(),
         normalizer=normalizer,
     )
+
+
+def finite_audio_features(
+    audio_path: str | Path,
+    config: ExperimentConfig,
+    device: str | torch.device = "cpu",
+    n_steps: int | None = None,
+    start_s: float = 0.0,
+) -> torch.Tensor:
+    """The model-ready features of an audio file (`audio_features`) on `device`, refused if not finite.
+
+    Raises:
+        DataError: the audio is missing, unreadable or shorter than one EDA step, or its
+            features hold NaN or infinite values.
+    """
+    from wavenet_lib.data.recordings import audio_features
+    from wavenet_lib.errors import DataError
+
+    mfcc = audio_features(audio_path, config, n_steps=n_steps, start_s=start_s).to(device)
+    if not bool(torch.isfinite(mfcc).all()):
+        raise DataError(audio_path, "its features hold NaN or infinite values (clipped or corrupt audio?)")
+    return mfcc
 
 
 def _refuse_short_audio(

@@ -67,7 +67,9 @@ def test_attribute_command_writes_the_csv_and_the_figure(tmp_path, checkpoint, c
     assert "with 2 generated histories" in printed and "strongest moments: " in printed
 
 
-@pytest.mark.parametrize("problem", ["missing_audio", "nan_eda", "samples", "rate_without_eda"])
+@pytest.mark.parametrize(
+    "problem", ["missing_audio", "nan_eda", "samples", "rate_without_eda", "out_is_folder"]
+)
 def test_attribute_command_user_errors_are_one_line(tmp_path, checkpoint, capsys, problem):
     audio = write_audio(tmp_path / "a.wav", 6.0)
     eda = tmp_path / "eda.csv"
@@ -80,9 +82,24 @@ def test_attribute_command_user_errors_are_one_line(tmp_path, checkpoint, capsys
         argv, expected = [*argv, "--audio", audio, "--eda", str(eda)], "eda.csv: EDA has 1 NaN/inf value(s)"
     elif problem == "samples":
         argv, expected = [*argv, "--audio", audio, "--samples", "0"], "--samples must be >= 1, got 0"
-    else:
+    elif problem == "rate_without_eda":
         argv, expected = [*argv, "--audio", audio, "--eda-rate", "4"], "--eda-rate needs --eda"
+    else:  # refused before any work, as generate and screen refuse it
+        argv = ["attribute", "--checkpoint", str(checkpoint), "--out", str(tmp_path), "--audio", audio]
+        expected = f"--out: {tmp_path} is a folder"
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("error: ") and expected in err, err
     assert not out.exists()
+
+
+def test_an_eda_array_gets_the_checks_a_file_gets(tmp_path, checkpoint):
+    from wavenet_lib.errors import DataError
+
+    audio = write_audio(tmp_path / "a.wav", 6.0)
+    with pytest.raises(DataError, match="EDA has 1 NaN/inf value"):
+        attribute_file(checkpoint, audio, eda=np.r_[np.full(10, 5.0), np.nan])
+    with pytest.raises(DataError, match="EDA value -1 at sample 3 is not a positive µS value"):
+        attribute_file(checkpoint, audio, eda=np.r_[np.full(3, 5.0), -1.0, np.full(6, 5.0)])
+    with pytest.raises(DataError, match="EDA holds no values"):
+        attribute_file(checkpoint, audio, eda=np.zeros(0))
