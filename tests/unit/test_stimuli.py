@@ -21,6 +21,7 @@ from wavenet_lib.errors import DataError
 from wavenet_lib.evaluate.stimulus_validation import (
     add_metrics_section,
     onset_mass_fraction,
+    onset_profile,
     screening_correlation,
     true_events,
 )
@@ -380,6 +381,41 @@ def test_onset_mass_fraction_known_answer():
     assert out["mass_fraction"] == pytest.approx(0.75)
     assert out["abs_mass_fraction"] == pytest.approx(3 / 9)
     assert out["window_coverage"] == pytest.approx(11 / 100)  # 1.5 .. 2.5 s inclusive
+
+
+def test_onset_profile_finds_a_late_spread_response():
+    # Two recordings at 4 steps/s (step centres); every onset is followed 0.5-1.0 s later by
+    # positive attribution (peak at +0.75 s), with a negative dip just before it.
+    times = np.arange(200) / 4.0 + 0.125
+    values, onsets = [], []
+    for first in (5.0, 7.0):
+        a = np.zeros(200)
+        o = np.arange(first, 45.0, 10.0) + 0.1  # off the step centres: the nearest step is taken
+        for onset in o:
+            i = int(np.argmin(np.abs(times - onset)))
+            a[i + 2], a[i + 3], a[i + 4] = 1.0, 2.0, 1.0  # +0.5, +0.75, +1.0 s
+            a[i - 1] = -3.0
+        values.append(a)
+        onsets.append(o)
+    onsets[1] = np.append(onsets[1], 49.5)  # too near the end for the span: left out
+    profile = onset_profile(values, [times, times], onsets, span_s=(-2.0, 2.0))
+    assert profile.n_onsets == 8
+    assert profile.lags_s[0] == pytest.approx(-2.0) and profile.lags_s[-1] == pytest.approx(2.0)
+    assert profile.peak_lag_s == pytest.approx(0.75)
+    assert profile.half_width_s == pytest.approx(0.75)  # +0.5 .. +1.0 s: three steps of 0.25 s
+    assert profile.positive[profile.lags_s == -0.25][0] == 0.0  # the dip is not positive mass
+    assert profile.signed[np.isclose(profile.lags_s, -0.25)][0] == pytest.approx(-3.0)
+    assert profile.positive.sum() == pytest.approx(4.0)
+
+
+def test_onset_profile_rejects_bad_spans_and_mixed_clocks():
+    times = np.arange(40) / 4.0
+    with pytest.raises(ValueError, match="span_s"):
+        onset_profile([np.zeros(40)], [times], [np.array([5.0])], span_s=(1.0, 3.0))
+    with pytest.raises(ValueError, match="one clock"):
+        onset_profile([np.zeros(40), np.zeros(80)], [times, np.arange(80) / 8.0], [np.array([5.0])] * 2)
+    empty = onset_profile([np.zeros(40)], [times], [np.array([0.5])])  # no onset fits the span
+    assert empty.n_onsets == 0 and np.isnan(empty.peak_lag_s)
 
 
 def test_true_events_strength_fallback_and_screening_correlation(tmp_path):

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 
 from wavenet_lib.configs import ExperimentConfig
 
-__all__ = ["plot_ranking", "plot_screened_file", "plot_stimulus_attribution"]
+__all__ = ["plot_ranking", "plot_screened_file", "plot_stimulus_attribution", "plot_onset_profile"]
 
 
 def _bands(ax, times: np.ndarray, traces: np.ndarray, color: str = "C0", label: str = "generated") -> None:
@@ -160,4 +160,32 @@ def plot_stimulus_attribution(
     axes[-1].set_xlim(0, duration)
     fig.suptitle(title or Path(audio_path).name)
     fig.tight_layout()
+    return fig
+
+
+def plot_onset_profile(
+    lags_s: Sequence[float],
+    positive: Sequence[float],
+    signed: Sequence[float],
+    window_s: float = 0.5,
+    unit: str = "µS",
+) -> Figure:
+    """Attribution averaged around the true onsets (`stimulus_validation.onset_profile`).
+
+    Bars: the mean positive part at each lag (what the onset-window share counts); line: the
+    mean signed attribution; shaded: the ±`window_s` window that share is scored in.
+    """
+    lags = np.asarray(lags_s, dtype=float)
+    step = float(np.median(np.diff(lags))) if lags.size > 1 else 1.0
+    fig = Figure(figsize=(7, 3.2))
+    ax = fig.subplots()
+    ax.axvspan(-window_s, window_s, color="crimson", alpha=0.08, lw=0, label=f"±{window_s:g} s of the onset")
+    ax.bar(lags, positive, width=0.8 * step, color="C3", alpha=0.75, label="positive part (raises)")
+    ax.plot(lags, signed, color="k", lw=1.2, marker=".", label="signed mean")
+    ax.axhline(0.0, color="0.5", lw=0.6)
+    ax.axvline(0.0, color="crimson", ls="--", lw=0.8)
+    ax.set_xlabel("time from the true onset (s)")
+    ax.set_ylabel(f"mean attribution ({unit} per step)")
+    ax.set_title("attribution around the true onsets")
+    ax.legend(fontsize=7, loc="upper left")
     return fig

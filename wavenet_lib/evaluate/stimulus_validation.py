@@ -7,6 +7,10 @@ writes one) gives the true loud onsets (`onset_s`, audio time) and a strength pe
 - **attribution near onsets**: the share of the attribution mass (positive part: the moments
   that raise the predicted EDA) that falls within `window_s` of a true onset, next to the share
   of the time those windows cover (what a uniform attribution would score);
+- **where the attribution lies around the onsets** (`onset_profile`): the attribution averaged
+  over onsets at every lag from a few seconds before to a few seconds after, like an
+  event-related average; its peak lag and width say whether the mass misses the ±0.5 s
+  windows by being late, early or spread;
 - **screening vs the truth**: Spearman's ρ between the screening statistic of each recording and
   the number × mean strength of its true events (the summed strength), beside the ranking's
   split-half reliability (how much of its order new samples would keep).
@@ -19,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +39,8 @@ __all__ = [
     "true_events",
     "onset_windows",
     "onset_mass_fraction",
+    "OnsetProfile",
+    "onset_profile",
     "screening_correlation",
     "add_metrics_section",
 ]
@@ -118,6 +125,89 @@ def onset_mass_fraction(
         "n_recordings": float(len(attributions)),
         "n_onsets": float(n_onsets),
     }
+
+
+@dataclass(frozen=True)
+class OnsetProfile:
+    """Attribution averaged around onsets (`onset_profile`).
+
+    lags_s: (L,) lag of each point from the onset (s; negative = before it); positive / signed:
+    (L,) mean over onsets of the positive part of the attribution / of the attribution itself at
+    that lag (per step or frame, as given); peak_lag_s: the lag of the largest mean positive part;
+    half_width_s: the span of lags where that mean stays at or above half its peak, contiguous
+    around the peak (s); n_onsets: onsets whose whole lag range lay inside their recording.
+    """
+
+    lags_s: np.ndarray
+    positive: np.ndarray
+    signed: np.ndarray
+    peak_lag_s: float
+    half_width_s: float
+    n_onsets: int
+
+
+def onset_profile(
+    attributions: Sequence[np.ndarray],
+    times_s: Sequence[np.ndarray],
+    onsets_s: Sequence[np.ndarray],
+    span_s: tuple[float, float] = (-3.0, 3.0),
+) -> OnsetProfile:
+    """Event-locked average of attribution: where, relative to the onsets, the mass lies.
+
+    Args:
+        attributions: per recording, (F,) attribution per frame or step, on a regular clock.
+        times_s: per recording, (F,) the centre time of each value, in the onsets' clock.
+        onsets_s: per recording, the onset times.
+        span_s: the lags averaged (s), from before to after the onset.
+
+    Each onset reads the values at the nearest time and the following ones at the clock's own
+    interval, so the lags are whole steps of that interval. Onsets too near an end of their
+    recording for the whole span are left out.
+
+    Raises:
+        ValueError: span_s does not go from before to after the onset, or a recording has fewer
+            than two values (no clock).
+    """
+    before, after = float(span_s[0]), float(span_s[1])
+    if not before <= 0.0 <= after or before == after:
+        raise ValueError(f"span_s must run from <= 0 to >= 0 s around the onset, got {span_s}")
+    step = None
+    total_pos = total_signed = None
+    n = 0
+    for a, t, o in zip(attributions, times_s, onsets_s, strict=True):
+        a, t = np.asarray(a, dtype=float), np.asarray(t, dtype=float)
+        if a.size < 2 or t.size != a.size:
+            raise ValueError(f"each recording needs >= 2 values with a time each, got {a.size} and {t.size}")
+        dt = float(np.median(np.diff(t)))
+        if step is None:
+            step = dt
+            offsets = np.arange(int(np.floor(before / step + 1e-9)), int(np.ceil(after / step - 1e-9)) + 1)
+            total_pos, total_signed = np.zeros(offsets.size), np.zeros(offsets.size)
+        elif not np.isclose(dt, step):
+            raise ValueError(f"recordings must share one clock: steps of {step} s and {dt} s")
+        for onset in np.asarray(o, dtype=float):
+            i = int(np.argmin(np.abs(t - onset)))
+            idx = i + offsets
+            if idx[0] < 0 or idx[-1] >= a.size:
+                continue
+            total_pos += np.clip(a[idx], 0.0, None)
+            total_signed += a[idx]
+            n += 1
+    if step is None or total_pos is None or total_signed is None:
+        raise ValueError("no recordings given")
+    lags = offsets * step
+    if n == 0:
+        nan = np.full(lags.size, np.nan)
+        return OnsetProfile(lags, nan, nan.copy(), float("nan"), float("nan"), 0)
+    positive, signed = total_pos / n, total_signed / n
+    peak = int(np.argmax(positive))
+    above = positive >= 0.5 * positive[peak]
+    lo = hi = peak
+    while lo > 0 and above[lo - 1]:
+        lo -= 1
+    while hi < lags.size - 1 and above[hi + 1]:
+        hi += 1
+    return OnsetProfile(lags, positive, signed, float(lags[peak]), float((hi - lo + 1) * step), n)
 
 
 def screening_correlation(ranking: pd.DataFrame, statistic: str = "scr_per_min") -> dict[str, float]:
@@ -255,6 +345,13 @@ def validate_stimuli(
         "screening_n_files": corr["n_files"],
         "screening_ranking_reliability": screening.reliability,
     }
+    profile = onset_profile(attr_values, attr_times, attr_onsets) if attr_values else None
+    if profile is not None:  # where the mass lies around the onsets (notebook 04 plots it)
+        section["attribution_profile_peak_lag_s"] = profile.peak_lag_s
+        section["attribution_profile_half_width_s"] = profile.half_width_s
+        section["attribution_profile_lags_s"] = profile.lags_s.tolist()
+        section["attribution_profile_positive"] = profile.positive.tolist()
+        section["attribution_profile_signed"] = profile.signed.tolist()
     for wider in (1.0, 2.0):  # context: how far from the onsets the rest of the mass lies
         around = onset_mass_fraction(attr_values, attr_times, attr_onsets, wider)
         section[f"attribution_mass_fraction_within_{wider:g}s"] = around["mass_fraction"]
