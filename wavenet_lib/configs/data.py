@@ -5,7 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    field_validator,
+    model_validator,
+)
 
 __all__ = ["SyntheticDataConfig", "DataConfig"]
 
@@ -141,12 +149,34 @@ class DataConfig(BaseModel):
     normalization_margin: float = Field(
         default=0.1, ge=0.0, description="Min-max margin: [lo - m*range, hi + m*range] maps to [-1, 1]."
     )
-    mfcc_standardize: bool = Field(
-        default=True, description="Per-recording cepstral mean and variance normalization of the MFCCs."
+    mfcc_standardize: Literal["per_recording", "dataset", "none"] = Field(
+        default="per_recording",
+        description="How the MFCCs are scaled (true / false read as per_recording / none): "
+        "per_recording subtracts each recording's mean and divides by its own std (cepstral mean "
+        "and variance normalization); dataset subtracts each recording's mean but divides every "
+        "recording by the same per-coefficient scale (`mfcc_scale`, by default the median std of "
+        "the training recordings), so a loudness change of so many dB reads the same in every "
+        "recording; none feeds the raw MFCCs.",
+    )
+    mfcc_scale: tuple[tuple[PositiveFloat, ...], ...] | None = Field(
+        default=None,
+        description="With mfcc_standardize: dataset, the divisor of each input channel's "
+        "coefficients (in_channels rows of num_mfccs values). null: measured on the training "
+        "recordings when the data is built; a trained run's checkpoint stores the values used.",
     )
     epoch_size: PositiveInt | None = Field(
         default=None, description="Random training windows per epoch (default: ~one pass over the steps)."
     )
+
+    @field_validator("mfcc_standardize", mode="before")
+    @classmethod
+    def _legacy_bool(cls, value: object) -> object:
+        # Configs and checkpoints before the dataset option said true / false.
+        if value is True:
+            return "per_recording"
+        if value is False:
+            return "none"
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> DataConfig:
@@ -159,6 +189,10 @@ class DataConfig(BaseModel):
             errors.append(
                 f"val_fraction + test_fraction = {self.val_fraction + self.test_fraction:g} "
                 "must be < 1 (nothing left to train on)"
+            )
+        if self.mfcc_scale is not None and self.mfcc_standardize != "dataset":
+            errors.append(
+                f"mfcc_scale is only used with mfcc_standardize: dataset (got {self.mfcc_standardize!r})"
             )
         if errors:
             raise ValueError("; ".join(errors))

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from wavenet_lib.configs import ExperimentConfig
+from wavenet_lib.data.features import mfcc_divisor
 from wavenet_lib.data.manifest import ManifestRow, read_manifest
 from wavenet_lib.data.normalization import MinMaxNormalizer
 from wavenet_lib.data.recordings import (
@@ -104,6 +105,8 @@ class DataBundle:
         manifest_path: the manifest used.
         skipped: recording_id → reason, for recordings skipped (`on_bad_recording="skip"`),
             including what the dataset's manifest builder left out (songs without audio, ...).
+        mfcc_scale: float32 (in_channels, num_mfccs), the MFCC scale every recording is divided
+            by under `data.mfcc_standardize: dataset` (`shared_mfcc_scale`); None otherwise.
     """
 
     train: WindowDataset
@@ -115,6 +118,17 @@ class DataBundle:
     recordings: dict[str, Recording]
     manifest_path: Path
     skipped: dict[str, str] = field(default_factory=dict)
+    mfcc_scale: np.ndarray | None = None
+
+    def feature_config(self, cfg: ExperimentConfig) -> ExperimentConfig:
+        """`cfg` with the MFCC scale this data used (`data.mfcc_scale`) written in, so that
+        features of new audio (generation, screening) are scaled as the training data was, and a
+        checkpoint of `cfg` carries the scale. Unchanged unless `data.mfcc_standardize` is
+        "dataset"."""
+        if self.mfcc_scale is None or cfg.data.mfcc_standardize != "dataset":
+            return cfg
+        scale = tuple(tuple(float(v) for v in row) for row in self.mfcc_scale)
+        return cfg.model_copy(update={"data": cfg.data.model_copy(update={"mfcc_scale": scale})})
 
     def load(self, recording_id: str, cfg: ExperimentConfig) -> LoadedRecording:
         """The whole recording `recording_id`, normalized like the datasets."""
@@ -198,6 +212,11 @@ def build_datasets(cfg: ExperimentConfig) -> DataBundle:
     splits = {k: [r for r in v if r in recordings] for k, v in splits.items()}
     if not splits["train"]:
         raise DataError(manifest_path, "no usable recording left in the training split")
+    mfcc_scale = None
+    if data.mfcc_standardize == "dataset":
+        mfcc_scale = shared_mfcc_scale(cfg, [recordings[r] for r in splits["train"]])
+        for rec in recordings.values():
+            rec.mfcc_std = mfcc_scale
     if data.normalization == "per_dataset":
         shared = MinMaxNormalizer.fit(
             *(recordings[r].eda_us for r in splits["train"]), margin=data.normalization_margin
@@ -219,7 +238,7 @@ def build_datasets(cfg: ExperimentConfig) -> DataBundle:
             mode=mode,
             length=data.epoch_size if mode == "random" else None,
             seed=cfg.seed,
-            standardize=data.mfcc_standardize,
+            standardize=data.mfcc_standardize != "none",
         )
 
     return DataBundle(
@@ -232,7 +251,21 @@ def build_datasets(cfg: ExperimentConfig) -> DataBundle:
         recordings,
         Path(manifest_path),
         skipped,
+        mfcc_scale,
     )
+
+
+def shared_mfcc_scale(cfg: ExperimentConfig, train: list[Recording]) -> np.ndarray:
+    """The one MFCC scale of `data.mfcc_standardize: dataset`, float32 (in_channels, num_mfccs).
+
+    `data.mfcc_scale` when the config gives it (a trained run's config does), else the median
+    over the training recordings of each recording's std per coefficient: the median, so one
+    odd recording (a silent stretch, a clipped one) does not set the scale of all.
+    """
+    if cfg.data.mfcc_scale is not None:
+        return mfcc_divisor(cfg.data, train[0].mfcc_std)
+    stds = np.stack([np.asarray(rec.mfcc_std, dtype=np.float32) for rec in train])
+    return np.median(stds, axis=0).astype(np.float32)
 
 
 def _progress(rows: list[ManifestRow]):

@@ -11,7 +11,9 @@ are causal in audio time (the log-mel floor is the fixed `amin`, not librosa's d
 trimmed at the end to exactly `T*spf*hop` samples (callers check beforehand that audio and
 EDA durations agree).
 
-What the model reads (`model_features`): the MFCCs, standardized per recording, and when
+What the model reads (`model_features`): the MFCCs, standardized (`data.mfcc_standardize`:
+each recording's mean removed, then divided by its own std, or by one scale shared by every
+recording, `mfcc_divisor`), and when
 `model.mfcc_contrast_seconds` > 0 their *contrast*: each frame minus the mean of the frames of
 the last `mfcc_contrast_seconds` (fewer at the start of a recording). A listener responds to
 what changed against the recent past (a level rise, a new timbre); the contrast hands the
@@ -41,7 +43,7 @@ import scipy.fft
 import torch
 
 from wavenet_lib.atomic_write import atomic_call
-from wavenet_lib.configs import WavenetConfig
+from wavenet_lib.configs import DataConfig, WavenetConfig
 from wavenet_lib.data.audio import load_audio
 from wavenet_lib.errors import DataError
 
@@ -289,6 +291,37 @@ def mfcc_statistics(mfcc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.where(std > 1e-4, std, 1.0).astype(np.float32)
 
 
+def mfcc_divisor(data: DataConfig, own_std: np.ndarray) -> np.ndarray:
+    """What a recording's MFCCs are divided by under `data.mfcc_standardize`.
+
+    Args:
+        data: the data config.
+        own_std: (C, M) the recording's own std (`mfcc_statistics`).
+
+    Returns:
+        `own_std` for "per_recording" (and "none", which divides by nothing), the shared
+        `data.mfcc_scale` as float32 (C, M) for "dataset".
+
+    Raises:
+        ValueError: "dataset" without `data.mfcc_scale`, or a scale of another shape.
+    """
+    if data.mfcc_standardize != "dataset":
+        return own_std
+    if data.mfcc_scale is None:
+        raise ValueError(
+            "data.mfcc_standardize is 'dataset' but data.mfcc_scale is not set: generate from the "
+            "run's checkpoint (its config holds the scale), or take the config from build_datasets "
+            "(`DataBundle.feature_config`)"
+        )
+    scale = np.asarray(data.mfcc_scale, dtype=np.float32)
+    if scale.shape != own_std.shape:
+        raise ValueError(
+            f"data.mfcc_scale must be {own_std.shape[0]} row(s) of {own_std.shape[1]} values "
+            f"(in_channels x num_mfccs), got {scale.shape}"
+        )
+    return scale
+
+
 def standardize_mfcc(mfcc: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     """Cepstral mean and variance normalization: (mfcc - mean) / std per channel and coefficient.
 
@@ -319,7 +352,7 @@ def model_features(
         mean, std: (C, num_mfccs) the recording's statistics (`mfcc_statistics`).
         cfg: model config (`mfcc_contrast_seconds`).
         first, last: the frames wanted (default: all).
-        standardize: apply `standardize_mfcc` (`data.mfcc_standardize`).
+        standardize: apply `standardize_mfcc` (`data.mfcc_standardize` is not "none").
 
     Returns:
         float32 (C, last - first, cfg.features_per_frame): the MFCCs, then their contrasts if on.

@@ -20,7 +20,7 @@ from wavenet_lib.configs import DataConfig, ExperimentConfig, WavenetConfig
 from wavenet_lib.data.audio import audio_duration, decode_audio, duration_known
 from wavenet_lib.data.eda import read_eda
 from wavenet_lib.data.eda_cleaning import check_eda_limits, check_eda_values, clean_eda, resample_eda
-from wavenet_lib.data.features import mfcc_for_recording, mfcc_statistics, model_features
+from wavenet_lib.data.features import mfcc_divisor, mfcc_for_recording, mfcc_statistics, model_features
 from wavenet_lib.data.manifest import ManifestRow
 from wavenet_lib.data.normalization import MinMaxNormalizer
 from wavenet_lib.errors import DataError
@@ -82,7 +82,9 @@ class Recording:
         row: its manifest row.
         eda_us: float64 (out_channels, T) EDA in µS at the model's rate, aligned to the audio.
         mfcc_path: cached features, float32 (in_channels, T*spf, num_mfccs) `.npy`.
-        mfcc_mean, mfcc_std: float32 (in_channels, num_mfccs) per-recording statistics (CMVN).
+        mfcc_mean, mfcc_std: float32 (in_channels, num_mfccs) per-recording statistics (CMVN);
+            `build_datasets` replaces the std by the shared scale under `data.mfcc_standardize:
+            dataset`.
         audio_start_s: audio time of EDA step 0.
         crop: what was cut away to keep the overlap of audio and EDA.
         eda_sample_rate: the model's EDA rate (Hz), for `duration_s`.
@@ -252,13 +254,15 @@ def load_recording(
     """
     if isinstance(recording, ManifestRow):
         recording = prepare_recording(recording, cfg.model, cfg.data)
+        # A prepared recording from build_datasets already holds the shared scale.
+        recording.mfcc_std = mfcc_divisor(cfg.data, recording.mfcc_std)
     normalizer = normalizer or MinMaxNormalizer.fit(recording.eda_us, margin=cfg.data.normalization_margin)
     mfcc = model_features(
         recording.mfcc(),
         recording.mfcc_mean,
         recording.mfcc_std,
         cfg.model,
-        standardize=cfg.data.mfcc_standardize,
+        standardize=cfg.data.mfcc_standardize != "none",
     )
     units = np.asarray(normalizer.normalize(recording.eda_us), dtype=np.float32)
     return LoadedRecording(
@@ -283,9 +287,11 @@ def audio_features(
         start_s: audio time of step 0.
 
     Returns:
-        float32 (in_channels, n_steps*spf, features_per_frame): `model_features` (standardized when
-        `data.mfcc_standardize`).
+        float32 (in_channels, n_steps*spf, features_per_frame): `model_features`, standardized as
+        `data.mfcc_standardize` says (the "dataset" scale comes from `data.mfcc_scale`).
     """
+    # A "dataset" config without its scale fails here, before any decoding.
+    mfcc_divisor(cfg.data, np.ones((cfg.model.in_channels, cfg.model.num_mfccs), np.float32))
     decoded = None
     if n_steps is None:
         if not duration_known(path):  # one decode gives the length and, on a cache miss, the samples
@@ -294,5 +300,7 @@ def audio_features(
     if n_steps < 1:
         raise DataError(path, "audio is shorter than one EDA step")
     raw = mfcc_for_recording(path, cfg.model, n_steps, start_s, cfg.data.cache_dir, decoded=decoded)
-    mfcc = model_features(raw, *mfcc_statistics(raw), cfg.model, standardize=cfg.data.mfcc_standardize)
+    mean, std = mfcc_statistics(raw)
+    std = mfcc_divisor(cfg.data, std)
+    mfcc = model_features(raw, mean, std, cfg.model, standardize=cfg.data.mfcc_standardize != "none")
     return torch.from_numpy(mfcc)

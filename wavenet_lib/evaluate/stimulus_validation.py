@@ -299,6 +299,7 @@ def validate_stimuli(
     from wavenet_lib.attribution import attribute_audio
     from wavenet_lib.screening import screen_stimuli
 
+    experiment = bundle.feature_config(experiment)  # new audio's features scaled as the bundle's
     ids = [r for split in screen_splits for r in bundle.splits[split]]
     files = [bundle.recordings[r].row.audio_path for r in ids]
     if normalizer is None and bundle.normalizer is not None:

@@ -326,6 +326,7 @@ def train_experiment(
         bundle = build_datasets(cfg)
         if env.is_main:
             barrier(env)
+        cfg = bundle.feature_config(cfg)  # checkpoints carry the MFCC scale the data used
         normalizer = stored_normalizer(bundle)
         return train(
             cfg,
