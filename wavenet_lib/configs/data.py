@@ -110,6 +110,13 @@ class DataConfig(BaseModel):
         default=32, le=1 << 20, description="EDA steps per training window trained on, after the context."
     )
     split_by: Literal["subject", "recording"] = "subject"
+    split_seed: int | None = Field(
+        default=None,
+        ge=0,
+        lt=2**32,
+        description="Seed of the train/val/test split. null: the experiment's seed. Set it to compare "
+        "trainings that differ in their seed on the same held-out recordings.",
+    )
     val_fraction: float = Field(default=0.2, ge=0.0, lt=1.0)
     test_fraction: float = Field(default=0.2, ge=0.0, lt=1.0)
     normalization: Literal["per_recording", "per_dataset"] = "per_recording"

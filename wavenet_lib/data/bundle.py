@@ -192,7 +192,8 @@ def build_datasets(cfg: ExperimentConfig) -> DataBundle:
     if data.source in ("pmemo2019", "hku956", "e4"):
         skipped.update((x.item, str(x)) for x in read_left_out(manifest_path))
     n_found = len(rows) + len(skipped)
-    splits = split_rows(rows, data.split_by, data.val_fraction, data.test_fraction, cfg.seed)
+    split_seed = cfg.seed if data.split_seed is None else data.split_seed
+    splits = split_rows(rows, data.split_by, data.val_fraction, data.test_fraction, split_seed)
     need = min_recording_steps(model, data)
     recordings: dict[str, Recording] = {}
     for row in _progress(rows):

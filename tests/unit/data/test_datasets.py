@@ -249,3 +249,12 @@ def test_window_longer_than_recording_is_a_data_error(tmp_path):
     rec = prepare_recording(read_manifest(cfg.data.path)[0], cfg.model, cfg.data)
     with pytest.raises(DataError, match="shorter than one window"):
         WindowDataset([rec], cfg.model, 200, {"a": MinMaxNormalizer.fit(rec.eda_us)})
+
+
+def test_split_seed_fixes_the_held_out_recordings_whatever_the_seed(tmp_path):
+    cfg = tiny_experiment(tmp_path, synthetic=dict(n_recordings=9, n_subjects=9, duration_s=30.0, seed=0))
+    by_seed = {seed: build_datasets(cfg.model_copy(update={"seed": seed})).splits for seed in range(4)}
+    assert len({str(s) for s in by_seed.values()}) > 1  # by default the split follows the seed
+    fixed = cfg.model_copy(update={"data": cfg.data.model_copy(update={"split_seed": 0})})
+    for seed in range(4):
+        assert build_datasets(fixed.model_copy(update={"seed": seed})).splits == by_seed[0]
