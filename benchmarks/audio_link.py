@@ -219,6 +219,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = apply_overrides(load_config(args.config), args.set)
     run_dir = Path(args.out) / args.name
     bundle = build_datasets(cfg)
+    cfg = bundle.feature_config(cfg)  # the checkpoints carry the MFCC scale, as train_experiment's do
     result: dict[str, Any] = {"name": args.name, "overrides": args.set}
     out = Path(args.out) / f"{args.name}{'_sweep' if args.sweep else ''}.json"
     if args.eval_only:
