@@ -290,8 +290,9 @@ def audio_features(
         float32 (in_channels, n_steps*spf, features_per_frame): `model_features`, standardized as
         `data.mfcc_standardize` says (the "dataset" scale comes from `data.mfcc_scale`).
     """
-    # A "dataset" config without its scale fails here, before any decoding.
-    mfcc_divisor(cfg.data, np.ones((cfg.model.in_channels, cfg.model.num_mfccs), np.float32))
+    shared = None  # the "dataset" scale, read (or refused) before any decoding
+    if cfg.data.mfcc_standardize == "dataset":
+        shared = mfcc_divisor(cfg.data, np.ones((cfg.model.in_channels, cfg.model.num_mfccs), np.float32))
     decoded = None
     if n_steps is None:
         if not duration_known(path):  # one decode gives the length and, on a cache miss, the samples
@@ -301,6 +302,6 @@ def audio_features(
         raise DataError(path, "audio is shorter than one EDA step")
     raw = mfcc_for_recording(path, cfg.model, n_steps, start_s, cfg.data.cache_dir, decoded=decoded)
     mean, std = mfcc_statistics(raw)
-    std = mfcc_divisor(cfg.data, std)
+    std = std if shared is None else shared
     mfcc = model_features(raw, mean, std, cfg.model, standardize=cfg.data.mfcc_standardize != "none")
     return torch.from_numpy(mfcc)

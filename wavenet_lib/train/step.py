@@ -174,8 +174,8 @@ def drop_audio(mfcc: torch.Tensor, share: float, num_mfccs: int | None = None) -
     if not bool(drop.any()):
         return mfcc
     out = mfcc.clone()
-    keep = drop.to(mfcc.device)
-    out[keep] = silent_mfcc_like(mfcc[keep], num_mfccs)
+    dropped = drop.to(mfcc.device)
+    out[dropped] = silent_mfcc_like(mfcc[dropped], num_mfccs)
     return out
 
 
