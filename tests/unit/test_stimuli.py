@@ -493,7 +493,17 @@ def test_screen_command_writes_a_ranking_and_lists_skipped_files(tmp_path, check
 
 
 @pytest.mark.parametrize(
-    "problem", ["empty_folder", "all_unreadable", "nan_prime", "wrong_rate_prime", "samples", "rank_by"]
+    "problem",
+    [
+        "empty_folder",
+        "all_unreadable",
+        "nan_prime",
+        "wrong_rate_prime",
+        "samples",
+        "rank_by",
+        "generate_rate_without_prime",
+        "screen_rate_without_prime",
+    ],
 )
 def test_screen_and_generate_user_errors_are_one_line(tmp_path, checkpoint, capsys, problem):
     folder = tmp_path / "in"
@@ -517,6 +527,9 @@ def test_screen_and_generate_user_errors_are_one_line(tmp_path, checkpoint, caps
     elif problem == "wrong_rate_prime":
         argv = ["screen", "--audio", audio, "--prime", str(prime), "--prime-rate", "4"]
         expected = "prime.csv: prime sample-rate mismatch: the file says 32 Hz, expected 4 Hz"
+    elif problem.endswith("rate_without_prime"):
+        argv = [problem.split("_")[0], "--audio", audio, "--prime-rate", "4"]
+        expected = "--prime-rate needs --prime"
     elif problem == "rank_by":
         argv, expected = ["screen", "--audio", audio, "--rank-by", "loudness"], "rank_by must be one of"
     else:
