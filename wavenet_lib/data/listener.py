@@ -17,8 +17,12 @@ is known exactly and can be checked from the written files alone.
 
 **Rule**: a feature event is a peak of the feature above the subject's threshold (the rule's
 threshold, 6 dB for loudness_rise and 5.4 dB for spectral_novelty, times a per-subject factor
-0.85-1.15), at least `min_event_gap_s` after the previous one
-(`scipy.signal.find_peaks` with `height` and `distance`). Its strength is the feature value at
+0.85-1.15), at least `min_event_gap_s` apart. `event_selection` says which of the peaks
+closer than that gap count: `strongest` keeps the highest (`scipy.signal.find_peaks` with
+`height` and `distance`), which may wait up to the gap for a later, higher peak, so an event
+can depend on audio the listener has not heard yet; `first` keeps the first peak and ignores
+the gap after it (a refractory period), a causal rule, with the strength the feature's
+maximum over the second from the peak on. Otherwise the strength is the feature value at
 the peak. Each event evokes an SCR with probability `evoked_probability`; no SCR is evoked
 without an event. The SCR starts `latency` after the event: loudness rises act fast
 (1.0-2.5 s, the latency of orienting SCRs), timbral novelty slower (2.5-4.0 s, as for
@@ -84,6 +88,7 @@ FRAME_WINDOW_S = 0.064
 N_MELS = 40
 HABITUATION_RECOVERY_S = 60.0
 SCR_ONSET_SMOOTH_S = 0.2
+EVENT_INTEGRATION_S = 1.0  # "first" events: strength = the feature's maximum over this long
 E4_RESOLUTION_US = 0.0009
 TAU_RISE_S = (0.4, 0.75)  # per-subject ranges of the SCR time constants
 TAU_DECAY_S = (2.4, 4.0)
@@ -220,16 +225,43 @@ def listener_feature(name: str, audio: np.ndarray, sample_rate: int) -> tuple[np
 
 
 def feature_events(
-    values: np.ndarray, times: np.ndarray, threshold: float, min_gap_s: float
+    values: np.ndarray,
+    times: np.ndarray,
+    threshold: float,
+    min_gap_s: float,
+    selection: str = "strongest",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Peaks of a feature above `threshold`, at least `min_gap_s` apart (higher peaks win).
+    """Peaks of a feature above `threshold`, at least `min_gap_s` apart.
+
+    selection:
+        "strongest": of peaks closer than the gap, the higher wins, whichever comes first
+            (`scipy.signal.find_peaks` with `distance`). An early peak can lose to a later one:
+            the choice looks up to `min_gap_s` into the future.
+        "first": in time order, the first peak above threshold is an event, and peaks within
+            `min_gap_s` after it are not (a refractory period). Its strength is the feature's
+            maximum over the `EVENT_INTEGRATION_S` from the peak on. Nothing depends on audio
+            more than that after the event, less than the shortest latency.
 
     Returns:
-        event_times: (E,) seconds; strengths: (E,) feature value at each peak.
+        event_times: (E,) seconds; strengths: (E,) feature value at each event.
     """
+    if selection not in ("strongest", "first"):
+        raise ValueError(f"selection must be 'strongest' or 'first', got {selection!r}")
+    values = np.asarray(values, dtype=float)
+    times = np.asarray(times, dtype=float)
     rate = 1.0 / float(np.median(np.diff(times))) if len(times) > 1 else 1.0
-    peaks, _ = find_peaks(values, height=threshold, distance=max(1, int(round(min_gap_s * rate))))
-    return times[peaks], values[peaks]
+    if selection == "strongest":
+        peaks, _ = find_peaks(values, height=threshold, distance=max(1, int(round(min_gap_s * rate))))
+        return times[peaks], values[peaks]
+    candidates, _ = find_peaks(values, height=threshold)
+    chosen: list[int] = []
+    for p in candidates:
+        if not chosen or times[p] - times[chosen[-1]] >= min_gap_s:
+            chosen.append(int(p))
+    idx = np.asarray(chosen, dtype=int)
+    span = (times[None, :] >= times[idx, None]) & (times[None, :] <= times[idx, None] + EVENT_INTEGRATION_S)
+    strengths = np.where(span, values[None, :], -np.inf).max(axis=1) if idx.size else np.zeros(0)
+    return times[idx], strengths
 
 
 # --- physiology -------------------------------------------------------------------------------
@@ -308,7 +340,9 @@ def simulate_listener(
 
     values, times = listener_feature(rule.name, audio, audio_sample_rate)
     threshold = rule_threshold(cfg, subject)
-    event_times, strengths = feature_events(values, times, threshold, cfg.min_event_gap_s)
+    event_times, strengths = feature_events(
+        values, times, threshold, cfg.min_event_gap_s, cfg.event_selection
+    )
     lo, hi = latency_range(cfg)
     events, h, last = [], 0.0, 0.0
     for when, strength in zip(event_times, strengths, strict=True):

@@ -22,6 +22,7 @@ def test_data_config_fields_validated(field, value):
     [
         ("evoked_probability", 1.5),
         ("min_event_gap_s", 0.0),
+        ("event_selection", "latest"),
         ("spontaneous_per_min", (3.0, 1.0)),
         ("listener", "clicks"),
         ("latency_s", (3.0, 1.0)),

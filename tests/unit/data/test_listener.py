@@ -94,6 +94,28 @@ def test_feature_events_are_peaks_above_threshold_at_least_a_gap_apart():
     np.testing.assert_allclose(strength, [9.0, 7.0], atol=1e-6)
 
 
+def test_first_event_selection_is_causal_with_a_refractory_period():
+    times = np.arange(0, 30, 0.025)
+    values = np.zeros_like(times)
+    for at, height in ((5.0, 8.0), (5.6, 10.0), (7.0, 12.0), (15.0, 4.0), (20.0, 7.0)):
+        values += height * np.exp(-(((times - at) / 0.1) ** 2))
+    when, strength = feature_events(values, times, threshold=6.0, min_gap_s=5.0, selection="first")
+    # 5.0 s fires; its strength is the maximum over the next second (5.6 s: 10); 7.0 s falls in
+    # the refractory period however high it is; 15 s is below threshold
+    np.testing.assert_allclose(when, [5.0, 20.0])
+    np.testing.assert_allclose(strength, [10.0, 7.0], atol=1e-3)
+    # causal: what comes later than an event's integration second cannot move or drop it
+    for cut in (6.7, 12.0, 21.5):
+        later = values.copy()
+        later[times > cut] = 30.0 * np.random.default_rng(0).random(int((times > cut).sum()))
+        w2, s2 = feature_events(later, times, threshold=6.0, min_gap_s=5.0, selection="first")
+        keep = when + 1.0 <= cut
+        np.testing.assert_allclose(w2[: keep.sum()], when[keep])
+        np.testing.assert_allclose(s2[: keep.sum()], strength[keep], atol=1e-3)
+    with pytest.raises(ValueError, match="selection"):
+        feature_events(values, times, 6.0, 5.0, selection="latest")
+
+
 # --- physiology -------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "tau_rise,tau_decay", [(TAU_RISE_S[0], TAU_DECAY_S[0]), (TAU_RISE_S[1], TAU_DECAY_S[1])]

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 import yaml
+from scipy.signal import find_peaks
 
 from wavenet_lib.configs import SyntheticDataConfig, WavenetConfig, load_config
 from wavenet_lib.data.features import compute_mfcc
@@ -82,6 +83,32 @@ def test_events_are_the_rule_recomputed_from_the_written_audio(dataset):
         assert (np.diff(events["onset_s"]) >= 5.0).all()
         n_events += len(events)
     assert n_events >= 10
+
+
+def test_first_event_selection_is_recomputed_from_the_written_audio(tmp_path):
+    """event_selection: first writes the causal events: the first peak after each refractory gap."""
+    out = build(tmp_path / "first", seed=3, event_selection="first")
+    strongest = build(tmp_path / "strongest", seed=3)
+    subjects = json.loads((out / "subjects.json").read_text())
+    manifest = {r.recording_id: r.subject_id for r in read_manifest(out / "manifest.csv")}
+    moved = 0
+    for rid, subject in manifest.items():
+        audio, sr = sf.read(out / f"{rid}.wav", dtype="float32")
+        threshold = RULES["loudness_rise"].threshold * subjects[subject]["threshold_factor"]
+        values, times = listener_feature("loudness_rise", audio, sr)
+        when, strength = feature_events(values, times, threshold, 5.0, selection="first")
+        events = table(out, rid, "events")
+        np.testing.assert_allclose(events["onset_s"], when, atol=1e-4)
+        np.testing.assert_allclose(events["strength"], strength, atol=1e-4)
+        assert (np.diff(events["onset_s"]) >= 5.0).all()
+        # every event is the first peak above threshold since the gap after the one before
+        peak_times = times[find_peaks(values, height=threshold)[0]]
+        for i, t in enumerate(events["onset_s"]):
+            since = events["onset_s"].iloc[i - 1] + 5.0 if i else -np.inf
+            assert not ((peak_times >= since) & (peak_times < t - 1e-3)).any()
+        other = table(strongest, rid, "events")["onset_s"].to_numpy()
+        moved += sum(np.abs(other - t).min() > 0.1 for t in when) if other.size else len(when)
+    assert moved > 0  # the two selections differ on real music
 
 
 def test_evoked_scrs_follow_their_event_within_the_rule_latency(dataset):
