@@ -121,13 +121,15 @@ def table_row(p: dict[str, float]) -> dict[str, Any]:
     }
 
 
-def _dataset(name: str) -> str:
-    """Which data a run of this benchmark's naming trained on."""
-    if name.startswith("novelty"):
-        return "music, spectral_novelty listener"
-    if name.startswith("music"):
-        return "music, loudness_rise listener"
-    return "clicks in noise (previous quickstart)"
+def _dataset(name: str, config: dict) -> str:
+    """Which data a run of this benchmark's naming trained on (`config`: its saved config.yaml).
+
+    Runs saved before `event_selection` existed used the strongest of close feature peaks."""
+    if not name.startswith(("novelty", "music")):
+        return "clicks in noise (previous quickstart)"
+    listener = "spectral_novelty" if name.startswith("novelty") else "loudness_rise"
+    selection = config.get("data", {}).get("synthetic", {}).get("event_selection", "strongest")
+    return f"music, {listener} listener, {selection} events"
 
 
 def _sampling_label(used: dict) -> str:
@@ -156,8 +158,10 @@ def collect(
         )
         wanted = {k: float(v) for k, v in (kv.split("=") for kv in setting.split(",") if kv)}
         evaluation = next(e for e in run["evaluations"] if e["sampling"] == wanted)
-        row = {"variant": name, "data": _dataset(name), "overrides": " ".join(run["overrides"]) or "(none)"}
-        used = yaml.safe_load((out / name / "config.yaml").read_text()).get("sampling", {}) | wanted
+        config = yaml.safe_load((out / name / "config.yaml").read_text())
+        overrides = " ".join(run["overrides"]) or "(none)"
+        row = {"variant": name, "data": _dataset(name, config), "overrides": overrides}
+        used = config.get("sampling", {}) | wanted
         row["sampling"] = _sampling_label(used)
         row |= table_row(evaluation["pooled"])
         if "report" not in evaluation:  # measured before the classifier judged at 0.01 µS resolution
@@ -167,12 +171,10 @@ def collect(
     for name in sweep or []:
         run = json.loads((out / f"{name}_sweep.json").read_text())
         for ev in run["evaluations"]:
-            used = (
-                yaml.safe_load((out / name / "config.yaml").read_text()).get("sampling", {}) | ev["sampling"]
-            )
-            setting = _sampling_label(used)
+            config = yaml.safe_load((out / name / "config.yaml").read_text())
+            setting = _sampling_label(config.get("sampling", {}) | ev["sampling"])
             sweep_rows.append(
-                {"setting": f"{name}: {setting}", "data": _dataset(name)} | table_row(ev["pooled"])
+                {"setting": f"{name}: {setting}", "data": _dataset(name, config)} | table_row(ev["pooled"])
             )
 
     def clean(row: dict) -> dict:  # strict JSON: no NaN

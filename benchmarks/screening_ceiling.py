@@ -82,7 +82,9 @@ def main(argv: list[str] | None = None) -> int:
         audio, sr = sf.read(row.audio_path, dtype="float32")  # as the dataset's listener heard it
         audio = audio.mean(axis=1) if audio.ndim > 1 else audio
         values, times = listener_feature(rule.name, audio, sr)
-        _, strengths = feature_events(values, times, threshold, synthetic.min_event_gap_s)
+        _, strengths = feature_events(
+            values, times, threshold, synthetic.min_event_gap_s, synthetic.event_selection
+        )
         oracle.append(float(strengths.sum()))
         eda = read_eda(row.eda_path, row.eda_format, row.eda_sample_rate, row.eda_column).values
         recorded.append(sample_statistics(eda[None], rate).iloc[0])

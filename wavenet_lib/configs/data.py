@@ -45,11 +45,11 @@ class SyntheticDataConfig(BaseModel):
         default=0.9, ge=0.0, le=1.0, description="Chance that a feature event evokes an SCR."
     )
     min_event_gap_s: PositiveFloat = Field(default=5.0, description="Least time (s) between feature events.")
-    event_selection: Literal["strongest", "first"] = Field(
-        default="strongest",
+    event_selection: Literal["first", "strongest"] = Field(
+        default="first",
         description="Which of the feature peaks closer than min_event_gap_s become events: the "
-        "strongest (may wait for a later, higher peak) or the first (causal: a refractory period "
-        "after each event); see wavenet_lib.data.listener.feature_events.",
+        "first (causal: a refractory period after each event) or the strongest (the rule before "
+        "this option: may wait for a later, higher peak); see wavenet_lib.data.listener.feature_events.",
     )
     spontaneous_per_min: tuple[float, float] = Field(
         default=(1.0, 3.0), description="Range of each subject's spontaneous SCR rate (per minute)."

@@ -18,12 +18,13 @@ is known exactly and can be checked from the written files alone.
 **Rule**: a feature event is a peak of the feature above the subject's threshold (the rule's
 threshold, 6 dB for loudness_rise and 5.4 dB for spectral_novelty, times a per-subject factor
 0.85-1.15), at least `min_event_gap_s` apart. `event_selection` says which of the peaks
-closer than that gap count: `strongest` keeps the highest (`scipy.signal.find_peaks` with
-`height` and `distance`), which may wait up to the gap for a later, higher peak, so an event
-can depend on audio the listener has not heard yet; `first` keeps the first peak and ignores
-the gap after it (a refractory period), a causal rule, with the strength the feature's
-maximum over the second from the peak on. Otherwise the strength is the feature value at
-the peak. Each event evokes an SCR with probability `evoked_probability`; no SCR is evoked
+closer than that gap count: `first` (the default) keeps the first peak and ignores the gap
+after it (a refractory period), a causal rule; its strength is the feature's maximum over the
+second from the peak on. `strongest` (the rule of the datasets written before this option)
+keeps the highest (`scipy.signal.find_peaks` with `height` and `distance`), with the feature
+value at the peak as its strength; it may wait up to the gap for a later, higher peak, so an
+event can depend on audio the listener has not heard yet, which no causal model can learn.
+Each event evokes an SCR with probability `evoked_probability`; no SCR is evoked
 without an event. The SCR starts `latency` after the event: loudness rises act fast
 (1.0-2.5 s, the latency of orienting SCRs), timbral novelty slower (2.5-4.0 s, as for
 stimuli that must be appraised); each subject has a mean latency in the middle 60 % of the
@@ -229,18 +230,18 @@ def feature_events(
     times: np.ndarray,
     threshold: float,
     min_gap_s: float,
-    selection: str = "strongest",
+    selection: str = "first",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Peaks of a feature above `threshold`, at least `min_gap_s` apart.
 
     selection:
+        "first" (the default): in time order, the first peak above threshold is an event, and
+            peaks within `min_gap_s` after it are not (a refractory period). Its strength is the
+            feature's maximum over the `EVENT_INTEGRATION_S` from the peak on. Nothing depends on
+            audio more than that after the event, less than the shortest latency.
         "strongest": of peaks closer than the gap, the higher wins, whichever comes first
             (`scipy.signal.find_peaks` with `distance`). An early peak can lose to a later one:
             the choice looks up to `min_gap_s` into the future.
-        "first": in time order, the first peak above threshold is an event, and peaks within
-            `min_gap_s` after it are not (a refractory period). Its strength is the feature's
-            maximum over the `EVENT_INTEGRATION_S` from the peak on. Nothing depends on audio
-            more than that after the event, less than the shortest latency.
 
     Returns:
         event_times: (E,) seconds; strengths: (E,) feature value at each event.

@@ -84,12 +84,12 @@ def test_spectral_novelty_hears_timbre_not_level():
         assert (r[times > 2.0].max() > loud_threshold) == loud
 
 
-def test_feature_events_are_peaks_above_threshold_at_least_a_gap_apart():
+def test_strongest_event_selection_keeps_the_higher_of_close_peaks():
     times = np.arange(0, 30, 0.025)
     values = np.zeros_like(times)
     for at, height in ((5.0, 8.0), (7.0, 9.0), (15.0, 4.0), (20.0, 7.0)):
         values += height * np.exp(-(((times - at) / 0.2) ** 2))
-    when, strength = feature_events(values, times, threshold=6.0, min_gap_s=5.0)
+    when, strength = feature_events(values, times, threshold=6.0, min_gap_s=5.0, selection="strongest")
     np.testing.assert_allclose(when, [7.0, 20.0])  # 5 s loses to the higher 7 s; 15 s is below threshold
     np.testing.assert_allclose(strength, [9.0, 7.0], atol=1e-6)
 
