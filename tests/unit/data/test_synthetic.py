@@ -212,9 +212,13 @@ def test_quickstart_configs_differ_only_in_the_listener_and_its_time_scale():
     assert other["data"]["synthetic"]["listener"] == "spectral_novelty"
     # The novelty rule looks 5 s back and answers up to 4 s later: its context must cover ~9 s.
     assert base["model"]["context_size_in_seconds"] == 6 and other["model"]["context_size_in_seconds"] == 10
+    # Model, data and training are the same; only how much audio guidance sampling adds is each
+    # config's own, chosen from its model's sweep (notebook 05), and small in both.
+    for cfg in (base, other):
+        assert 0.0 < cfg["sampling"]["audio_guidance"] <= 0.1
     for cfg in (base, other):  # the name and the dataset folder follow the listener
         del cfg["name"], cfg["data"]["data_dir"], cfg["data"]["synthetic"]["listener"]
-        del cfg["model"]["context_size_in_seconds"]
+        del cfg["model"]["context_size_in_seconds"], cfg["sampling"]["audio_guidance"]
     assert base == other
     assert (
         load_config(ROOT / "configs" / "quickstart_novelty.yaml").data.synthetic.listener
