@@ -244,7 +244,7 @@ def feature_events(
             the choice looks up to `min_gap_s` into the future.
 
     Returns:
-        event_times: (E,) seconds; strengths: (E,) feature value at each event.
+        event_times: (E,) seconds; strengths: (E,) each event's strength (see `selection`).
     """
     if selection not in ("strongest", "first"):
         raise ValueError(f"selection must be 'strongest' or 'first', got {selection!r}")
@@ -260,8 +260,8 @@ def feature_events(
         if not chosen or times[p] - times[chosen[-1]] >= min_gap_s:
             chosen.append(int(p))
     idx = np.asarray(chosen, dtype=int)
-    span = (times[None, :] >= times[idx, None]) & (times[None, :] <= times[idx, None] + EVENT_INTEGRATION_S)
-    strengths = np.where(span, values[None, :], -np.inf).max(axis=1) if idx.size else np.zeros(0)
+    ends = np.searchsorted(times, times[idx] + EVENT_INTEGRATION_S, side="right")
+    strengths = np.array([values[i:end].max() for i, end in zip(idx, ends, strict=True)], dtype=float)
     return times[idx], strengths
 
 
