@@ -170,8 +170,8 @@ def collect(
     sweep_rows = []
     for name in sweep or []:
         run = json.loads((out / f"{name}_sweep.json").read_text())
+        config = yaml.safe_load((out / name / "config.yaml").read_text())
         for ev in run["evaluations"]:
-            config = yaml.safe_load((out / name / "config.yaml").read_text())
             setting = _sampling_label(config.get("sampling", {}) | ev["sampling"])
             sweep_rows.append(
                 {"setting": f"{name}: {setting}", "data": _dataset(name, config)} | table_row(ev["pooled"])

@@ -133,9 +133,9 @@ def _os_reason(exc: OSError) -> str:
 
 # --- generate ------------------------------------------------------------------------------------
 def _check_sampling_arguments(args: argparse.Namespace, greedy: bool) -> None:
-    """--samples, --temperature, --top-p, --min-prob, --audio-guidance, --prime-rate and --out of
-    `generate`, `screen` and `attribute` (which has only --samples: its other settings are None,
-    the checkpoint config's), checked before any work."""
+    """--samples, --temperature, --top-p, --min-prob, --audio-guidance, --prime-rate / --eda-rate
+    and --out of `generate`, `screen` and `attribute` (which has only --samples: its other
+    settings are None, the checkpoint config's), checked before any work."""
     from wavenet_lib.atomic_write import check_writable
     from wavenet_lib.generation import check_sampling
 
@@ -145,8 +145,9 @@ def _check_sampling_arguments(args: argparse.Namespace, greedy: bool) -> None:
         check_sampling(args.samples, temperature, greedy, top_p, min_prob, audio_guidance)
     except ValueError as exc:
         raise _UserError(f"--{exc}") from None
-    if getattr(args, "prime_rate", None) is not None and args.prime is None:
-        raise _UserError("--prime-rate needs --prime")
+    for rate, trace in (("prime_rate", "prime"), ("eda_rate", "eda")):  # a rate says how to read a file
+        if getattr(args, rate, None) is not None and getattr(args, trace) is None:
+            raise _UserError(f"--{rate.replace('_', '-')} needs --{trace}")
     try:
         check_writable(args.out)  # before minutes of sampling, not after
     except OSError as exc:
@@ -317,8 +318,6 @@ def _cmd_attribute(args: argparse.Namespace) -> int:
     from wavenet_lib.train.loop import select_device
 
     _check_sampling_arguments(args, False)
-    if args.eda_rate is not None and args.eda is None:
-        raise _UserError("--eda-rate needs --eda")
     try:
         device = select_device(args.device)
         result = attribute_file(
