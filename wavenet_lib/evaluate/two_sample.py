@@ -27,6 +27,7 @@ __all__ = [
     "BAND_EDGES_HZ",
     "TwoSampleTest",
     "window_features",
+    "source_window_features",
     "classifier_two_sample_test",
     "two_sample_test_on_features",
 ]
@@ -167,13 +168,25 @@ def classifier_two_sample_test(
     weighted feature binning is slow).
     """
 
-    def features(source: Mapping[str, np.ndarray | Sequence[np.ndarray]]) -> dict[str, pd.DataFrame]:
-        return {
-            rid: pd.concat([window_features(t, sampling_rate, window_s, hop_s) for t in as_traces(traces)])
-            for rid, traces in source.items()
-        }
+    return two_sample_test_on_features(
+        source_window_features(real_us, sampling_rate, window_s, hop_s),
+        source_window_features(other_us, sampling_rate, window_s, hop_s),
+        n_splits,
+        seed,
+    )
 
-    return two_sample_test_on_features(features(real_us), features(other_us), n_splits, seed)
+
+def source_window_features(
+    source: Mapping[str, np.ndarray | Sequence[np.ndarray]],
+    sampling_rate: float,
+    window_s: float = 30.0,
+    hop_s: float = 15.0,
+) -> dict[str, pd.DataFrame]:
+    """{recording_id: the `window_features` of all its traces, stacked} for one source."""
+    return {
+        rid: pd.concat([window_features(t, sampling_rate, window_s, hop_s) for t in as_traces(traces)])
+        for rid, traces in source.items()
+    }
 
 
 def two_sample_test_on_features(

@@ -1,0 +1,86 @@
+"""What tells a trained run's generated EDA from real: the two-sample test taken apart.
+
+    PYTHONPATH=$PWD python -m benchmarks.two_sample_features runs/quickstart --samples 4
+
+Generates `samples` traces per held-out test recording with the run's own sampling settings
+(`wavenet_lib.evaluate.assessment.assess`, primed as the pipeline primes), then:
+
+- the two-sample AUC of generated against real on each group of window features alone and
+  on all features but that group (`feature_group_aucs`);
+- per feature, the spread over the windows of one trace and over the traces
+  (`feature_spread`): the medians of the ratios generated / real say whether generated traces
+  vary more within themselves and less between each other than real people do.
+
+Writes `benchmarks/results/two_sample_features.json` (or `--out`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from wavenet_lib.configs import load_config
+from wavenet_lib.data.bundle import build_datasets
+from wavenet_lib.evaluate.assessment import assess
+from wavenet_lib.evaluate.two_sample import source_window_features
+from wavenet_lib.evaluate.two_sample_diagnosis import feature_group_aucs, feature_spread
+from wavenet_lib.train.checkpoints import load_model
+
+SHOWN = 8  # features printed, by the size of their effect
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", help="a trained run (config.yaml + best.pt)")
+    parser.add_argument("--samples", type=int, default=4, help="generated traces per test recording")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="benchmarks/results/two_sample_features.json")
+    args = parser.parse_args(argv)
+
+    run = Path(args.run_dir)
+    experiment = load_config(run / "config.yaml")
+    model, _, _ = load_model(run / "best.pt")
+    bundle = build_datasets(experiment)
+    started = time.perf_counter()
+    items = assess(model, experiment, bundle, "test", samples=args.samples, seed=args.seed)
+    rate = float(experiment.model.eda_sample_rate)
+    real = {it.recording_id: it.scored_traces()["real"] for it in items}
+    generated = {it.recording_id: it.scored_traces()["generated"] for it in items}
+    groups = feature_group_aucs(
+        source_window_features(real, rate), source_window_features(generated, rate), seed=args.seed
+    )
+    spread = feature_spread(real, generated, rate)
+    result = {
+        "run": str(run),
+        "n_recordings": len(items),
+        "samples": args.samples,
+        "sampling": experiment.sampling.model_dump(),
+        "torch_threads": torch.get_num_threads(),
+        "feature_groups": groups.round(4).to_dict(orient="index"),
+        "median_within_ratio": float(spread["within_ratio"].median()),
+        "median_between_ratio": float(spread["between_ratio"].median()),
+        "within_ratio_by_group": spread.groupby("group")["within_ratio"].median().round(3).to_dict(),
+        "between_ratio_by_group": spread.groupby("group")["between_ratio"].median().round(3).to_dict(),
+        "features": spread.round(4).to_dict(orient="index"),
+        "seconds": time.perf_counter() - started,
+    }
+    print(groups.round(3).to_string())
+    print(
+        f"\nmedian spread generated / real: within a trace {result['median_within_ratio']:.2f}, "
+        f"between traces {result['median_between_ratio']:.2f}"
+    )
+    largest = spread.reindex(spread["effect"].abs().sort_values(ascending=False).index).head(SHOWN)
+    shown = ["group", "real_mean", "other_mean", "effect", "within_ratio", "between_ratio"]
+    print(largest[shown].round(3).to_string())
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=float) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
