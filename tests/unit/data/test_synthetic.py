@@ -210,15 +210,20 @@ def test_quickstart_configs_differ_only_in_the_listener_and_its_time_scale():
     other = yaml.safe_load((ROOT / "configs" / "quickstart_novelty.yaml").read_text())
     assert base["data"]["synthetic"]["listener"] == "loudness_rise"
     assert other["data"]["synthetic"]["listener"] == "spectral_novelty"
-    # The novelty rule looks 5 s back and answers up to 4 s later: its context must cover ~9 s.
-    assert base["model"]["context_size_in_seconds"] == 6 and other["model"]["context_size_in_seconds"] == 10
-    # Model, data and training are the same; only how much audio guidance sampling adds is each
-    # config's own, chosen from its model's sweep (notebook 05), and small in both.
+    # The novelty rule looks 5 s back and answers up to 4 s later: its context covers ~9 s twice.
+    assert base["model"]["context_size_in_seconds"] == 6 and other["model"]["context_size_in_seconds"] == 20
+    # Its longer windows come fewer per batch, with as many scored steps per batch as the quickstart.
+    assert other["data"]["target_steps"] > base["data"]["target_steps"]
+    scored = [cfg["train"]["batch_size"] * cfg["data"]["target_steps"] for cfg in (base, other)]
+    assert scored[0] == scored[1]
+    # Model, data and training are the same otherwise; only how much audio guidance sampling adds
+    # is each config's own, chosen from its model's sweep (notebook 05), and small in both.
     for cfg in (base, other):
         assert 0.0 < cfg["sampling"]["audio_guidance"] <= 0.1
     for cfg in (base, other):  # the name and the dataset folder follow the listener
         del cfg["name"], cfg["data"]["data_dir"], cfg["data"]["synthetic"]["listener"]
         del cfg["model"]["context_size_in_seconds"], cfg["sampling"]["audio_guidance"]
+        del cfg["data"]["target_steps"], cfg["train"]["batch_size"]
     assert base == other
     assert (
         load_config(ROOT / "configs" / "quickstart_novelty.yaml").data.synthetic.listener
