@@ -17,17 +17,14 @@ Writes `benchmarks/results/attribution_histories.json`.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import torch
 
+from benchmarks.common import load_trained_run, write_json
 from wavenet_lib.attribution import attribute_audio
-from wavenet_lib.configs import load_config
-from wavenet_lib.data.bundle import build_datasets
 from wavenet_lib.evaluate.stimulus_validation import onset_mass_fraction, true_events
-from wavenet_lib.train.checkpoints import load_model
 
 WINDOWS_S = (0.5, 1.0)
 
@@ -42,9 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     run = Path(args.run_dir)
-    experiment = load_config(run / "config.yaml")
-    model, _, _ = load_model(run / "best.pt")
-    bundle = build_datasets(experiment)
+    experiment, model, bundle = load_trained_run(run)
     ids = bundle.splits["test"][: args.recordings]
     histories = ("recorded", "generated_1", f"generated_mean_{args.samples}")
     collected: dict[str, tuple[list, list, list]] = {h: ([], [], []) for h in histories}
@@ -87,9 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             for w in WINDOWS_S
         ]
         print(f"{name:22s} " + "; ".join(cells))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, default=float) + "\n")
+    write_json(args.out, result)
     return 0
 
 

@@ -95,10 +95,23 @@ def machine() -> dict:
     return info
 
 
+def load_trained_run(run_dir: str | Path) -> tuple:
+    """(experiment, model, bundle) of a trained run folder: its config.yaml, its best.pt and the
+    datasets that config builds (the synthetic data are written if missing)."""
+    from wavenet_lib.configs import load_config
+    from wavenet_lib.data.bundle import build_datasets
+    from wavenet_lib.train.checkpoints import load_model
+
+    run = Path(run_dir)
+    experiment = load_config(run / "config.yaml")
+    model, _, _ = load_model(run / "best.pt")
+    return experiment, model, build_datasets(experiment)
+
+
 def write_json(path: str | Path | None, payload: dict) -> None:
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(payload, indent=2))
+        Path(path).write_text(json.dumps(payload, indent=2, default=float) + "\n")
         print(f"wrote {path}")
 
 

@@ -17,18 +17,15 @@ Writes `benchmarks/results/two_sample_features.json` (or `--out`).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import torch
 
-from wavenet_lib.configs import load_config
-from wavenet_lib.data.bundle import build_datasets
+from benchmarks.common import load_trained_run, write_json
 from wavenet_lib.evaluate.assessment import assess
 from wavenet_lib.evaluate.two_sample import source_window_features
 from wavenet_lib.evaluate.two_sample_diagnosis import feature_group_aucs, feature_spread
-from wavenet_lib.train.checkpoints import load_model
 
 SHOWN = 8  # features printed, by the size of their effect
 
@@ -42,9 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     run = Path(args.run_dir)
-    experiment = load_config(run / "config.yaml")
-    model, _, _ = load_model(run / "best.pt")
-    bundle = build_datasets(experiment)
+    experiment, model, bundle = load_trained_run(run)
     started = time.perf_counter()
     items = assess(model, experiment, bundle, "test", samples=args.samples, seed=args.seed)
     rate = float(experiment.model.eda_sample_rate)
@@ -76,9 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     largest = spread.reindex(spread["effect"].abs().sort_values(ascending=False).index).head(SHOWN)
     shown = ["group", "real_mean", "other_mean", "effect", "within_ratio", "between_ratio"]
     print(largest[shown].round(3).to_string())
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, default=float) + "\n")
+    write_json(args.out, result)
     return 0
 
 

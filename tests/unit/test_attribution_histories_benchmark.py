@@ -3,26 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
-import yaml
 
 from benchmarks.attribution_histories import main
-from wavenet_lib.configs import load_config
-from wavenet_lib.train.loop import train_experiment
-
-TINY = Path(__file__).parents[1] / "notebooks" / "tiny.yaml"
 
 
-def test_attribution_histories_scores_every_history(tmp_path):
-    cfg = yaml.safe_load(TINY.read_text())
-    cfg["data"]["data_dir"] = str(tmp_path / "data")
-    cfg["data"]["cache_dir"] = str(tmp_path / "cache")
-    cfg["train"].update({"max_steps": 2, "warmup_steps": 1, "val_every": 2, "checkpoint_every": 2})
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    run = tmp_path / "run"
-    train_experiment(load_config(path), run)
+def test_attribution_histories_scores_every_history(tiny_synthetic_run, tmp_path):
+    run = tiny_synthetic_run
     out = tmp_path / "histories.json"
     assert main([str(run), "--samples", "2", "--recordings", "1", "--out", str(out)]) == 0
     result = json.loads(out.read_text())

@@ -3,29 +3,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
-import yaml
 
 from benchmarks.two_sample_features import main
-from wavenet_lib.configs import load_config
 from wavenet_lib.evaluate.two_sample_diagnosis import FEATURE_GROUPS
-from wavenet_lib.train.loop import train_experiment
-
-TINY = Path(__file__).parents[1] / "notebooks" / "tiny.yaml"
 
 
-def test_two_sample_features_reports_groups_and_spread(tmp_path):
-    cfg = yaml.safe_load(TINY.read_text())
-    cfg["data"]["data_dir"] = str(tmp_path / "data")
-    cfg["data"]["cache_dir"] = str(tmp_path / "cache")
-    cfg["train"].update({"max_steps": 2, "warmup_steps": 1, "val_every": 2, "checkpoint_every": 2})
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    run = tmp_path / "run"
-    train_experiment(load_config(path), run)
+def test_two_sample_features_reports_groups_and_spread(tiny_synthetic_run, tmp_path):
     out = tmp_path / "features.json"
-    assert main([str(run), "--samples", "2", "--out", str(out)]) == 0
+    assert main([str(tiny_synthetic_run), "--samples", "2", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["n_recordings"] == 2 and result["samples"] == 2
     assert list(result["feature_groups"]) == ["all", *FEATURE_GROUPS]

@@ -28,6 +28,7 @@ __all__ = [
     "TwoSampleTest",
     "window_features",
     "source_window_features",
+    "trace_window_features",
     "classifier_two_sample_test",
     "two_sample_test_on_features",
 ]
@@ -183,8 +184,19 @@ def source_window_features(
     hop_s: float = 15.0,
 ) -> dict[str, pd.DataFrame]:
     """{recording_id: the `window_features` of all its traces, stacked} for one source."""
+    per_trace = trace_window_features(source, sampling_rate, window_s, hop_s)
+    return {rid: pd.concat(tables) for rid, tables in per_trace.items()}
+
+
+def trace_window_features(
+    source: Mapping[str, np.ndarray | Sequence[np.ndarray]],
+    sampling_rate: float,
+    window_s: float = 30.0,
+    hop_s: float = 15.0,
+) -> dict[str, list[pd.DataFrame]]:
+    """{recording_id: [the `window_features` of each of its traces]} for one source."""
     return {
-        rid: pd.concat([window_features(t, sampling_rate, window_s, hop_s) for t in as_traces(traces)])
+        rid: [window_features(t, sampling_rate, window_s, hop_s) for t in as_traces(traces)]
         for rid, traces in source.items()
     }
 

@@ -29,8 +29,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from wavenet_lib.evaluate.traces import as_traces
-from wavenet_lib.evaluate.two_sample import two_sample_test_on_features, window_features
+from wavenet_lib.evaluate.two_sample import trace_window_features, two_sample_test_on_features
 
 __all__ = ["FEATURE_GROUPS", "group_columns", "feature_group_aucs", "feature_spread"]
 
@@ -100,12 +99,9 @@ def feature_group_aucs(
 def _trace_tables(
     source: Mapping[str, np.ndarray | Sequence[np.ndarray]], rate: float, window_s: float, hop_s: float
 ) -> list[pd.DataFrame]:
-    return [
-        table
-        for traces in source.values()
-        for trace in as_traces(traces)
-        if len(table := window_features(trace, rate, window_s, hop_s))
-    ]
+    """The window tables of every trace of a source that has at least one window."""
+    per_trace = trace_window_features(source, rate, window_s, hop_s)
+    return [table for tables in per_trace.values() for table in tables if len(table)]
 
 
 def feature_spread(
