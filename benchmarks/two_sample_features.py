@@ -24,8 +24,8 @@ import torch
 
 from benchmarks.common import load_trained_run, write_json
 from wavenet_lib.evaluate.assessment import assess
-from wavenet_lib.evaluate.two_sample import source_window_features
-from wavenet_lib.evaluate.two_sample_diagnosis import feature_group_aucs, feature_spread
+from wavenet_lib.evaluate.two_sample import stacked_window_features, trace_window_features
+from wavenet_lib.evaluate.two_sample_diagnosis import feature_group_aucs, feature_spread_on_tables
 
 SHOWN = 8  # features printed, by the size of their effect
 
@@ -45,10 +45,12 @@ def main(argv: list[str] | None = None) -> int:
     rate = float(experiment.model.eda_sample_rate)
     real = {it.recording_id: it.scored_traces()["real"] for it in items}
     generated = {it.recording_id: it.scored_traces()["generated"] for it in items}
+    # Window features once per trace (each runs the SCR detector): both views read them.
+    real_tables, generated_tables = trace_window_features(real, rate), trace_window_features(generated, rate)
     groups = feature_group_aucs(
-        source_window_features(real, rate), source_window_features(generated, rate), seed=args.seed
+        stacked_window_features(real_tables), stacked_window_features(generated_tables), seed=args.seed
     )
-    spread = feature_spread(real, generated, rate)
+    spread = feature_spread_on_tables(real_tables, generated_tables)
     result = {
         "run": str(run),
         "n_recordings": len(items),

@@ -29,6 +29,7 @@ __all__ = [
     "window_features",
     "source_window_features",
     "trace_window_features",
+    "stacked_window_features",
     "classifier_two_sample_test",
     "two_sample_test_on_features",
 ]
@@ -184,7 +185,11 @@ def source_window_features(
     hop_s: float = 15.0,
 ) -> dict[str, pd.DataFrame]:
     """{recording_id: the `window_features` of all its traces, stacked} for one source."""
-    per_trace = trace_window_features(source, sampling_rate, window_s, hop_s)
+    return stacked_window_features(trace_window_features(source, sampling_rate, window_s, hop_s))
+
+
+def stacked_window_features(per_trace: Mapping[str, Sequence[pd.DataFrame]]) -> dict[str, pd.DataFrame]:
+    """{recording_id: one table} from `trace_window_features`' {recording_id: [a table per trace]}."""
     return {rid: pd.concat(tables) for rid, tables in per_trace.items()}
 
 

@@ -2,6 +2,7 @@
 
     groups = feature_group_aucs(real_features, other_features)   # AUC per group: alone, left out
     spread = feature_spread(real_us, other_us, sampling_rate)    # within- vs between-trace spread
+    spread = feature_spread_on_tables(real_tables, other_tables)  # the same on computed features
 
 The two-sample AUC (`two_sample.classifier_two_sample_test`) says *whether* a classifier tells
 the sources apart, not *by what*. Two views answer that:
@@ -31,7 +32,13 @@ import pandas as pd
 
 from wavenet_lib.evaluate.two_sample import trace_window_features, two_sample_test_on_features
 
-__all__ = ["FEATURE_GROUPS", "group_columns", "feature_group_aucs", "feature_spread"]
+__all__ = [
+    "FEATURE_GROUPS",
+    "group_columns",
+    "feature_group_aucs",
+    "feature_spread",
+    "feature_spread_on_tables",
+]
 
 # Each group: the window-feature names it holds (exact names, or prefixes ending in "*").
 FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
@@ -96,14 +103,6 @@ def feature_group_aucs(
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def _trace_tables(
-    source: Mapping[str, np.ndarray | Sequence[np.ndarray]], rate: float, window_s: float, hop_s: float
-) -> list[pd.DataFrame]:
-    """The window tables of every trace of a source that has at least one window."""
-    per_trace = trace_window_features(source, rate, window_s, hop_s)
-    return [table for tables in per_trace.values() for table in tables if len(table)]
-
-
 def feature_spread(
     real_us: Mapping[str, np.ndarray | Sequence[np.ndarray]],
     other_us: Mapping[str, np.ndarray | Sequence[np.ndarray]],
@@ -119,6 +118,21 @@ def feature_spread(
         sampling_rate: EDA rate (Hz).
         window_s, hop_s: the windows of `window_features`.
 
+    Returns and raises: see `feature_spread_on_tables`, which this calls on the traces'
+    `trace_window_features`.
+    """
+    return feature_spread_on_tables(
+        trace_window_features(real_us, sampling_rate, window_s, hop_s),
+        trace_window_features(other_us, sampling_rate, window_s, hop_s),
+    )
+
+
+def feature_spread_on_tables(
+    real: Mapping[str, Sequence[pd.DataFrame]], other: Mapping[str, Sequence[pd.DataFrame]]
+) -> pd.DataFrame:
+    """`feature_spread` on computed features: {recording_id: [a `window_features` table per trace]}
+    for each source, as `trace_window_features` returns them (traces without a window are skipped).
+
     Returns:
         DataFrame indexed by feature (features NaN in every window dropped), columns: group,
         real_mean, other_mean, effect (other − real in pooled window sd), within_sd_real,
@@ -130,13 +144,13 @@ def feature_spread(
         ValueError: a source has fewer than two traces with windows (no between-trace spread).
     """
     tables = {
-        "real": _trace_tables(real_us, sampling_rate, window_s, hop_s),
-        "other": _trace_tables(other_us, sampling_rate, window_s, hop_s),
+        name: [table for traces in source.values() for table in traces if len(table)]
+        for name, source in (("real", real), ("other", other))
     }
     for name, found in tables.items():
         if len(found) < 2:
             raise ValueError(
-                f"feature_spread needs at least two {name} traces of {window_s:g} s or more, got {len(found)}"
+                f"feature_spread needs at least two {name} traces long enough for a window, got {len(found)}"
             )
     columns = list(tables["real"][0].columns)
     group_of = {c: g for g, cols in group_columns(columns).items() for c in cols}
