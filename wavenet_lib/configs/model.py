@@ -135,6 +135,15 @@ class WavenetConfig(BaseModel):
         "level). false: the value enters through the linear input only (needs eda_value_input), so "
         "neighbouring levels condition the network alike.",
     )
+    eda_memory_seconds: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=LIMITS["context_size_in_seconds"],
+        description="When > 0, the network also reads a slow summary of the whole EDA history: the "
+        "exponentially weighted mean of the one-step change and of its size over about this many "
+        "seconds (causal, models/eda_memory.py), so a sample keeps the gain and trend it started "
+        "with after they leave the receptive field. 0: the receptive field is all the model sees.",
+    )
     mixture_components: PositiveInt = Field(
         default=4, description="Logistic components of the logistic_mixture head."
     )
@@ -284,6 +293,14 @@ class WavenetConfig(BaseModel):
         `first_full_step + target_steps` steps long and the loss covers the last target_steps.
         """
         return self.receptive_field_eda_steps - 1
+
+    @property
+    def memory_decay(self) -> float:
+        """Per-step decay of the EDA memory's weights, exp(-1 / (eda_memory_seconds * eda_sample_rate));
+        0 when the memory is off."""
+        if self.eda_memory_seconds <= 0:
+            return 0.0
+        return math.exp(-1.0 / (self.eda_memory_seconds * self.eda_sample_rate))
 
     @property
     def gate_width(self) -> int:

@@ -6,6 +6,9 @@ A window of `W = model.first_full_step + data.target_steps` EDA steps is one ite
     "eda_prev"     float32 (out_channels, W): eda_prev[:, t] = dequantize(quantize(eda_norm[start+t-1])),
                    eda_prev[:, 0] = that of the step before the window (START_VALUE, 0.0, at step 0)
     "target"       int64 (out_channels, W): quantize(eda_norm[start+t])
+    "eda_memory"   float32 (out_channels * 2, W), only with `model.eda_memory_seconds` > 0: the EDA
+                   memory of the window's steps, computed over the recording from its start
+                   (`models/eda_memory.py`), since the memory reaches back past the window
     "recording_id" str
     "start_step"   int
 
@@ -27,6 +30,7 @@ from wavenet_lib.data.features import model_features
 from wavenet_lib.data.normalization import MinMaxNormalizer
 from wavenet_lib.data.recordings import Recording, window_steps
 from wavenet_lib.errors import DataError
+from wavenet_lib.models.eda_memory import eda_memory
 from wavenet_lib.models.quantization import START_VALUE, dequantize, quantize
 from wavenet_lib.seeding import derive_seed
 
@@ -70,7 +74,7 @@ class WindowDataset(Dataset):
         self.standardize = standardize
         self.spf = model.spectral_frames_per_eda_step
         levels = model.quantization_levels
-        self._target, self._prev = [], []
+        self._target, self._prev, self._memory = [], [], []
         for rec in self.recordings:
             if rec.n_steps < self.window:
                 raise DataError(
@@ -82,6 +86,11 @@ class WindowDataset(Dataset):
             q = quantize(np.asarray(units, dtype=np.float64), levels)
             self._target.append(q)
             self._prev.append(dequantize(q, levels))
+            if model.eda_memory_seconds > 0:  # the levels eda_prev holds at every step of the recording
+                start_level = quantize(np.full((q.shape[0], 1), START_VALUE), levels)
+                prev_levels = np.concatenate([start_level, q[:, :-1]], axis=1)
+                memory = eda_memory(torch.from_numpy(prev_levels)[None], model.memory_decay)
+                self._memory.append(memory[0].numpy())
         starts = np.array([r.n_steps - self.window + 1 for r in self.recordings], dtype=np.int64)
         self._cum_starts = np.cumsum(starts)
         if mode == "random":
@@ -140,13 +149,16 @@ class WindowDataset(Dataset):
         eda_prev = np.empty((prev.shape[0], W), dtype=np.float32)
         eda_prev[:, 1:] = prev[:, start : start + W - 1]
         eda_prev[:, 0] = prev[:, start - 1] if start > 0 else START_VALUE
-        return {
+        item = {
             "mfcc": torch.from_numpy(mfcc),
             "eda_prev": torch.from_numpy(eda_prev),
             "target": torch.from_numpy(np.ascontiguousarray(self._target[i][:, start : start + W])),
             "recording_id": rec.recording_id,
             "start_step": int(start),
         }
+        if self._memory:
+            item["eda_memory"] = torch.from_numpy(np.ascontiguousarray(self._memory[i][:, start : start + W]))
+        return item
 
 
 def make_dataloader(

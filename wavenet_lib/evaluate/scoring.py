@@ -76,7 +76,8 @@ def model_log_probs(
         eda_norm: (T,), (C_out, T) or (B, C_out, T) EDA in normalized units [-1, 1].
         chunk_steps: if given, run the forward over chunks of this many steps, each with
             `first_full_step` steps of history in front, which gives exactly the full forward's
-            logits (the network is causal with a finite receptive field) in bounded memory.
+            logits (the network is causal with a finite receptive field; the EDA memory,
+            which reaches back further, is computed once over the recording) in bounded memory.
 
     Returns:
         log-probabilities (B, Q, C_out, T), float32 on the CPU.
@@ -94,11 +95,13 @@ def model_log_probs(
     was_training = model.training
     model.eval()
     try:
+        memory = model.memory_of(eda_prev) if model.reads_memory else None
         parts = []
         for start in range(0, steps, chunk):
             stop = min(steps, start + chunk)
             lo = max(0, start - history)
-            logits = model(mfcc[:, :, lo * spf : stop * spf], eda_prev[..., lo:stop])
+            chunk_memory = None if memory is None else memory[..., lo:stop]
+            logits = model(mfcc[:, :, lo * spf : stop * spf], eda_prev[..., lo:stop], eda_memory=chunk_memory)
             parts.append(torch.log_softmax(logits[..., start - lo :].float(), dim=1).cpu())
     finally:
         model.train(was_training)

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from wavenet_lib.models.eda_memory import MemoryTracker
 from wavenet_lib.models.fused_step import fused_layers_for
 from wavenet_lib.models.quantization import dequantize
 
@@ -105,6 +106,11 @@ class Stepper:
 
         # A step's conditioning by previous level, when it depends on nothing else (one signal).
         self.c_table = model.upsampler.step_table()  # (Q, n, cond) or None
+        # The EDA memory, updated with each step's previous level (models/eda_memory.py).
+        self.memory = None
+        if model.reads_memory:
+            cfg, dtype = model.config, model.upsampler.expand.weight.dtype
+            self.memory = MemoryTracker(b, cfg.out_channels, cfg.memory_decay, dtype, mfcc.device)
         self.fused = fused_layers_for(self, mfcc)  # the layers compiled, when available
         if self.fused is None:  # buffers of the layers as PyTorch calls
             self._torch_buffers(w, n * b, x0)
@@ -157,7 +163,8 @@ class Stepper:
         n, b = self.n, self.batch
         if self.c_table is None:
             value = dequantize(prev_level, self.model.config.quantization_levels, self.x0.dtype)
-            c = self.model.upsampler.step(value)  # (n*B, cond)
+            memory = None if self.memory is None else self.memory.update(prev_level)
+            c = self.model.upsampler.step(value, memory)  # (n*B, cond)
             rows = self.fused(t, c) if self.fused else self._layers(t, c)
         elif self.fused:
             rows = self.fused(t, None, prev_level[:, 0])

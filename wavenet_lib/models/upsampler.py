@@ -33,6 +33,10 @@ class Upsampler(nn.Module):
     model's own samples moves the conditioning as far as any jump, while through the linear
     input it moves it by one level's worth. The relative head already centres the output on
     the previous level, which the embedding was first meant to make easy.
+
+    With `memory_features` > 0 the EDA memory of each step (`models/eda_memory.py`: slow means
+    of the change of level and of its size over the whole history) is added through another
+    learned linear map, so every frame of the step carries it like the step's value.
     """
 
     VALUE_LEVELS_PER_UNIT = 4.0  # a one-level change moves the value input by 0.25
@@ -45,6 +49,7 @@ class Upsampler(nn.Module):
         levels: int,
         value_input: bool = False,
         level_embedding: bool = True,
+        memory_features: int = 0,
     ) -> None:
         super().__init__()
         if not (value_input or level_embedding):
@@ -61,11 +66,13 @@ class Upsampler(nn.Module):
             # Inputs reach ±(Q-1)/(2·VALUE_LEVELS_PER_UNIT); start with outputs of order one.
             bound = 2 * self.VALUE_LEVELS_PER_UNIT / (levels - 1)
             nn.init.uniform_(self.value.weight, -bound, bound)
+        self.memory = nn.Linear(memory_features, cond_channels, bias=False) if memory_features else None
         self.expand = nn.ConvTranspose1d(cond_channels, cond_channels, kernel_size=factor, stride=factor)
         self.mix = nn.Conv1d(cond_channels, cond_channels, 1)
 
-    def embed_values(self, eda_prev: torch.Tensor) -> torch.Tensor:
-        """(B, C_out, T) values in normalized units → (B, T, cond) level embeddings."""
+    def embed_values(self, eda_prev: torch.Tensor, memory: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, C_out, T) values in normalized units (+ (B, memory_features, T) memory when the
+        upsampler reads one) → (B, T, cond) embeddings."""
         level = quantize(eda_prev, self.levels)  # (B, C_out, T)
         e = None
         if self.embed is not None:
@@ -77,25 +84,31 @@ class Upsampler(nn.Module):
             v = self.value(centred.transpose(1, 2))
             e = v if e is None else e + v
         assert e is not None  # __init__ requires one of the two inputs
+        if self.memory is not None:
+            if memory is None:
+                raise ValueError("this upsampler reads the EDA memory: pass memory (B, features, T)")
+            e = e + self.memory(memory.to(e.dtype).transpose(1, 2))
         return e
 
-    def forward(self, eda_prev: torch.Tensor) -> torch.Tensor:
-        e = self.embed_values(eda_prev).transpose(1, 2)  # (B, cond, T)
+    def forward(self, eda_prev: torch.Tensor, memory: torch.Tensor | None = None) -> torch.Tensor:
+        e = self.embed_values(eda_prev, memory).transpose(1, 2)  # (B, cond, T)
         return self.mix(F.relu(self.expand(e)))  # (B, cond, T*spf)
 
-    def step(self, eda_prev_t: torch.Tensor) -> torch.Tensor:
-        """One step's conditioning, time-major: (B, C_out) previous values → (spf*B, cond).
+    def step(self, eda_prev_t: torch.Tensor, memory_t: torch.Tensor | None = None) -> torch.Tensor:
+        """One step's conditioning, time-major: (B, C_out) previous values (+ (B, memory_features)
+        memory) → (spf*B, cond).
 
         `forward` on a one-step sequence, laid out as the incremental path's frame rows.
         """
         b = eda_prev_t.shape[0]
-        c = self.forward(eda_prev_t[:, :, None])  # (B, cond, spf)
+        memory = None if memory_t is None else memory_t[:, :, None]
+        c = self.forward(eda_prev_t[:, :, None], memory)  # (B, cond, spf)
         return c.permute(2, 0, 1).reshape(self.factor * b, -1)
 
     def step_table(self) -> torch.Tensor | None:
         """`step` for every previous level at once, (Q, spf, cond), when there is one EDA signal
-        (a step's conditioning depends only on its previous level); None for several signals."""
-        if self.offsets.numel() != 1:
+        and no memory (a step's conditioning depends only on its previous level); else None."""
+        if self.offsets.numel() != 1 or self.memory is not None:
             return None
         levels = level_centres(self.levels, self.offsets.device)
         c = self.forward(levels.to(self.expand.weight.dtype)[:, None, None])  # (Q, cond, spf)

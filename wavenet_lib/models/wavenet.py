@@ -29,6 +29,7 @@ from torch import nn
 
 from wavenet_lib.configs import WavenetConfig
 from wavenet_lib.data.features import silent_mfcc_like
+from wavenet_lib.models.eda_memory import MEMORY_FEATURES, eda_memory
 from wavenet_lib.models.head import Downsampler, HeadWeights
 from wavenet_lib.models.incremental import Stepper
 from wavenet_lib.models.layers import Gate, ResidualLayer, StepWeights, WavenetStack, time_major
@@ -64,6 +65,7 @@ class Wavenet(nn.Module):
             config.quantization_levels,
             value_input=config.eda_value_input,
             level_embedding=config.eda_level_embedding,
+            memory_features=config.out_channels * MEMORY_FEATURES if config.eda_memory_seconds > 0 else 0,
         )
         self.stacks = nn.ModuleList(
             WavenetStack(config, last=k == config.num_stacks - 1) for k in range(config.num_stacks)
@@ -137,6 +139,16 @@ class Wavenet(nn.Module):
         w = self.input_proj.weight[:, :, 0]  # (R, C_in*M), inputs ordered as in embed_audio
         return torch.addmm(self.input_proj.bias, rows, w.t()).view(f, b, -1)
 
+    @property
+    def reads_memory(self) -> bool:
+        """Whether the network reads the EDA memory (`model.eda_memory_seconds` > 0)."""
+        return self.upsampler.memory is not None
+
+    def memory_of(self, eda_prev: torch.Tensor) -> torch.Tensor:
+        """The EDA memory (B, C_out * MEMORY_FEATURES, T) of a clip whose first step is eda_prev[..., 0]."""
+        levels = quantize(eda_prev, self.config.quantization_levels)
+        return eda_memory(levels, self.config.memory_decay, self.upsampler.expand.weight.dtype)
+
     # --- teacher-forced forward -----------------------------------------------------------
     def forward(
         self,
@@ -144,6 +156,7 @@ class Wavenet(nn.Module):
         eda_prev: torch.Tensor,
         target: torch.Tensor | None = None,
         first_step: int = 0,
+        eda_memory: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits (B, Q, C_out, T) for every step, given the EDA before each step.
 
@@ -157,10 +170,21 @@ class Wavenet(nn.Module):
                 allows (`Downsampler.target_log_probs`). Training calls the model this way so
                 that a DistributedDataParallel wrapper sees the call.
             first_step: with a target, the first step scored (earlier steps are left out).
+            eda_memory: with `model.eda_memory_seconds` > 0, the EDA memory of these steps
+                (B, C_out * MEMORY_FEATURES, T), for a clip cut from a longer one (a training
+                window). None computes it from eda_prev, as for a clip that starts here.
         """
         eda_prev, steps = self._check_inputs(mfcc, eda_prev)
         x = self.embed_audio(mfcc)  # (B, R, F)
-        c = self.upsampler(eda_prev)  # (B, cond, F)
+        memory = None
+        if self.reads_memory:
+            memory = self.memory_of(eda_prev) if eda_memory is None else eda_memory
+            if memory.shape != (eda_prev.shape[0], self.upsampler.memory.in_features, steps):
+                raise ValueError(
+                    f"eda_memory must be (B={eda_prev.shape[0]}, {self.upsampler.memory.in_features}, "
+                    f"T={steps}), got {tuple(memory.shape)}"
+                )
+        c = self.upsampler(eda_prev, memory)  # (B, cond, F)
         skips = 0
         for stack in self.stacks:
             x, s = stack(x, c)
@@ -264,7 +288,9 @@ class Wavenet(nn.Module):
         spf = self.spf
         start = max(0, t + 1 - self.config.receptive_field_eda_steps)
         window = mfcc[:, :, start * spf : (t + 1) * spf]
-        return self.forward(window, eda_prev[:, :, start : t + 1])[..., -1]
+        # The memory reaches back to the clip's start: computed over the whole prefix.
+        memory = self.memory_of(eda_prev[:, :, : t + 1])[..., start:] if self.reads_memory else None
+        return self.forward(window, eda_prev[:, :, start : t + 1], eda_memory=memory)[..., -1]
 
     @torch.no_grad()
     def generate(

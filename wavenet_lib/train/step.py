@@ -107,6 +107,13 @@ def batch_to_device(batch: Mapping[str, Any], device: torch.device) -> tuple[tor
     return tuple(batch[k].to(device, non_blocking=nb) for k in ("mfcc", "eda_prev", "target"))
 
 
+def memory_to_device(batch: Mapping[str, Any], device: torch.device) -> torch.Tensor | None:
+    """The windows' EDA memory (B, C_out * 2, T) on `device`, or None when the items carry none
+    (`model.eda_memory_seconds` 0)."""
+    memory = batch.get("eda_memory")
+    return None if memory is None else memory.to(device, non_blocking=device.type == "cuda")
+
+
 def window_loader(
     dataset: Dataset, batches: list[list[int]], num_workers: int, seed: int, device: torch.device
 ) -> DataLoader:
@@ -127,6 +134,7 @@ def own_samples(
     eda_prev: torch.Tensor,
     share: float,
     sampling: SamplingConfig | None = None,
+    eda_memory: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """eda_prev with a random `share` of its values (after the first) replaced by the model's
     own sample of them: a gradient-free teacher-forced pass gives each step's distribution,
@@ -142,7 +150,7 @@ def own_samples(
     net.eval()  # the distribution generation draws from (no dropout)
     try:
         with torch.no_grad():
-            logits = net(mfcc, eda_prev)  # (B, Q, C, T)
+            logits = net(mfcc, eda_prev, eda_memory=eda_memory)  # (B, Q, C, T)
     finally:
         net.train(was_training)
     with torch.no_grad():
@@ -222,15 +230,16 @@ def train_step(
     env = env or DistEnv()
     device = next(model.parameters()).device
     mfcc, eda_prev, target = batch_to_device(batch, device)
+    memory = memory_to_device(batch, device)  # the real history's, also under noise or own samples
     if audio_dropout > 0:
         mfcc = drop_audio(mfcc, audio_dropout, cast("Wavenet", unwrap_model(model)).config.num_mfccs)
     if scheduled_sampling > 0:
-        eda_prev = own_samples(model, mfcc, eda_prev, scheduled_sampling, sampling)
+        eda_prev = own_samples(model, mfcc, eda_prev, scheduled_sampling, sampling, memory)
     if history_noise > 0:
         noise = torch.randn(eda_prev.shape).to(device)  # the CPU stream on any device: one to restore
         eda_prev = eda_prev + history_noise * noise
     with autocast(device, bf16):  # log P(target) of the scored steps (Wavenet.forward with a target)
-        log_p = model(mfcc, eda_prev, target=target, first_step=first_full_step)
+        log_p = model(mfcc, eda_prev, target=target, first_step=first_full_step, eda_memory=memory)
     loss = -log_p.float().mean()
     mean_loss = float(all_reduce_sum(loss.detach().double().clone(), env)) / env.world_size
     if not math.isfinite(mean_loss):
@@ -279,8 +288,11 @@ def validation_loss(
         with torch.no_grad():
             for batch in window_loader(dataset, batches, num_workers, 0, device):
                 mfcc, eda_prev, target = batch_to_device(batch, device)
+                memory = memory_to_device(batch, device)
                 with autocast(device, bf16):
-                    log_p = model(mfcc, eda_prev, target=target, first_step=first_full_step)
+                    log_p = model(
+                        mfcc, eda_prev, target=target, first_step=first_full_step, eda_memory=memory
+                    )
                 totals[0] -= log_p.double().sum()
                 totals[1] += target[..., first_full_step:].numel()
     finally:

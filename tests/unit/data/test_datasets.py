@@ -258,3 +258,34 @@ def test_split_seed_fixes_the_held_out_recordings_whatever_the_seed(tmp_path):
     fixed = cfg.model_copy(update={"data": cfg.data.model_copy(update={"split_seed": 0})})
     for seed in range(4):
         assert build_datasets(fixed.model_copy(update={"seed": seed})).splits == by_seed[0]
+
+
+def test_windows_carry_the_recordings_eda_memory_and_score_as_the_whole_recording(tmp_path):
+    """With model.eda_memory_seconds, a training window carries the memory of its steps computed
+    over the recording from its start; the model on that window gives the log-probabilities the
+    whole recording's teacher-forced pass gives there, scored whole or in chunks."""
+    from wavenet_lib.evaluate.scoring import model_log_probs
+    from wavenet_lib.models.wavenet import Wavenet
+
+    cfg = tiny_experiment(tmp_path, model=tiny_model(eda_memory_seconds=3, eda_value_input=True))
+    bundle = build_datasets(cfg)
+    torch.manual_seed(0)
+    model = Wavenet(cfg.model).eval()
+    first = cfg.model.first_full_step
+    item = max((bundle.val[i] for i in range(len(bundle.val))), key=lambda it: it["start_step"])
+    assert item["start_step"] > first and set(item) >= {"eda_memory"}
+    rid, start, W = item["recording_id"], item["start_step"], item["target"].shape[-1]
+    full = bundle.load(rid, cfg)
+    levels = cfg.model.quantization_levels
+    prev = torch.cat([torch.zeros(1, 1), dequantize(quantize(full.eda, levels), levels)[:, :-1]], -1)
+    expected_memory = model.memory_of(prev[None])  # START_VALUE (0.0), then the recording's own steps
+    memory = item["eda_memory"][None]
+    torch.testing.assert_close(memory, expected_memory[..., start : start + W], atol=1e-6, rtol=0)
+    with torch.no_grad():
+        window = torch.log_softmax(
+            model(item["mfcc"][None], item["eda_prev"][None], eda_memory=item["eda_memory"][None]), dim=1
+        )
+    for chunk in (None, 7):
+        whole = model_log_probs(model, full.mfcc, full.eda, chunk_steps=chunk)
+        expected = whole[..., start + first : start + W]
+        torch.testing.assert_close(window[..., first:], expected, atol=1e-5, rtol=0)

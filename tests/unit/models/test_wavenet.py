@@ -42,6 +42,9 @@ CONFIGS = {
     # The past EDA through the linear value input alone (no level embedding).
     "value_only": dict(eda_value_input=True, eda_level_embedding=False),
     "value_only_stereo_2eda": dict(STEREO_2EDA, eda_value_input=True, eda_level_embedding=False),
+    # A slow summary of the whole EDA history beside the receptive field (models/eda_memory.py).
+    "memory": dict(eda_value_input=True, eda_memory_seconds=2),
+    "memory_stereo_2eda": dict(STEREO_2EDA, eda_value_input=True, eda_memory_seconds=5),
 }
 
 
@@ -165,7 +168,7 @@ def test_exact_causality(name):
 
 
 @pytest.mark.parametrize(
-    "name", ["spf1", "spf25", "spf7_stereo_2eda", "multistack", "mixture", "value_multistack"]
+    "name", ["spf1", "spf25", "spf7_stereo_2eda", "multistack", "mixture", "value_multistack", "memory"]
 )
 def test_receptive_field_measured_by_gradients(name):
     cfg = make_config(**CONFIGS[name])
@@ -220,3 +223,33 @@ def test_overfits_one_small_batch():
         loss.backward()
         opt.step()
     assert loss.item() < 0.1 * math.log(cfg.quantization_levels)
+
+
+@pytest.mark.parametrize("name", ["memory", "memory_stereo_2eda"])
+def test_memory_reaches_past_the_receptive_field_and_a_window_with_its_memory_equals_the_clip(name):
+    """With the EDA memory, a change of the EDA long before the receptive field still moves the
+    logits (and only through the memory: without it the model reads the receptive field alone);
+    a window cut from a clip, given the clip's memory of its steps, gives the clip's logits
+    from first_full_step on, as training windows rely on."""
+    cfg = make_config(**CONFIGS[name])
+    model = build(cfg)
+    spf, first = cfg.spectral_frames_per_eda_step, cfg.first_full_step
+    steps = 3 * cfg.receptive_field_eda_steps
+    mfcc, eda = inputs(cfg, batch=2, steps=steps)
+    base = model(mfcc, eda)
+    moved = eda.clone()
+    moved[..., 1] = -moved[..., 1]  # step 1's previous value, far outside the last steps' receptive field
+    moved_last = model(mfcc, moved)[..., -1].detach()
+    assert float((moved_last - base[..., -1]).abs().max()) > 1e-9  # in float64: not rounding
+    plain = build(make_config(**{k: v for k, v in CONFIGS[name].items() if k != "eda_memory_seconds"}))
+    assert torch.equal(plain(mfcc, moved)[..., -1], plain(mfcc, eda)[..., -1])
+
+    memory = model.memory_of(eda)
+    start = steps - first - 5
+    window = model(mfcc[:, :, start * spf :], eda[..., start:], eda_memory=memory[..., start:])
+    torch.testing.assert_close(window[..., first:], base[..., start + first :], atol=1e-10, rtol=0)
+    # ...and without the clip's memory the window reads as a clip that starts there: different.
+    cold = model(mfcc[:, :, start * spf :], eda[..., start:])
+    assert not torch.allclose(cold[..., first:], window[..., first:])
+    with pytest.raises(ValueError, match="eda_memory must be"):
+        model(mfcc, eda, eda_memory=memory[..., 1:])

@@ -69,6 +69,22 @@ def test_resume_is_exact(tmp_path, stop_after, extra):
     assert steps == list(range(1, 8))
 
 
+def test_a_model_with_eda_memory_trains_on_its_windows_memory_and_resumes_exactly(tmp_path):
+    """The windows' EDA memory reaches the model in training (its projection learns) and a
+    resumed run ends with the same weights."""
+    from wavenet_lib.models.wavenet import Wavenet
+
+    cfg = tiny_experiment(model={**DROPOUT, "eda_memory_seconds": 3.0, "eda_value_input": True}, max_steps=7)
+    full = run(cfg, tmp_path / "full")
+    torch.manual_seed(cfg.seed)
+    start = Wavenet(cfg.model).upsampler.memory.weight
+    assert start.shape == full.model.upsampler.memory.weight.shape
+    assert not torch.allclose(full.model.upsampler.memory.weight.cpu(), start)
+    run(cfg, tmp_path / "resumed", stop_after=3)
+    resumed = run(cfg, tmp_path / "resumed", resume=True)
+    assert_same_weights(full.model.state_dict(), resumed.model.state_dict())
+
+
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
         run(tiny_experiment(), tmp_path / "empty", resume=True)
@@ -271,7 +287,7 @@ def test_scheduled_sampling_swaps_that_share_of_the_past_for_the_models_own_draw
     levels = cfg.model.quantization_levels
     model = Wavenet(cfg.model).train()
 
-    def sure_of_level_3(self, mfcc, eda_prev):
+    def sure_of_level_3(self, mfcc, eda_prev, eda_memory=None):
         logits = torch.full((eda_prev.shape[0], levels, *eda_prev.shape[1:]), -1e9)
         logits[:, 3] = 0.0
         return logits
