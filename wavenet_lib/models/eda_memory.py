@@ -10,10 +10,12 @@ means over the steps so far of
 - the one-step change of level, d = level(eda_prev[t]) - level(eda_prev[t-1]) (the trend), and
 - its size |d| (how active the trace has been: SCR sizes and rates),
 
-in quantization levels per step, each EDA signal on its own: `MEMORY_FEATURES` numbers per
-signal. The weights decay by `config.memory_decay` per step (a time constant of
-`eda_memory_seconds`) and are normalized by their sum, so early in a clip the memory is the
-plain mean of the steps seen (no cold-start bias towards zero). d is 0 at step 0.
+in quantization levels per step, and the coverage 1 - decay^(t+1), the share of a full memory's
+weight the steps so far hold (0 at a clip's start, 1 after several time constants), so the
+network can tell a memory of a few steps from a settled one; each EDA signal on its own:
+`MEMORY_FEATURES` numbers per signal. The weights decay by `config.memory_decay` per step (a
+time constant of `eda_memory_seconds`) and are normalized by their sum, so early in a clip the
+memory is the plain mean of the steps seen (no cold-start bias towards zero). d is 0 at step 0.
 
 It is a deterministic function of eda_prev[..., :t+1], so causality holds exactly, but it has
 no finite receptive field on the past EDA: a window cut from a recording needs the memory of
@@ -30,15 +32,15 @@ import torch
 
 __all__ = ["MEMORY_FEATURES", "MemoryTracker", "eda_memory"]
 
-MEMORY_FEATURES = 2  # per EDA signal: mean change, mean size of change (levels per step)
+MEMORY_FEATURES = 3  # per EDA signal: mean change, mean size of change (levels per step), coverage
 
 
 class MemoryTracker:
     """The memory's recurrence, one step at a time.
 
     `update(level)` takes the levels of step t's previous EDA value, (B, C) int64, and returns
-    the memory of step t, (B, C * MEMORY_FEATURES): for each signal its mean change, then its
-    mean size of change.
+    the memory of step t, (B, C * MEMORY_FEATURES): for each signal its mean change, its mean
+    size of change and the coverage.
     """
 
     def __init__(
@@ -47,8 +49,10 @@ class MemoryTracker:
         if not 0.0 < decay < 1.0:
             raise ValueError(f"memory decay must be in (0, 1), got {decay}")
         self.decay = decay
-        self.sums = torch.zeros(batch, channels, MEMORY_FEATURES, dtype=dtype, device=device)
+        self.sums = torch.zeros(batch, channels, 2, dtype=dtype, device=device)
+        self.out = torch.empty(batch, channels, MEMORY_FEATURES, dtype=dtype, device=device)
         self.weight = 0.0
+        self.coverage = 0.0
         self.last: torch.Tensor | None = None
 
     def update(self, level: torch.Tensor) -> torch.Tensor:
@@ -59,11 +63,14 @@ class MemoryTracker:
         self.sums[..., 0].add_(d)
         self.sums[..., 1].add_(d.abs())
         self.weight = self.weight * self.decay + 1.0
-        return (self.sums / self.weight).flatten(1)
+        self.coverage = self.coverage * self.decay + (1.0 - self.decay)  # = 1 - decay^(t+1)
+        torch.div(self.sums, self.weight, out=self.out[..., :2])
+        self.out[..., 2] = self.coverage
+        return self.out.flatten(1).clone()  # the next update must not change what was returned
 
 
 def eda_memory(levels: torch.Tensor, decay: float, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """The memory of every step of a clip: levels (B, C, T) int64 of eda_prev → (B, C * 2, T).
+    """The memory of every step of a clip: levels (B, C, T) int64 of eda_prev → (B, C * 3, T).
 
     Step 0 of `levels` is the clip's first step (its eda_prev[..., 0], usually START_VALUE's level).
     """

@@ -35,8 +35,13 @@ class Upsampler(nn.Module):
     the previous level, which the embedding was first meant to make easy.
 
     With `memory_features` > 0 the EDA memory of each step (`models/eda_memory.py`: slow means
-    of the change of level and of its size over the whole history) is added through another
-    learned linear map, so every frame of the step carries it like the step's value.
+    of the change of level and of its size over the whole history, and their coverage) is added
+    through another learned linear map, so every frame of the step carries it like the step's
+    value. Its inputs are compressed as sign(m) log(1 + |m|) (a mean size of change runs from
+    under one level per step to over ten; a few steps into a clip a mean change can be -6) and
+    the map starts at zero: a new model conditions as one without memory and learns how far to
+    use it (with a default init, the memory's share of the conditioning started ten times the
+    value input's and the quickstart trained to a 0.15 nats worse cross-entropy).
     """
 
     VALUE_LEVELS_PER_UNIT = 4.0  # a one-level change moves the value input by 0.25
@@ -66,7 +71,10 @@ class Upsampler(nn.Module):
             # Inputs reach ±(Q-1)/(2·VALUE_LEVELS_PER_UNIT); start with outputs of order one.
             bound = 2 * self.VALUE_LEVELS_PER_UNIT / (levels - 1)
             nn.init.uniform_(self.value.weight, -bound, bound)
-        self.memory = nn.Linear(memory_features, cond_channels, bias=False) if memory_features else None
+        self.memory = None
+        if memory_features:
+            self.memory = nn.Linear(memory_features, cond_channels, bias=False)
+            nn.init.zeros_(self.memory.weight)
         self.expand = nn.ConvTranspose1d(cond_channels, cond_channels, kernel_size=factor, stride=factor)
         self.mix = nn.Conv1d(cond_channels, cond_channels, 1)
 
@@ -87,7 +95,8 @@ class Upsampler(nn.Module):
         if self.memory is not None:
             if memory is None:
                 raise ValueError("this upsampler reads the EDA memory: pass memory (B, features, T)")
-            e = e + self.memory(memory.to(e.dtype).transpose(1, 2))
+            m = memory.to(e.dtype).transpose(1, 2)
+            e = e + self.memory(torch.sign(m) * torch.log1p(m.abs()))
         return e
 
     def forward(self, eda_prev: torch.Tensor, memory: torch.Tensor | None = None) -> torch.Tensor:

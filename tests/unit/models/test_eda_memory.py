@@ -13,13 +13,15 @@ from wavenet_lib.models.eda_memory import MEMORY_FEATURES, MemoryTracker, eda_me
 
 def weighted_means(levels: np.ndarray, decay: float) -> np.ndarray:
     """The definition, written out: at step t, sum_k decay^(t-k) f(d_k) / sum_k decay^(t-k), with
-    d_0 = 0 and d_k = levels[k] - levels[k-1]; f = (d, |d|). levels (T,) → (2, T)."""
+    d_0 = 0 and d_k = levels[k] - levels[k-1]; f = (d, |d|); then the coverage 1 - decay^(t+1).
+    levels (T,) → (3, T)."""
     d = np.diff(levels, prepend=levels[0]).astype(np.float64)
-    out = np.empty((2, levels.size))
+    out = np.empty((3, levels.size))
     for t in range(levels.size):
         w = decay ** (t - np.arange(t + 1))
         out[0, t] = (w * d[: t + 1]).sum() / w.sum()
         out[1, t] = (w * np.abs(d[: t + 1])).sum() / w.sum()
+        out[2, t] = 1 - decay ** (t + 1)
     return out
 
 
@@ -32,7 +34,7 @@ def test_memory_is_the_exponentially_weighted_mean_of_the_change_and_its_size():
     for b in range(2):
         for c in range(3):
             expected = weighted_means(levels[b, c], decay)
-            np.testing.assert_allclose(got[b, 2 * c : 2 * c + 2], expected, atol=1e-12)
+            np.testing.assert_allclose(got[b, 3 * c : 3 * c + 3], expected, atol=1e-12)
 
 
 def test_known_traces_read_as_their_trend_and_activity():
@@ -43,8 +45,9 @@ def test_known_traces_read_as_their_trend_and_activity():
     r = eda_memory(rising, decay)[0, :, -1]
     f = eda_memory(flicker, decay)[0, :, -1]
     q = eda_memory(quiet_after_burst, decay)[0]
-    torch.testing.assert_close(r, torch.tensor([2.0, 2.0]), atol=1e-3, rtol=0)
+    torch.testing.assert_close(r, torch.tensor([2.0, 2.0, 1.0]), atol=1e-3, rtol=0)
     assert abs(float(f[0])) < 0.05 and float(f[1]) == pytest.approx(1.0, abs=1e-3)
+    assert float(q[2, 0]) == pytest.approx(1 - decay) and float(q[2, 19]) == pytest.approx(1 - math.exp(-1))
     # After the burst the activity fades with the time constant: e^-1 of it 20 steps later.
     assert float(q[1, 39 + 20] / q[1, 39]) == pytest.approx(math.exp(-1), rel=0.05)
 

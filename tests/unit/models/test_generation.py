@@ -16,7 +16,7 @@ from wavenet_lib.models.incremental import Stepper
 from wavenet_lib.models.quantization import dequantize, quantize
 from wavenet_lib.models.wavenet import Wavenet
 
-from .test_wavenet import CONFIGS, make_config
+from .test_wavenet import CONFIGS, make_config, randomize_memory
 
 GEN_CONFIGS = [
     "spf1",
@@ -47,7 +47,7 @@ def step_path(request, monkeypatch):
 def model_and_audio(name: str, steps: int = 14, batch: int = 2, seed: int = 0):
     cfg = make_config(**CONFIGS[name])
     torch.manual_seed(seed)
-    model = Wavenet(cfg).eval()
+    model = randomize_memory(Wavenet(cfg)).eval()
     g = torch.Generator().manual_seed(seed)
     mfcc = torch.randn(
         batch, cfg.in_channels, steps * cfg.spectral_frames_per_eda_step, cfg.features_per_frame, generator=g
