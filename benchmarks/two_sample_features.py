@@ -9,7 +9,9 @@ Generates `samples` traces per held-out test recording with the run's own sampli
   on all features but that group (`feature_group_aucs`);
 - per feature, the spread over the windows of one trace and over the traces
   (`feature_spread`): the medians of the ratios generated / real say whether generated traces
-  vary more within themselves and less between each other than real people do.
+  vary more within themselves and less between each other than real people do;
+- the AUC at the output's resolution (`resolution_aucs`): generated against the real traces put
+  on the model's level grid, and those against the raw real traces (what the grid alone earns).
 
 Writes `benchmarks/results/two_sample_features.json` (or `--out`).
 """
@@ -25,7 +27,11 @@ import torch
 from benchmarks.common import load_trained_run, write_json
 from wavenet_lib.evaluate.assessment import assess
 from wavenet_lib.evaluate.two_sample import stacked_window_features, trace_window_features
-from wavenet_lib.evaluate.two_sample_diagnosis import feature_group_aucs, feature_spread_on_tables
+from wavenet_lib.evaluate.two_sample_diagnosis import (
+    feature_group_aucs,
+    feature_spread_on_tables,
+    resolution_aucs,
+)
 
 SHOWN = 8  # features printed, by the size of their effect
 
@@ -47,8 +53,14 @@ def main(argv: list[str] | None = None) -> int:
     generated = {it.recording_id: it.scored_traces()["generated"] for it in items}
     # Window features once per trace (each runs the SCR detector): both views read them.
     real_tables, generated_tables = trace_window_features(real, rate), trace_window_features(generated, rate)
-    groups = feature_group_aucs(
-        stacked_window_features(real_tables), stacked_window_features(generated_tables), seed=args.seed
+    real_features, generated_features = (
+        stacked_window_features(real_tables),
+        stacked_window_features(generated_tables),
+    )
+    groups = feature_group_aucs(real_features, generated_features, seed=args.seed)
+    levels = experiment.model.quantization_levels
+    resolution = resolution_aucs(
+        real, generated, bundle.normalizers, levels, rate, args.seed, (real_features, generated_features)
     )
     spread = feature_spread_on_tables(real_tables, generated_tables)
     result = {
@@ -58,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         "sampling": experiment.sampling.model_dump(),
         "torch_threads": torch.get_num_threads(),
         "feature_groups": groups.round(4).to_dict(orient="index"),
+        "output_resolution": {name: round(value, 4) for name, value in resolution.items()},
         "median_within_ratio": float(spread["within_ratio"].median()),
         "median_between_ratio": float(spread["between_ratio"].median()),
         "within_ratio_by_group": spread.groupby("group")["within_ratio"].median().round(3).to_dict(),
@@ -66,6 +79,11 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": time.perf_counter() - started,
     }
     print(groups.round(3).to_string())
+    print(
+        f"\nAUC generated vs real {resolution['other_vs_real']:.3f}; vs real on the {levels}-level output "
+        f"grid {resolution['other_vs_real_on_grid']:.3f}; real on the grid vs real "
+        f"{resolution['real_on_grid_vs_real']:.3f}"
+    )
     print(
         f"\nmedian spread generated / real: within a trace {result['median_within_ratio']:.2f}, "
         f"between traces {result['median_between_ratio']:.2f}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 from benchmarks.two_sample_features import main
 from wavenet_lib.evaluate.two_sample_diagnosis import FEATURE_GROUPS
@@ -19,3 +20,7 @@ def test_two_sample_features_reports_groups_and_spread(tiny_synthetic_run, tmp_p
     row = result["features"]["log_std_diff"]
     assert row["group"] == "scale" and row["within_sd_real"] >= 0.0 and row["between_sd_other"] >= 0.0
     assert result["median_within_ratio"] > 0.0 and result["median_between_ratio"] > 0.0
+    # The AUC at the output's resolution: three AUCs, each a number in [0, 1] or NaN (2 recordings).
+    resolution = result["output_resolution"]
+    assert set(resolution) == {"other_vs_real", "other_vs_real_on_grid", "real_on_grid_vs_real"}
+    assert all(math.isnan(v) or 0.0 <= v <= 1.0 for v in resolution.values())

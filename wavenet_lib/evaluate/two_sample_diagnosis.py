@@ -20,6 +20,12 @@ the sources apart, not *by what*. Two views answer that:
   (SCRs of one trace as varied as those of different people) and less between traces. Ratios
   (other / real) above 1 within and below 1 between say that. Between-trace spread is taken
   over single traces, not over a recording's mean of samples, which averaging would shrink.
+- **Output resolution** (`at_output_resolution`, `resolution_aucs`): the model's output is a
+  grid of quantization levels over each recording's normalized range (256 levels over a few
+  µS: steps of 5–15 nS), coarser than an E4's sensor noise (a few nS at 0.9 nS resolution), and
+  the test's 0.01 µS dither does not hide it all. Real traces put on that grid against the raw
+  real traces give the AUC the grid alone earns; generated against real on the grid gives the
+  AUC left to the dynamics.
 """
 
 from __future__ import annotations
@@ -30,7 +36,13 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from wavenet_lib.evaluate.two_sample import trace_window_features, two_sample_test_on_features
+from wavenet_lib.data.normalization import MinMaxNormalizer
+from wavenet_lib.evaluate.two_sample import (
+    source_window_features,
+    trace_window_features,
+    two_sample_test_on_features,
+)
+from wavenet_lib.models.quantization import dequantize, quantize
 
 __all__ = [
     "FEATURE_GROUPS",
@@ -38,6 +50,8 @@ __all__ = [
     "feature_group_aucs",
     "feature_spread",
     "feature_spread_on_tables",
+    "at_output_resolution",
+    "resolution_aucs",
 ]
 
 # Each group: the window-feature names it holds (exact names, or prefixes ending in "*").
@@ -176,3 +190,52 @@ def feature_spread_on_tables(
     order = ["group", "real_mean", "other_mean", "effect", "within_sd_real", "within_sd_other"]
     order += ["within_ratio", "between_sd_real", "between_sd_other", "between_ratio"]
     return pd.DataFrame.from_dict(rows, orient="index")[order]
+
+
+def at_output_resolution(trace_us: np.ndarray, normalizer: MinMaxNormalizer, levels: int) -> np.ndarray:
+    """A µS trace as the model's output can hold it: normalized by the recording's normalizer,
+    put on the `levels` bin centres (`models/quantization.py`), and back to µS."""
+    us = np.asarray(trace_us, dtype=np.float64)
+    units = normalizer.normalize(us.reshape(1, -1))
+    on_grid = dequantize(quantize(units, levels), levels, np.float64)
+    return np.asarray(normalizer.denormalize(on_grid), dtype=np.float64).reshape(us.shape)
+
+
+def resolution_aucs(
+    real_us: Mapping[str, np.ndarray],
+    other_us: Mapping[str, np.ndarray | Sequence[np.ndarray]],
+    normalizers: Mapping[str, MinMaxNormalizer],
+    levels: int,
+    sampling_rate: float,
+    seed: int = 0,
+    features: tuple[Mapping[str, pd.DataFrame], Mapping[str, pd.DataFrame]] | None = None,
+) -> dict[str, float]:
+    """How much of the two-sample AUC the output grid alone explains.
+
+    Args:
+        real_us: {recording_id: real trace (T,)} in µS.
+        other_us: {recording_id: trace(s)} of the other source (generated), in µS.
+        normalizers: {recording_id: the recording's normalizer} (what the model's levels span).
+        levels: the model's quantization levels.
+        sampling_rate: EDA rate (Hz).
+        seed: the classifier's seed.
+        features: the real and other sources' `source_window_features` when already computed.
+
+    Returns:
+        {"other_vs_real": the usual AUC, "other_vs_real_on_grid": the other source against the
+        real traces put on the output grid (`at_output_resolution`), "real_on_grid_vs_real": the
+        real traces on the grid against themselves raw: what the grid alone is worth}.
+    """
+    on_grid = {r: at_output_resolution(np.asarray(x), normalizers[r], levels) for r, x in real_us.items()}
+    if features is None:
+        features = (
+            source_window_features(real_us, sampling_rate),
+            source_window_features(other_us, sampling_rate),
+        )
+    real, other = features
+    grid = source_window_features(on_grid, sampling_rate)
+    return {
+        "other_vs_real": two_sample_test_on_features(real, other, seed=seed).auc,
+        "other_vs_real_on_grid": two_sample_test_on_features(grid, other, seed=seed).auc,
+        "real_on_grid_vs_real": two_sample_test_on_features(real, grid, seed=seed).auc,
+    }

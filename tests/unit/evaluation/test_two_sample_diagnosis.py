@@ -8,11 +8,14 @@ import pytest
 
 from tests.unit.evaluation.test_realism import eda_trace, recordings
 from wavenet_lib.evaluate.two_sample import source_window_features, window_features
+from wavenet_lib.data.normalization import MinMaxNormalizer
 from wavenet_lib.evaluate.two_sample_diagnosis import (
     FEATURE_GROUPS,
+    at_output_resolution,
     feature_group_aucs,
     feature_spread,
     group_columns,
+    resolution_aucs,
 )
 
 
@@ -82,3 +85,28 @@ def test_spread_needs_two_traces_per_source():
         feature_spread(real, {"rec0": real["rec0"]}, 4.0)
     with pytest.raises(ValueError, match="two real traces"):
         feature_spread({"rec0": real["rec0"][:100]}, real, 4.0)  # 25 s: no 30 s window
+
+
+def test_output_resolution_puts_a_trace_on_the_level_grid_of_its_recording():
+    x = recordings([0])["rec0"][0]
+    norm = MinMaxNormalizer.fit(x)
+    on_grid = at_output_resolution(x, norm, 16)
+    step = (norm.high - norm.low) / 15  # 16 levels over the normalized span
+    offsets = (on_grid - norm.low) / step
+    np.testing.assert_allclose(offsets, np.round(offsets), atol=1e-9)  # on the grid...
+    assert np.abs(on_grid - x).max() <= step / 2 + 1e-12  # ...at the nearest level
+    np.testing.assert_array_equal(at_output_resolution(on_grid, norm, 16), on_grid)
+
+
+def test_resolution_aucs_find_a_coarse_grid_and_not_a_fine_one():
+    """Real traces on a coarse grid (16 levels: steps of about 0.1 µS) are told from the raw
+    traces; on a fine grid they are not; a source that is the real traces on the coarse grid
+    reads as real once the real traces are put on that grid too."""
+    real = {k: v[0] for k, v in recordings(range(8)).items()}
+    norms = {k: MinMaxNormalizer.fit(v) for k, v in real.items()}
+    coarse = {k: at_output_resolution(v, norms[k], 16) for k, v in real.items()}
+    found = resolution_aucs(real, coarse, norms, 16, 4.0)
+    assert found["other_vs_real"] > 0.9 and found["real_on_grid_vs_real"] > 0.9
+    assert found["other_vs_real_on_grid"] == pytest.approx(0.5, abs=0.1)  # the same windows
+    fine = resolution_aucs(real, {k: v[1] for k, v in recordings(range(8)).items()}, norms, 1 << 16, 4.0)
+    assert 0.25 <= fine["real_on_grid_vs_real"] <= 0.75
