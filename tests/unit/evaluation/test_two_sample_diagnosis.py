@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from tests.unit.evaluation.test_realism import eda_trace, recordings
-from wavenet_lib.evaluate.two_sample import source_window_features, window_features
 from wavenet_lib.data.normalization import MinMaxNormalizer
+from wavenet_lib.evaluate.two_sample import source_window_features, window_features
 from wavenet_lib.evaluate.two_sample_diagnosis import (
     FEATURE_GROUPS,
     at_output_resolution,
