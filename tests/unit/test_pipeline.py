@@ -127,6 +127,12 @@ REALISM = {
     "drift_us_per_min",
 }
 VERSUS_REAL = {"diff_log_spectral_distance_db", "two_sample_auc"}
+# The pooled event-locked peak as a fraction of the real one, with a 95 % bootstrap interval.
+SHARE_OF_REAL = {
+    f"{prefix}_of_real{part}_fraction"
+    for prefix in ("event_locked", "event_locked_above_chance")
+    for part in ("", "_ci95_low", "_ci95_high")
+}
 FREE_RUNNING = {"rmse_us", "pearson_r", "dtw_us"}
 DIRECTIONS = {
     "step_fall_fraction",
@@ -141,10 +147,11 @@ METRICS_KEYS = {
     | {"cross_entropy_gap_to_audio_blind_nats"}
     | FREE_RUNNING
     | EVENT_LOCKED
+    | SHARE_OF_REAL
     | REALISM
     | VERSUS_REAL
     | DIRECTIONS,
-    "audio_blind": TEACHER_FORCED | FREE_RUNNING | EVENT_LOCKED | REALISM | VERSUS_REAL,
+    "audio_blind": TEACHER_FORCED | FREE_RUNNING | EVENT_LOCKED | SHARE_OF_REAL | REALISM | VERSUS_REAL,
     "persistence": TEACHER_FORCED,
 }
 

@@ -6,6 +6,8 @@ curve: `chance_response` is the same average around times on a regular grid (eve
 nothing of the EDA), and `above_chance` subtracts it, so what remains is the response to the
 events. A trace drifting by r µS/s has a chance curve r·t; for the audio-blind baseline the
 curve above chance is about zero, while the raw curve shows the drift as a "response".
+`share_of_real` gives a source's pooled peak as a fraction of the real one, with a bootstrap
+interval over recordings: how far one evaluation's number can be trusted.
 """
 
 from __future__ import annotations
@@ -142,3 +144,62 @@ def pool_event_locked(
     if any(r.times.shape != times.shape or not np.allclose(r.times, times) for r in used):
         raise ValueError("responses to pool must share one window and sampling rate")
     return _summarize_events(times, np.concatenate([r.per_event for r in used]), onset_fraction)
+
+
+def share_of_real(
+    other: Sequence[EventLockedResponse],
+    real: Sequence[EventLockedResponse],
+    n_boot: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """The pooled peak of `other` as a fraction of the pooled real peak, with a bootstrap
+    interval over recordings.
+
+    Args:
+        other, real: per-recording responses of one source and of the real EDA, in the same
+            recording order (with the same events; raw or above chance).
+        n_boot: bootstrap resamples: recordings are drawn with replacement, and each draw pools
+            the drawn recordings' events of both sources, as `pool_event_locked` pools them.
+        level: the interval's coverage (percentile interval).
+        seed: the resampling's random stream.
+
+    Returns:
+        (fraction, low, high): the fraction on all recordings and the interval's ends; the ends
+        are NaN with fewer than two recordings with events, and every value is NaN where the real
+        peak is not positive. With a few dozen recordings of a few events each, evaluations of
+        one model differ by this much: read a target against the interval, not the point.
+    """
+    if len(other) != len(real):
+        raise ValueError(f"other and real must list the same recordings, got {len(other)} and {len(real)}")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    used = [i for i, r in enumerate(real) if r.n_events and other[i].n_events]
+    if not used:
+        return math.nan, math.nan, math.nan
+    times = real[used[0]].times
+    after = times > 0
+    # Per recording: the sum of its event curves and their number; a pool is a weighted sum of these.
+    sums = {
+        name: np.stack([src[i].per_event.sum(axis=0) for i in used])
+        for name, src in (("other", other), ("real", real))
+    }
+    counts = np.array([real[i].n_events for i in used], dtype=np.float64)
+    other_counts = np.array([other[i].n_events for i in used], dtype=np.float64)
+
+    def fractions(weights: np.ndarray) -> np.ndarray:  # weights (B, n): copies of each recording
+        peak_real = ((weights @ sums["real"]) / (weights @ counts)[:, None])[:, after].max(axis=1)
+        peak_other = ((weights @ sums["other"]) / (weights @ other_counts)[:, None])[:, after].max(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(peak_real > 0, peak_other / peak_real, np.nan)
+
+    point = float(fractions(np.ones((1, len(used))))[0])
+    if len(used) < 2 or not math.isfinite(point):
+        return point, math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(used), size=(n_boot, len(used)))
+    weights = np.stack([np.bincount(d, minlength=len(used)) for d in draws]).astype(np.float64)
+    boot = fractions(weights)
+    tail = 100 * (1 - level) / 2
+    low, high = np.nanpercentile(boot, [tail, 100 - tail])
+    return point, float(low), float(high)

@@ -34,6 +34,7 @@ from wavenet_lib.evaluate.assessment import (
 from wavenet_lib.evaluate.event_locked import (
     EventLockedResponse,
     pool_event_locked,
+    share_of_real,
 )
 from wavenet_lib.evaluate.realism import realism_by_recording
 from wavenet_lib.evaluate.tables import metrics_table, write_metrics_json
@@ -84,7 +85,11 @@ class EvaluationReport:
       event_locked_peak_amplitude_us, event_locked_n_events; the same response above chance
       (minus the trace's average curve around regularly spaced times, which holds its drift and
       spontaneous SCRs; `event_locked.above_chance`): event_locked_above_chance_peak_latency_s,
-      event_locked_above_chance_peak_amplitude_us;
+      event_locked_above_chance_peak_amplitude_us; for generated and audio_blind, each pooled
+      peak as a fraction of the real one with a 95 % bootstrap interval over recordings
+      (`event_locked.share_of_real`): event_locked_of_real_fraction and its
+      event_locked_of_real_ci95_low_fraction / _high_fraction, and the same above chance
+      (event_locked_above_chance_of_real_fraction, ...);
     * realism (real, generated, audio_blind; see `wavenet_lib.evaluate.realism`): n_scr,
       scr_rate_per_min, scr_amplitude_us, scr_rise_time_s, scr_half_recovery_s,
       step_decrease_p999_us, step_increase_p999_us, drift_us_per_min, and vs real
@@ -182,6 +187,21 @@ def _pooled_above_chance(responses: Sequence[EventLockedResponse]) -> dict[str, 
     }
 
 
+def _shares_of_real(assessments: Sequence[RecordingAssessment], source: str) -> dict[str, float]:
+    """The source's pooled event-locked peak as a fraction of the real one, raw and above chance,
+    with 95 % bootstrap intervals over recordings (`event_locked.share_of_real`)."""
+    out = {}
+    kinds = [("event_locked", [a.event_locked for a in assessments])]
+    if all(a.event_locked_above_chance for a in assessments):
+        kinds.append(("event_locked_above_chance", [a.event_locked_above_chance for a in assessments]))
+    for prefix, responses in kinds:
+        share, low, high = share_of_real([r[source] for r in responses], [r["real"] for r in responses])
+        out[f"{prefix}_of_real_fraction"] = share
+        out[f"{prefix}_of_real_ci95_low_fraction"] = low
+        out[f"{prefix}_of_real_ci95_high_fraction"] = high
+    return out
+
+
 def _pooled_directions(directions: Sequence[Mapping[str, float]]) -> dict[str, float]:
     """Shares of falling / rising steps, observed and predicted, weighted by measured steps."""
     return _step_weighted(
@@ -216,6 +236,8 @@ def _rows(assessments: Sequence[RecordingAssessment]) -> dict[str, dict[str, flo
     if all(a.event_locked_above_chance for a in assessments):
         for s in TRACE_SOURCES:
             locked[s] |= _pooled_above_chance([a.event_locked_above_chance[s] for a in assessments])
+    for s in ("generated", "audio_blind"):
+        locked[s] |= _shares_of_real(assessments, s)
     gap = tf["audio_blind"]["cross_entropy_nats"] - tf["model"]["cross_entropy_nats"]
     rows = {
         "real": locked["real"],

@@ -8,7 +8,12 @@ import math
 import numpy as np
 import pytest
 
-from wavenet_lib.evaluate.event_locked import above_chance, chance_response, event_locked_response
+from wavenet_lib.evaluate.event_locked import (
+    above_chance,
+    chance_response,
+    event_locked_response,
+    share_of_real,
+)
 from wavenet_lib.evaluate.scrs import detect_scrs, scr_statistics
 from wavenet_lib.evaluate.tables import metrics_table, write_metrics_json
 from wavenet_lib.evaluate.traces import free_running_metrics
@@ -142,3 +147,33 @@ def test_metrics_table_and_json(tmp_path):
     assert list(path.parent.iterdir()) == [path]  # no temporary file left
     with pytest.raises(TypeError, match="metrics.model.name"):
         write_metrics_json(path, {"model": {"name": "x"}})
+
+
+def test_share_of_real_gives_the_fraction_and_an_interval_that_narrows_with_recordings():
+    """Generated responses at half the real amplitude read as 0.5 of real; with the same
+    recordings' events the point is exact, and the bootstrap interval over recordings holds it
+    and narrows as recordings are added; fewer than two recordings give no interval."""
+    rate = 4
+
+    def responses(n: int, scale: float):
+        rng = np.random.default_rng(0)  # the same recordings (amplitudes and noise) at every scale
+        out = []
+        for _ in range(n):
+            events = np.arange(5.3, 100, 12.0)
+            amplitudes = rng.uniform(0.2, 0.8, events.size)  # the recordings differ
+            eda = synthetic_eda(rate, events + 2.0, amplitudes * scale, duration=110.0)
+            out.append(event_locked_response(eda + rng.normal(0, 0.01, eda.size), rate, events))
+        return out
+
+    real8, half8 = responses(8, 1.0), responses(8, 0.5)
+    share, low, high = share_of_real(half8, real8)
+    assert share == pytest.approx(0.5, abs=0.03) and low <= share <= high and high - low < 0.2
+    _, low32, high32 = share_of_real(responses(32, 0.5), responses(32, 1.0))
+    assert high32 - low32 < high - low
+    one = share_of_real(half8[:1], real8[:1])
+    assert one[0] == pytest.approx(0.5, abs=0.05) and math.isnan(one[1]) and math.isnan(one[2])
+    assert all(
+        math.isnan(v) for v in share_of_real([half8[0]], [event_locked_response(np.zeros(400), rate, [])])
+    )
+    with pytest.raises(ValueError, match="same recordings"):
+        share_of_real(half8, real8[:3])

@@ -57,7 +57,19 @@ def report() -> EvaluationReport:
 def test_sources_and_units_in_every_metric_name(report):
     assert list(report.pooled) == list(SOURCES)
     assert list(report.per_recording) == ["a", "b", "c"]
-    units = ("_nats", "_us", "_s", "_per_min", "_db", "_auc", "accuracy", "pearson_r", "n_scr", "_n_events")
+    units = (
+        "_nats",
+        "_us",
+        "_s",
+        "_per_min",
+        "_db",
+        "_auc",
+        "accuracy",
+        "pearson_r",
+        "n_scr",
+        "_n_events",
+        "_fraction",
+    )
     for rows in [report.pooled, *report.per_recording.values()]:
         assert list(rows) == list(SOURCES)
         for metrics in rows.values():
@@ -170,3 +182,21 @@ def test_exposure_bias_rows_are_pooled_by_measured_steps():
     # Without the measurement (a model with several EDA signals) the rows leave it out.
     parts[1].directions = {}
     assert "step_fall_fraction" not in build_report(parts, two_sample=False).pooled["real"]
+
+
+def test_share_of_real_is_the_ratio_of_the_pooled_peaks_with_an_interval(report):
+    for source in ("generated", "audio_blind"):
+        for prefix in ("event_locked", "event_locked_above_chance"):
+            pooled, real = report.pooled[source], report.pooled["real"]
+            share = pooled[f"{prefix}_of_real_fraction"]
+            assert share == pytest.approx(
+                pooled[f"{prefix}_peak_amplitude_us"] / real[f"{prefix}_peak_amplitude_us"]
+            )
+            low, high = (
+                pooled[f"{prefix}_of_real_ci95_low_fraction"],
+                pooled[f"{prefix}_of_real_ci95_high_fraction"],
+            )
+            assert low <= share <= high  # two recordings with events: an interval
+            # One recording: the fraction, but no interval over recordings.
+            alone = report.per_recording["a"][source]
+            assert math.isnan(alone[f"{prefix}_of_real_ci95_low_fraction"])
