@@ -7,6 +7,8 @@ conditioning (`Upsampler`) and the output head (`Downsampler`) have modules of t
 
     mfcc (B, C_in, T*spf, M) ──1×1 input projection──► x (B, R, T*spf)
     eda_prev (B, C_out, T) ──causal Upsampler──────────► c (B, cond, T*spf)
+        (+ with model.eda_memory_seconds, the EDA memory of models/eda_memory.py: a slow
+         summary of the whole history, added in the Upsampler)
     x, c ──WavenetStack × num_stacks (gated, dilated, causal)──► Σ skips (B, S, T*spf)
     Σ skips ──ReLU, 1×1, ReLU, 1×1, ReLU──► h (B, D, T*spf)
     h ──Downsampler (attention over each step's spf frames) + 1×1 + head──► logits (B, Q, C_out, T)
