@@ -6,7 +6,7 @@ A window of `W = model.first_full_step + data.target_steps` EDA steps is one ite
     "eda_prev"     float32 (out_channels, W): eda_prev[:, t] = dequantize(quantize(eda_norm[start+t-1])),
                    eda_prev[:, 0] = that of the step before the window (START_VALUE, 0.0, at step 0)
     "target"       int64 (out_channels, W): quantize(eda_norm[start+t])
-    "eda_memory"   float32 (out_channels * 2, W), only with `model.eda_memory_seconds` > 0: the EDA
+    "eda_memory"   float32 (out_channels * 3, W), only with `model.eda_memory_seconds` > 0: the EDA
                    memory of the window's steps, computed over the recording from its start
                    (`models/eda_memory.py`), since the memory reaches back past the window
     "recording_id" str

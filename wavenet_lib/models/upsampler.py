@@ -40,8 +40,8 @@ class Upsampler(nn.Module):
     value. Its inputs are compressed as sign(m) log(1 + |m|) (a mean size of change runs from
     under one level per step to over ten; a few steps into a clip a mean change can be -6) and
     the map starts at zero: a new model conditions as one without memory and learns how far to
-    use it (with a default init, the memory's share of the conditioning started ten times the
-    value input's and the quickstart trained to a 0.15 nats worse cross-entropy).
+    use it (with raw inputs and a default init, the trained map's norm was 2.8 against the value
+    input's 0.37, and the quickstart trained to a 0.15 nats worse cross-entropy).
     """
 
     VALUE_LEVELS_PER_UNIT = 4.0  # a one-level change moves the value input by 0.25
