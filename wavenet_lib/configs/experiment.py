@@ -76,6 +76,14 @@ class TrainConfig(BaseModel):
         "distribution rather than an extrapolation (conditioning dropout, as classifier-free "
         "guidance trains it). 0 = off.",
     )
+    ema_decay: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Keep an exponential moving average of the weights (Polyak averaging), "
+        "updated after every optimizer step with this decay; validation, best.pt's choice and "
+        "inference use the average, resume restores it. 0.998 averages over ~500 steps. 0 = off.",
+    )
     log_every: PositiveInt = Field(
         default=10, description="Steps between rows of metrics_history.csv (validations add rows too)."
     )

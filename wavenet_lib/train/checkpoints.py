@@ -11,6 +11,8 @@ unpickling of arbitrary classes), marked with ``format = "wavenet-eda-checkpoint
     normalizer            the EDA normalization, `MinMaxNormalizer.to_dict()` (µS ↔ model units), or None
     rng                   per-rank RNG states: torch CPU, CUDA (if any), numpy, python `random`
     train_state           best val loss, validations without improvement, elapsed time, ...
+    weight_average        with `train.ema_decay` > 0: {"decay", "n_averaged", "model"}, the moving
+                          average of the weights (`train/weight_average.py`); otherwise absent
 
 `save_checkpoint` writes to a temporary file in the target's folder, fsyncs it and renames it
 over the target with `os.replace`, so a crash never leaves a half-written `last.pt`: readers
@@ -33,6 +35,7 @@ from torch import nn
 from wavenet_lib.atomic_write import atomic_call
 from wavenet_lib.configs import ExperimentConfig, WavenetConfig
 from wavenet_lib.data.normalization import MinMaxNormalizer
+from wavenet_lib.train.weight_average import averaged_state_dict
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -139,6 +142,7 @@ def save_checkpoint(
     normalizer: MinMaxNormalizer | None = None,
     rng: list[dict[str, Any]] | None = None,
     train_state: Mapping[str, Any] | None = None,
+    weight_average: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write a checkpoint atomically (see module docstring for its contents).
 
@@ -151,6 +155,7 @@ def save_checkpoint(
         normalizer: the EDA normalization (stored as `to_dict()`).
         rng: RNG states, one `capture_rng_state()` per rank (default: this process's).
         train_state: plain values (best val loss, early-stopping counters, elapsed time, ...).
+        weight_average: `WeightAverage.state_dict()` when the run averages its weights.
     """
     payload = {
         "format": CHECKPOINT_FORMAT,
@@ -165,6 +170,8 @@ def save_checkpoint(
         "train_state": dict(train_state or {}),
         "torch_version": str(torch.__version__),
     }
+    if weight_average is not None:
+        payload["weight_average"] = dict(weight_average)
     return atomic_torch_save(payload, path)
 
 
@@ -282,6 +289,9 @@ def load_model(
 ) -> tuple[nn.Module, ExperimentConfig, MinMaxNormalizer | None]:
     """Rebuild the trained model for generation or evaluation.
 
+    A run that averaged its weights (`train.ema_decay`) is loaded with the average, the weights
+    it was validated with; otherwise with the trained weights.
+
     Returns:
         (model in eval mode on `map_location`, its ExperimentConfig, the EDA normalizer (None if
         the run had none)).
@@ -295,8 +305,9 @@ def load_model(
     payload = read_checkpoint(path, map_location=map_location)
     cfg = _experiment_config(payload, path)
     model = Wavenet(cfg.model)
+    averaged = averaged_state_dict(payload)
     try:
-        model.load_state_dict(payload["model"])
+        model.load_state_dict(payload["model"] if averaged is None else averaged)
     except RuntimeError as exc:
         first = " ".join(str(exc).split())[:300]
         raise CheckpointError(f"{path}: model weights do not fit the stored model config: {first}") from None

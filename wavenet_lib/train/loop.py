@@ -19,6 +19,9 @@ What one run does:
   improvement larger than `early_stopping_min_delta`.
 - `last.pt` every `checkpoint_every` steps and at the end; `metrics_history.csv` (step,
   train_loss, val_loss, lr, time) every `log_every` steps and at each validation.
+- With `ema_decay` > 0, a moving average of the weights (`weight_average.py`) is updated
+  after every step; validation scores it, `best.pt` is chosen by it, and the checkpoints carry it
+  (inference loads it), so the returned model is the average.
 - A NaN or infinite loss (or gradient norm) raises `NonFiniteLossError` before the optimizer
   step, so the last checkpoint on disk stays the last good one.
 
@@ -64,6 +67,7 @@ from wavenet_lib.train.optim import WarmupCosine, build_optimizer
 from wavenet_lib.train.run_folder import RunFolder, RunFolderError
 from wavenet_lib.train.state import BEST_CHECKPOINT, LAST_CHECKPOINT, Checkpointer, TrainState
 from wavenet_lib.train.step import NonFiniteLossError, masked_cross_entropy, train_step, validation_loss
+from wavenet_lib.train.weight_average import WeightAverage
 
 __all__ = [
     "NonFiniteLossError",
@@ -215,7 +219,8 @@ def train(
         with RunFolder(run_dir, env, resume=resume, overwrite=overwrite), StopSignals(env) as signals:
             model = _build_model(cfg, device, env.rank)
             optimizer, scheduler = build_optimizer(model, tc)
-            ckpt = Checkpointer(run_dir, cfg, model, optimizer, scheduler, normalizer, env)
+            average = WeightAverage.create(model, tc.ema_decay)
+            ckpt = Checkpointer(run_dir, cfg, model, optimizer, scheduler, normalizer, env, average)
             fresh = TrainState.new(env.world_size, batches.windows, data_fingerprint)
             state = ckpt.restore(device, data_fingerprint) if resume else fresh
             ckpt.write_config()
@@ -236,7 +241,7 @@ def train(
                 sampling=cfg.sampling,
                 audio_dropout=tc.audio_dropout,
             )
-            validate = _validator(cfg, model, val_data, device, env)
+            validate = _validator(cfg, model if average is None else average.module, val_data, device, env)
             ckpt.restore_rng()  # last, so nothing above consumes the restored streams
             bar = tqdm(
                 total=tc.max_steps, initial=state.step, desc=cfg.name, disable=not progress or env.rank
@@ -246,6 +251,8 @@ def train(
             with bar, contextlib.closing(stream), _naming_last_checkpoint(ckpt):
                 while state.step < tc.max_steps and not state.stopped_early:
                     out = step(next(stream), step=state.step)
+                    if average is not None:
+                        average.update(model)
                     state.record_step(out.loss)
                     bar.update(1)
                     bar.set_postfix(loss=f"{out.loss:.3f}", lr=f"{out.lr:.2e}", refresh=False)
@@ -276,7 +283,7 @@ def train(
         if state.stopped_early:
             logger.info("early stopping at step %d (best val loss %.4f)", state.step, state.best_val_loss)
         barrier(env)
-        return _result(model, state, ckpt, history, env)
+        return _result(model if average is None else average.module, state, ckpt, history, env)
     finally:
         cleanup_distributed(env)
 

@@ -35,6 +35,7 @@ from wavenet_lib.train.checkpoints import (
     save_checkpoint,
 )
 from wavenet_lib.train.distributed import DistEnv, all_gather_objects
+from wavenet_lib.train.weight_average import WeightAverage
 
 __all__ = ["LAST_CHECKPOINT", "BEST_CHECKPOINT", "TrainState", "Checkpointer"]
 
@@ -132,6 +133,9 @@ class Checkpointer:
         normalizer: the EDA normalization stored with the model (None: none, or the one in
             `last.pt` when resuming).
         env: the process group.
+        weight_average: the run's moving average of the weights (`train.ema_decay`), saved
+            and restored with the rest; None when off. A resumed checkpoint without one starts
+            it from the restored weights.
     """
 
     def __init__(
@@ -143,8 +147,10 @@ class Checkpointer:
         scheduler: Any,
         normalizer: MinMaxNormalizer | None,
         env: DistEnv,
+        weight_average: WeightAverage | None = None,
     ) -> None:
         self.run_dir, self.cfg, self.env = Path(run_dir), cfg, env
+        self.weight_average = weight_average
         self.model, self.optimizer, self.scheduler, self.normalizer = model, optimizer, scheduler, normalizer
         self.last, self.best = self.run_dir / LAST_CHECKPOINT, self.run_dir / BEST_CHECKPOINT
         self.saved_step: int | None = None  # step of the last last.pt written or restored
@@ -168,6 +174,7 @@ class Checkpointer:
                 normalizer=self.normalizer,
                 rng=rng,
                 train_state=state.to_dict(),
+                weight_average=None if self.weight_average is None else self.weight_average.state_dict(),
             )
 
     def seconds_since_last_save(self) -> float:
@@ -210,6 +217,8 @@ class Checkpointer:
         self.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
+        if self.weight_average is not None and payload.get("weight_average") is not None:
+            self.weight_average.load_state_dict(payload["weight_average"])
         state = TrainState.from_dict(payload["step"], payload.get("train_state", {}))
         if state.world_size != self.env.world_size:
             warnings.warn(

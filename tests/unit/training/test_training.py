@@ -48,8 +48,9 @@ def test_two_identical_cpu_runs_give_identical_weights(tmp_path):
         (3, {"history_noise_levels": 2.0}),
         (3, {"scheduled_sampling": 0.5}),
         (3, {"audio_dropout": 0.5}),
+        (3, {"ema_decay": 0.9}),
     ],
-    ids=["mid_epoch", "epoch_boundary", "history_noise", "scheduled_sampling", "audio_dropout"],
+    ids=["mid_epoch", "epoch_boundary", "history_noise", "scheduled_sampling", "audio_dropout", "ema"],
 )
 def test_resume_is_exact(tmp_path, stop_after, extra):
     # 16 windows / batch 4 = 4 batches per epoch; 7 steps cross an epoch boundary.
