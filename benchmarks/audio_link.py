@@ -82,6 +82,21 @@ def evaluate_run(model, cfg: ExperimentConfig, bundle, samples: int, seed: int =
     return {"pooled": flat, "per_recording": per_recording, "report": report.to_dict()}
 
 
+def response_shares(evaluation: dict[str, Any]) -> dict[str, float]:
+    """The generated response above chance as a fraction of the real one, with its 95 % bootstrap
+    interval over recordings, from an evaluation's held-out report (empty for runs evaluated
+    before the report had it)."""
+    generated = evaluation.get("report", {}).get("pooled", {}).get("generated", {})
+    key = "event_locked_above_chance_of_real"
+    if f"{key}_fraction" not in generated:
+        return {}
+    return {
+        "generated_above_chance_of_real": generated[f"{key}_fraction"],
+        "generated_above_chance_of_real_low": generated[f"{key}_ci95_low_fraction"],
+        "generated_above_chance_of_real_high": generated[f"{key}_ci95_high_fraction"],
+    }
+
+
 def table_row(p: dict[str, float]) -> dict[str, Any]:
     """One row of the experiments table from pooled metrics (generated / real where paired)."""
 
@@ -102,6 +117,13 @@ def table_row(p: dict[str, float]) -> dict[str, Any]:
             f"{p['event_locked_above_chance_amplitude_generated']:.3f} / "
             f"{p['event_locked_above_chance_amplitude_audio_blind']:.3f}"
             if "event_locked_above_chance_amplitude_real" in p
+            else None
+        ),
+        "response above chance, % of real (95 % CI)": (
+            f"{100 * p['generated_above_chance_of_real']:.0f} "
+            f"({100 * p['generated_above_chance_of_real_low']:.0f}–"
+            f"{100 * p['generated_above_chance_of_real_high']:.0f})"
+            if "generated_above_chance_of_real" in p
             else None
         ),
         "SCR/min": pair("scr_rate_per_min"),
@@ -163,7 +185,7 @@ def collect(
         row = {"variant": name, "data": _dataset(name, config), "overrides": overrides}
         used = config.get("sampling", {}) | wanted
         row["sampling"] = _sampling_label(used)
-        row |= table_row(evaluation["pooled"])
+        row |= table_row(evaluation["pooled"] | response_shares(evaluation))
         if "report" not in evaluation:  # measured before the classifier judged at 0.01 µS resolution
             row["two-sample AUC"] = float("nan")
         rows.append(row)

@@ -56,6 +56,28 @@ def test_table_row_pairs_generated_with_real_and_shows_exposure_bias_when_measur
     )
 
 
+def test_the_response_share_and_its_interval_come_from_the_report_when_it_has_them():
+    from benchmarks.audio_link import response_shares
+
+    key = "event_locked_above_chance_of_real"
+    evaluation = {
+        "report": {
+            "pooled": {
+                "generated": {
+                    f"{key}_fraction": 0.627,
+                    f"{key}_ci95_low_fraction": 0.515,
+                    f"{key}_ci95_high_fraction": 0.768,
+                }
+            }
+        }
+    }
+    column = "response above chance, % of real (95 % CI)"
+    assert table_row(pooled() | response_shares(evaluation))[column] == "63 (52–77)"
+    assert response_shares({"report": {"pooled": {"generated": {}}}}) == {}
+    assert response_shares({}) == {}  # evaluated before the report existed
+    assert table_row(pooled())[column] is None
+
+
 def test_sampling_labels_name_the_knobs_that_are_on():
     from benchmarks.audio_link import _sampling_label
 
