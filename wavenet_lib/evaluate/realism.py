@@ -74,6 +74,8 @@ REALISM_METRICS = (
     "drift_us_per_min",
     "diff_log_spectral_distance_db",
     "two_sample_auc",
+    "two_sample_ci95_low_auc",
+    "two_sample_ci95_high_auc",
 )
 
 _TINY = 1e-12
@@ -246,8 +248,8 @@ def realism_metrics(
         scr_tables: `detect_scrs` of each trace if already computed.
 
     Returns:
-        {metric: value} with the names of `REALISM_METRICS` except "two_sample_auc" (which needs
-        several recordings: `classifier_two_sample_test`).
+        {metric: value} with the names of `REALISM_METRICS` except the two-sample AUC and its
+        interval (which need several recordings: `classifier_two_sample_test`).
     """
     out = scr_summary(traces_us, sampling_rate, scr_tables=scr_tables) | step_change_percentiles(traces_us)
     out["drift_us_per_min"] = drift_us_per_min(traces_us, sampling_rate)
@@ -277,8 +279,10 @@ def realism_by_recording(
     Returns:
         (pooled {source: {metric: value}}, per_recording {recording_id: {source: {metric:
         value}}}); "real" is the first source. Pooled statistics pool the traces (SCRs, steps,
-        spectra) of all recordings; "two_sample_auc" pooled is the cross-validated AUC, per
-        recording the AUC among that recording's out-of-fold scores.
+        spectra) of all recordings; "two_sample_auc" pooled is the cross-validated AUC, with
+        its 95 % bootstrap interval over recordings ("two_sample_ci95_low_auc",
+        "two_sample_ci95_high_auc"), per recording the AUC among that recording's out-of-fold
+        scores.
     """
     ids = list(real_us)
     for source, traces in sources_us.items():
@@ -313,6 +317,8 @@ def realism_by_recording(
             other = {r: features(source, r) for r in ids}
             test = two_sample_test_on_features(real_features, other, seed=seed)
             pooled[source]["two_sample_auc"] = test.auc
+            low, high = test.auc_ci95
+            pooled[source] |= {"two_sample_ci95_low_auc": low, "two_sample_ci95_high_auc": high}
             for r in ids:
                 per[r][source]["two_sample_auc"] = test.auc_by_recording.get(r, math.nan)
     return pooled, per

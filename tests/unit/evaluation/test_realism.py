@@ -158,6 +158,9 @@ def test_two_sample_auc_near_half_for_real_vs_real(quantize):
     test = classifier_two_sample_test(real, other, 4)
     assert test.n_folds == 5 and test.n_real == 12 * 9 and test.n_other == 12 * 9
     assert 0.35 <= test.auc <= 0.65
+    low, high = test.auc_ci95
+    assert low < 0.5 < high  # indistinguishable: the interval holds chance
+    assert low <= test.auc + 0.03 and test.auc - 0.03 <= high
 
 
 @pytest.mark.parametrize(
@@ -173,14 +176,43 @@ def test_two_sample_auc_high_for_obviously_different(name, transform):
     test = classifier_two_sample_test(real, other, 4)
     assert test.auc > 0.9, name
     assert np.nanmean(list(test.auc_by_recording.values())) > 0.9
+    assert 0.85 < test.auc_ci95[0] <= test.auc_ci95[1] <= 1.0  # told apart whoever is held out
     # One recording only: no grouped cross-validation is possible, the AUC is NaN.
     single = classifier_two_sample_test({"rec0": real["rec0"]}, {"rec0": other["rec0"]}, 4)
-    assert single.n_folds == 0 and math.isnan(single.auc)
+    assert single.n_folds == 0 and math.isnan(single.auc) and all(map(math.isnan, single.auc_ci95))
     # Too few windows to train on (60 s: 3 windows a trace): NaN, not a constant classifier's 0.5.
     few = classifier_two_sample_test(
         {r: real[r][:240] for r in ("rec0", "rec1")}, {r: other[r][:, :240] for r in ("rec0", "rec1")}, 4
     )
     assert few.n_folds == 2 and math.isnan(few.auc)
+
+
+def test_the_auc_interval_resamples_recordings_and_narrows_with_more_of_them():
+    from sklearn.metrics import roc_auc_score
+
+    from wavenet_lib.evaluate.two_sample import auc_interval
+
+    rng = np.random.default_rng(0)
+
+    def scored(n_recordings: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        # per recording 10 real and 10 other windows; real scores sit 1 sd higher (AUC ~0.76)
+        # and each recording shifts both of its sources alike (listeners differ)
+        y = np.tile(np.r_[np.ones(10), np.zeros(10)], n_recordings).astype(int)
+        shift = np.repeat(rng.normal(0, 1.0, n_recordings), 20)
+        s = y * 1.0 + shift + rng.normal(0, 1.0, y.size)
+        return y, s, np.repeat(np.arange(n_recordings), 20)
+
+    y, s, g = scored(12)
+    low, high = auc_interval(y, s, g, n_boot=500)
+    assert low < roc_auc_score(y, s) < high
+    y4, s4, g4 = scored(48)
+    low4, high4 = auc_interval(y4, s4, g4, n_boot=500)
+    assert high4 - low4 < high - low  # four times the recordings: a narrower interval
+    # unscored windows are left out; one recording gives no interval
+    s_nan = s.copy()
+    s_nan[g == 0] = np.nan
+    assert auc_interval(y, s_nan, g, n_boot=200) != (low, high)
+    assert all(map(math.isnan, auc_interval(y[g == 1], s[g == 1], g[g == 1])))
 
 
 def test_realism_by_recording_structure():
