@@ -11,8 +11,10 @@ metrics (`wavenet_lib.evaluate.report.build_report`), the per-recording teacher-
 cross-entropy of the model, the audio-blind model and persistence (the CE gap says whether the
 model uses the audio), and the one-step change percentiles of real, generated and audio-blind
 EDA. `--sweep` re-evaluates one trained model at several sampling settings (realism against the
-sampling knob). `--collect NAME[@knob=value] ... --collect-sweep NAME ...` gathers runs into
-`benchmarks/results/audio_link.json`, the tables notebook 05 shows.
+sampling knob). `--split val` evaluates on the validation listeners instead (written to
+`<name>_val.json` / `<name>_val_sweep.json`), so that a knob can be chosen on them and reported
+on the test listeners. `--collect NAME[@knob=value] ... --collect-sweep NAME ...` gathers runs
+into `benchmarks/results/audio_link.json`, the tables notebook 05 shows.
 """
 
 from __future__ import annotations
@@ -41,11 +43,14 @@ def apply_overrides(cfg: ExperimentConfig, overrides: list[str]) -> ExperimentCo
     return ExperimentConfig.model_validate(data)
 
 
-def evaluate_run(model, cfg: ExperimentConfig, bundle, samples: int, seed: int = 0) -> dict[str, Any]:
-    """Held-out numbers of one trained model: `build_report`'s, flattened (see module docstring)."""
+def evaluate_run(
+    model, cfg: ExperimentConfig, bundle, samples: int, seed: int = 0, split: str = "test"
+) -> dict[str, Any]:
+    """Held-out numbers of one trained model on `split`: `build_report`'s, flattened (see module
+    docstring; the "test_*" names hold the numbers of whichever split was evaluated)."""
     from wavenet_lib.evaluate.report import assess, build_report
 
-    report = build_report(assess(model, cfg, bundle, "test", samples=samples, seed=seed))
+    report = build_report(assess(model, cfg, bundle, split, samples=samples, seed=seed))
     p = report.pooled
     flat: dict[str, float] = {
         "test_cross_entropy": p["generated"]["cross_entropy_nats"],
@@ -143,6 +148,11 @@ def table_row(p: dict[str, float]) -> dict[str, Any]:
     }
 
 
+def result_path(out: Path, name: str, sweep: bool = False, split: str = "test") -> Path:
+    """Where a run's evaluation goes: `<out>/<name>[_val][_sweep].json`."""
+    return out / f"{name}{'_val' if split == 'val' else ''}{'_sweep' if sweep else ''}.json"
+
+
 def _dataset(name: str, config: dict) -> str:
     """Which data a run of this benchmark's naming trained on (`config`: its saved config.yaml).
 
@@ -228,6 +238,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--eval-only", action="store_true", help="reuse <out>/<name>/best.pt")
     parser.add_argument("--sweep", action="append", default=[], help="knob=v1,v2,... (sampling section)")
+    parser.add_argument("--split", choices=("test", "val"), default="test", help="the listeners evaluated")
     args = parser.parse_args(argv)
     if args.collect:
         collect(Path(args.out), Path(args.results), args.collect, args.collect_sweep, args.append)
@@ -245,7 +256,7 @@ def main(argv: list[str] | None = None) -> None:
     bundle = build_datasets(cfg)
     cfg = bundle.feature_config(cfg)  # the checkpoints carry the MFCC scale, as train_experiment's do
     result: dict[str, Any] = {"name": args.name, "overrides": args.set}
-    out = Path(args.out) / f"{args.name}{'_sweep' if args.sweep else ''}.json"
+    out = result_path(Path(args.out), args.name, bool(args.sweep), args.split)
     if args.eval_only:
         model, _, _ = load_model(run_dir / "best.pt")
         if out.is_file():  # keep how the run was trained; the evaluations are replaced
@@ -266,7 +277,7 @@ def main(argv: list[str] | None = None) -> None:
     for setting in settings if args.sweep else [{}]:
         run_cfg = apply_overrides(cfg, [f"sampling.{k}={v}" for k, v in setting.items()]) if setting else cfg
         start = time.perf_counter()
-        row = evaluate_run(model, run_cfg, bundle, args.samples)
+        row = evaluate_run(model, run_cfg, bundle, args.samples, split=args.split)
         row |= {"sampling": setting, "eval_s": time.perf_counter() - start}
         rows.append(row)
         p = row["pooled"]
@@ -276,6 +287,7 @@ def main(argv: list[str] | None = None) -> None:
                 | {k: round(v, 3) for k, v in p.items() if isinstance(v, float)}
             )
         )
+    result["split"] = args.split
     result["evaluations"] = rows
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))

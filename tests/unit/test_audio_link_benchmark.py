@@ -85,3 +85,17 @@ def test_sampling_labels_name_the_knobs_that_are_on():
     both = {"temperature": 1.0, "top_p": 0.98, "min_prob": 0.01, "audio_guidance": 0.1}
     assert _sampling_label(both) == "temperature=1, top_p=0.98, min_prob=0.01, audio_guidance=0.1"
     assert _sampling_label({"top_p": 1.0, "min_prob": 0.0, "audio_guidance": 0.0}) == "temperature=1, top_p=1"
+
+
+def test_validation_evaluations_are_written_beside_the_test_ones():
+    from pathlib import Path
+
+    from benchmarks.audio_link import main, result_path
+
+    out = Path("runs/audio_link")
+    assert result_path(out, "base") == out / "base.json"
+    assert result_path(out, "base", sweep=True) == out / "base_sweep.json"
+    assert result_path(out, "base", split="val") == out / "base_val.json"
+    assert result_path(out, "base", sweep=True, split="val") == out / "base_val_sweep.json"
+    with pytest.raises(SystemExit):  # only the two held-out splits
+        main(["configs/quickstart.yaml", "--name", "x", "--split", "train"])
