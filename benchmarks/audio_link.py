@@ -153,6 +153,15 @@ def result_path(out: Path, name: str, sweep: bool = False, split: str = "test") 
     return out / f"{name}{'_val' if split == 'val' else ''}{'_sweep' if sweep else ''}.json"
 
 
+def sampling_used(evaluation: dict[str, Any], config: dict) -> dict[str, Any]:
+    """The sampling settings an evaluation drew with: recorded with it since `sampling_used`
+    existed; before that, the run folder's config.yaml with the evaluation's own overrides (which
+    misnames an `--eval-only` evaluation under a config whose sampling section has changed)."""
+    if "sampling_used" in evaluation:
+        return dict(evaluation["sampling_used"])
+    return config.get("sampling", {}) | evaluation.get("sampling", {})
+
+
 def _dataset(name: str, config: dict) -> str:
     """Which data a run of this benchmark's naming trained on (`config`: its saved config.yaml).
 
@@ -193,7 +202,7 @@ def collect(
         config = yaml.safe_load((out / name / "config.yaml").read_text())
         overrides = " ".join(run["overrides"]) or "(none)"
         row = {"variant": name, "data": _dataset(name, config), "overrides": overrides}
-        used = config.get("sampling", {}) | wanted
+        used = sampling_used(evaluation, config)
         row["sampling"] = _sampling_label(used)
         row |= table_row(evaluation["pooled"] | response_shares(evaluation))
         if "report" not in evaluation:  # measured before the classifier judged at 0.01 µS resolution
@@ -204,7 +213,7 @@ def collect(
         run = json.loads((out / f"{name}_sweep.json").read_text())
         config = yaml.safe_load((out / name / "config.yaml").read_text())
         for ev in run["evaluations"]:
-            setting = _sampling_label(config.get("sampling", {}) | ev["sampling"])
+            setting = _sampling_label(sampling_used(ev, config))
             sweep_rows.append(
                 {"setting": f"{name}: {setting}", "data": _dataset(name, config)} | table_row(ev["pooled"])
             )
@@ -278,7 +287,11 @@ def main(argv: list[str] | None = None) -> None:
         run_cfg = apply_overrides(cfg, [f"sampling.{k}={v}" for k, v in setting.items()]) if setting else cfg
         start = time.perf_counter()
         row = evaluate_run(model, run_cfg, bundle, args.samples, split=args.split)
-        row |= {"sampling": setting, "eval_s": time.perf_counter() - start}
+        row |= {
+            "sampling": setting,
+            "sampling_used": run_cfg.sampling.model_dump(),  # the whole section, as evaluated
+            "eval_s": time.perf_counter() - start,
+        }
         rows.append(row)
         p = row["pooled"]
         print(

@@ -99,3 +99,21 @@ def test_validation_evaluations_are_written_beside_the_test_ones():
     assert result_path(out, "base", sweep=True, split="val") == out / "base_val_sweep.json"
     with pytest.raises(SystemExit):  # only the two held-out splits
         main(["configs/quickstart.yaml", "--name", "x", "--split", "train"])
+
+
+def test_a_row_is_labelled_with_the_sampling_its_evaluation_used():
+    from benchmarks.audio_link import _sampling_label, sampling_used
+
+    trained_with = {"sampling": {"temperature": 1.0, "top_p": 0.98, "audio_guidance": 0.1}}
+    now = {"temperature": 1.0, "top_p": 0.98, "min_prob": 0.0, "audio_guidance": 0.05}
+    evaluated = {"sampling": {}, "sampling_used": now}
+    assert _sampling_label(sampling_used(evaluated, trained_with)) == (
+        "temperature=1, top_p=0.98, audio_guidance=0.05"
+    )
+    swept = {"sampling": {"top_p": 0.95}, "sampling_used": now | {"top_p": 0.95}}
+    assert "top_p=0.95" in _sampling_label(sampling_used(swept, trained_with))
+    # evaluations saved before the setting was recorded: the run's config and their overrides
+    old = {"sampling": {"top_p": 0.9}}
+    assert _sampling_label(sampling_used(old, trained_with)) == (
+        "temperature=1, top_p=0.9, audio_guidance=0.1"
+    )
