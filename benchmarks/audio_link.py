@@ -268,8 +268,9 @@ def main(argv: list[str] | None = None) -> None:
     out = result_path(Path(args.out), args.name, bool(args.sweep), args.split)
     if args.eval_only:
         model, _, _ = load_model(run_dir / "best.pt")
-        if out.is_file():  # keep how the run was trained; the evaluations are replaced
-            trained = json.loads(out.read_text())
+        known = out if out.is_file() else result_path(Path(args.out), args.name)  # the training run's file
+        if known.is_file():  # keep how the run was trained; the evaluations are replaced
+            trained = json.loads(known.read_text())
             result |= {k: trained[k] for k in ("overrides", "train_s", "steps", "best_val") if k in trained}
     else:
         start = time.perf_counter()
