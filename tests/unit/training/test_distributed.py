@@ -21,16 +21,18 @@ TRAIN = {"max_steps": 5, "val_every": 2, "checkpoint_every": 5}  # 5 steps cross
 
 
 @pytest.mark.slow
-def test_two_gloo_processes_match_one_process(tmp_path):
+@pytest.mark.parametrize("extra", [{}, {"ema_decay": 0.5}], ids=["plain", "weight_average"])
+def test_two_gloo_processes_match_one_process(tmp_path, extra):
     ddp_dir, out = tmp_path / "ddp", tmp_path / "weights"
     out.mkdir()
-    mp.spawn(ddp_worker, args=(2, free_port(), str(ddp_dir), str(out), TRAIN), nprocs=2, join=True)
+    train_kw = TRAIN | extra
+    mp.spawn(ddp_worker, args=(2, free_port(), str(ddp_dir), str(out), train_kw), nprocs=2, join=True)
     rank0, rank1 = torch.load(out / "rank0.pt"), torch.load(out / "rank1.pt")
-    assert_same_weights(rank0, rank1)  # DDP keeps replicas bitwise identical
+    assert_same_weights(rank0, rank1)  # DDP keeps replicas (and their weight averages) bitwise identical
 
-    cfg = tiny_experiment(**TRAIN)
+    cfg = tiny_experiment(**train_kw)
     single = train(cfg, *datasets(cfg), tmp_path / "single", progress=False)
-    assert_same_weights(rank0, single.model.state_dict(), atol=1e-5)
+    assert_same_weights(rank0, single.model.state_dict(), atol=1e-5)  # the average, with ema_decay
 
     # Only rank 0 wrote files, and its checkpoint holds the final weights and every rank's RNG.
     assert sorted(p.name for p in ddp_dir.iterdir()) == [
@@ -39,8 +41,9 @@ def test_two_gloo_processes_match_one_process(tmp_path):
         "last.pt",
         "metrics_history.csv",
     ]
-    assert_same_weights(load_state(ddp_dir / "last.pt"), rank0)
     payload = torch.load(ddp_dir / "last.pt", weights_only=True)
+    stored = payload["weight_average"]["model"] if extra else load_state(ddp_dir / "last.pt")
+    assert_same_weights(stored, rank0)
     assert len(payload["rng"]) == 2 and payload["train_state"]["world_size"] == 2
     assert payload["train_state"]["best_val_loss"] == pytest.approx(single.best_val_loss, abs=1e-5)
 
