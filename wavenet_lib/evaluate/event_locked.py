@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from wavenet_lib.evaluate.bootstrap import percentile_interval, recording_resamples
+
 
 @dataclass(frozen=True)
 class EventLockedResponse:
@@ -196,10 +198,5 @@ def share_of_real(
     point = float(fractions(np.ones((1, len(used))))[0])
     if len(used) < 2 or not math.isfinite(point):
         return point, math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(used), size=(n_boot, len(used)))
-    weights = np.stack([np.bincount(d, minlength=len(used)) for d in draws]).astype(np.float64)
-    boot = fractions(weights)
-    tail = 100 * (1 - level) / 2
-    low, high = np.nanpercentile(boot, [tail, 100 - tail])
-    return point, float(low), float(high)
+    low, high = percentile_interval(fractions(recording_resamples(len(used), n_boot, seed)), level)
+    return point, low, high

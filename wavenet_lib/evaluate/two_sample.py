@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import signal, stats
 
+from wavenet_lib.evaluate.bootstrap import percentile_interval, recording_resamples
 from wavenet_lib.evaluate.scrs import detect_scrs
 from wavenet_lib.evaluate.traces import as_traces
 
@@ -177,20 +178,16 @@ def auc_interval(
     names, index = np.unique(g.astype(str), return_inverse=True)
     if len(names) < 2 or len(set(y.tolist())) < 2:
         return (math.nan, math.nan)
-    rng = np.random.default_rng(seed)
     values = []
-    for _ in range(n_boot):
-        counts = np.bincount(rng.integers(0, len(names), len(names)), minlength=len(names))
-        weight = counts[index].astype(float)  # each window counted as often as its recording was drawn
+    for counts in recording_resamples(len(names), n_boot, seed):
+        weight = counts[index]  # each window counted as often as its recording was drawn
         keep = weight > 0
         if len(set(y[keep].tolist())) < 2:
             continue
         values.append(roc_auc_score(y[keep], s[keep], sample_weight=weight[keep]))
     if not values:
         return (math.nan, math.nan)
-    tail = 100.0 * (1.0 - level) / 2.0
-    low, high = np.percentile(values, [tail, 100.0 - tail])
-    return (float(low), float(high))
+    return percentile_interval(np.asarray(values), level)
 
 
 def classifier_two_sample_test(
