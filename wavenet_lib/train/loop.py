@@ -284,6 +284,11 @@ def train(
             logger.info("early stopping at step %d (best val loss %.4f)", state.step, state.best_val_loss)
         barrier(env)
         return _result(model if average is None else average.module, state, ckpt, history, env)
+    except TrainingInterrupted:
+        # Every process stops at the same step (StopSignals agrees on it): leave together, so that
+        # no process tears the gloo group down while another still talks to it (a SIGABRT there).
+        barrier(env)
+        raise
     finally:
         cleanup_distributed(env)
 
