@@ -14,7 +14,7 @@ from wavenet_lib.evaluate.event_locked import (
     event_locked_response,
     share_of_real,
 )
-from wavenet_lib.evaluate.scrs import detect_scrs, scr_statistics
+from wavenet_lib.evaluate.scrs import detect_scrs, phasic_peaks, scr_statistics
 from wavenet_lib.evaluate.tables import metrics_table, write_metrics_json
 from wavenet_lib.evaluate.traces import free_running_metrics
 
@@ -77,6 +77,40 @@ def test_scr_count_and_absolute_threshold(rate):
     assert len(detect_scrs(eda, rate, amplitude_min_us=0.45)) == sum(a >= 0.45 for a in amplitudes)
     # Small SCRs alone stay below it (a relative threshold would keep the largest of them).
     assert len(detect_scrs(synthetic_eda(rate, tiny, [0.02] * 3), rate, amplitude_min_us=0.05)) == 0
+
+
+def _phasic_traces():
+    """Phasic-like signals with known awkward spots: noise, SCRs, a leading peak, plateaus, a ramp."""
+    rng = np.random.default_rng(3)
+    walks = [np.cumsum(rng.normal(0, 0.01, n)) for n in (40, 600, 6000)]
+    listener = [synthetic_eda(rate, [5, 17, 30, 41], [0.6, 0.3, 0.9, 0.2], seed=rate) for rate in (4, 50)]
+    leading_peak = np.array([0.0, 1.0, 0.5, 0.2, 0.4, 0.1, 0.3, 0.0])  # no trough before the first peak
+    plateaus = np.round(rng.normal(0, 1, 400).cumsum() / 3)  # flat runs: scipy's plateau peaks
+    quantized = np.round(listener[0] / 0.009) * 0.009  # a model's level grid
+    return [*walks, *listener, leading_peak, plateaus, quantized, np.linspace(0, 1, 50), np.zeros(10)]
+
+
+@pytest.mark.parametrize("index", range(len(_phasic_traces())))
+def test_phasic_peaks_are_neurokit2s(index):
+    """The sorted search finds neurokit2's peaks and onsets (NaN where neurokit2 finds no trough)."""
+    import warnings
+
+    import neurokit2 as nk
+
+    x = _phasic_traces()[index]
+    peaks, onsets = phasic_peaks(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        found = nk.eda_findpeaks(x, sampling_rate=4, method="neurokit", amplitude_min=None)
+    np.testing.assert_array_equal(peaks, np.asarray(found["SCR_Peaks"], dtype=float))
+    np.testing.assert_array_equal(onsets, np.asarray(found["SCR_Onsets"], dtype=float).ravel())
+
+
+def test_phasic_peaks_without_a_trough_before():
+    peaks, onsets = phasic_peaks(np.array([0.0, 1.0, 0.5, 0.2, 0.4, 0.1, 0.3, 0.0]))
+    np.testing.assert_array_equal(peaks, [1, 4, 6])
+    np.testing.assert_array_equal(onsets, [np.nan, 3, 5])
+    assert phasic_peaks(np.linspace(0, 1, 9))[0].size == 0  # a ramp has no peak
 
 
 def test_scr_statistics_without_scrs():
