@@ -6,7 +6,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= configs/quickstart.yaml
 RUNS ?= runs
-# `make run` is the demo job: it retrains runs/quickstart each time (RUN_FLAGS= keeps a trained run)
+# `make run` is the demo job: it retrains runs/quickstart each time (RUN_FLAGS=--resume continues an
+# interrupted training, or evaluates a finished run again without retraining it)
 RUN_FLAGS ?= --overwrite
 
 .PHONY: install run test lint lab

@@ -65,6 +65,7 @@ def run_experiment(
     kernel_name: str | None = None,
     log=print,
     overwrite: bool = False,
+    resume: bool = False,
 ) -> Path:
     """Run the notebooks for one config; return its run directory.
 
@@ -72,14 +73,20 @@ def run_experiment(
     overwritten) unless `overwrite` is True. With `overwrite` such a run is replaced: its
     figures (`figures/*.png`) are deleted before notebook 01, so that no figure of the old model
     (e.g. the attribution of files it ranked first) stays beside the new one's, and training
-    deletes its checkpoints, history and `metrics.json`.
+    deletes its checkpoints, history and `metrics.json`. With `resume` notebook 02 continues the
+    run from its `last.pt` (an interrupted training goes on from its last checkpoint; a finished
+    one trains no further) and notebooks 03 and 04 evaluate it again, e.g. after a change to the
+    config's `sampling` section.
 
     Raises:
+        ValueError: both `overwrite` and `resume`.
         RunFailure: the config is invalid, or a notebook cell failed.
     """
     import papermill as pm  # deferred: papermill is slow to import
     from papermill.exceptions import PapermillExecutionError
 
+    if overwrite and resume:
+        raise ValueError("overwrite replaces a trained run and resume continues it: pass one of them")
     notebooks = NOTEBOOKS if notebooks is None else notebooks
     notebook_dir = NOTEBOOK_DIR if notebook_dir is None else notebook_dir
 
@@ -99,8 +106,11 @@ def run_experiment(
         log(f"[{experiment.name}] {i}/{len(notebooks)} {name} ...", flush=True)
         started = time.perf_counter()
         parameters: dict[str, object] = {"config_path": str(config_path), "run_dir": str(run_dir)}
-        if "overwrite" in pm.inspect_notebook(str(source)):  # only the training notebook takes it
+        accepted = pm.inspect_notebook(str(source))
+        if "overwrite" in accepted:  # only the training notebook takes these two
             parameters["overwrite"] = overwrite
+        if "resume" in accepted:
+            parameters["resume"] = resume
         try:
             pm.execute_notebook(
                 str(source),
@@ -127,15 +137,23 @@ def main(argv: list[str] | None = None) -> int:
         "--keep-going", action="store_true", help="continue with the next config after a failure"
     )
     parser.add_argument("--kernel", default=None, help="Jupyter kernel name (default: the notebook's)")
-    parser.add_argument(
+    existing = parser.add_mutually_exclusive_group()
+    existing.add_argument(
         "--overwrite", action="store_true", help="retrain runs whose folder already holds a trained run"
+    )
+    existing.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue each run from its last.pt (a finished run trains no further) and evaluate it again",
     )
     args = parser.parse_args(argv)
 
     failures: list[RunFailure] = []
     for config in args.configs:
         try:
-            run_dir = run_experiment(config, args.runs_dir, kernel_name=args.kernel, overwrite=args.overwrite)
+            run_dir = run_experiment(
+                config, args.runs_dir, kernel_name=args.kernel, overwrite=args.overwrite, resume=args.resume
+            )
             print(f"[{run_dir.name}] results in {run_dir}")
         except RunFailure as failure:
             failures.append(failure)

@@ -98,6 +98,31 @@ def test_overwriting_a_trained_run_clears_the_old_models_figures_first(tmp_path,
     assert (runs / "fig" / "seen.txt").is_file()  # the notebooks ran after the clean-up
 
 
+def test_resume_reaches_the_training_notebook_and_excludes_overwrite(
+    tmp_path, fake_notebooks, monkeypatch, capsys
+):
+    """--resume is passed to the notebooks that take it (02: continue the run's last.pt) and
+    cannot be combined with --overwrite, which would replace that run."""
+    write_notebook(
+        fake_notebooks / "02_train.ipynb",
+        "from pathlib import Path\nPath(run_dir, 'flags.txt').write_text(f'{resume} {overwrite}')",
+    )
+    nb = nbformat.read(fake_notebooks / "02_train.ipynb", as_version=4)
+    nb.cells[0].source += "\nresume = False\noverwrite = False"
+    nbformat.write(nb, fake_notebooks / "02_train.ipynb")
+    monkeypatch.setattr(pipeline, "NOTEBOOKS", ("01_ok.ipynb", "02_train.ipynb"))
+    runs, cfg = tmp_path / "runs", config(tmp_path, "again")
+    assert pipeline.main([str(cfg), "--runs-dir", str(runs), "--resume"]) == 0
+    assert (runs / "again" / "flags.txt").read_text() == "True False"
+    assert pipeline.main([str(cfg), "--runs-dir", str(runs)]) == 0
+    assert (runs / "again" / "flags.txt").read_text() == "False False"
+    with pytest.raises(SystemExit) as stop:
+        pipeline.main([str(cfg), "--runs-dir", str(runs), "--resume", "--overwrite"])
+    assert stop.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="pass one of them"):
+        pipeline.run_experiment(cfg, runs, log=lambda *a, **k: None, overwrite=True, resume=True)
+
+
 def test_invalid_config_fails_before_any_notebook(tmp_path, fake_notebooks, capsys):
     bad = config(tmp_path, "bad")
     bad.write_text(bad.read_text().replace("mfcc_hop_size: 100", "mfcc_hop_size: 99"))

@@ -52,6 +52,20 @@ def test_a_trained_run_folder_is_never_overwritten_without_asking(tmp_path):
     assert not (tmp_path / "metrics.json").exists()
 
 
+def test_resuming_a_finished_run_trains_nothing_and_keeps_its_checkpoints(tmp_path):
+    """`make run RUN_FLAGS=--resume` evaluates a trained run again: training goes no further and
+    leaves its checkpoints, history and metrics as they were."""
+    cfg = tiny_experiment(max_steps=3, warmup_steps=1, val_every=1)
+    first = run(cfg, tmp_path)
+    (tmp_path / "metrics.json").write_text('{"pooled": {}}')
+    files = {name: (tmp_path / name).read_bytes() for name in ("last.pt", "best.pt", "metrics_history.csv")}
+    again = run(cfg, tmp_path, resume=True)
+    assert again.step == first.step == 3
+    assert {name: (tmp_path / name).read_bytes() for name in files} == files
+    assert (tmp_path / "metrics.json").read_text() == '{"pooled": {}}'
+    assert_same_weights(again.model.state_dict(), first.model.state_dict())
+
+
 def _lock(run_dir, pid, host=None, started=1_700_000_000.0):
     run_dir.mkdir(parents=True, exist_ok=True)
     holder = {"pid": pid, "host": host or socket.gethostname(), "started": started}
