@@ -135,6 +135,50 @@ def test_window_features_are_level_free():
     assert len(window_features(x[:100], 4)) == 0  # shorter than one window
 
 
+def test_each_row_of_window_features_is_its_window_alone():
+    """All windows are measured in one pass; row i must be window i measured on its own (the
+    step statistics on its samples, the SCRs whose peak lies in it), nothing of its neighbours."""
+    rate, size, hop = 4, 120, 60
+    x = random_eda(5)
+    scrs = detect_scrs(x, rate)
+    together = window_features(x, rate, resolution_us=0.0, scrs=scrs)
+    assert len(together) == 9
+    for i in range(len(together)):
+        start = i * hop
+        mine = scrs[(scrs["peak_s"] >= start / rate) & (scrs["peak_s"] < (start + size) / rate)]
+        alone = window_features(
+            x[start : start + size],
+            rate,
+            resolution_us=0.0,
+            scrs=mine.assign(peak_s=mine["peak_s"] - start / rate),
+        )
+        assert len(alone) == 1
+        np.testing.assert_allclose(
+            together.iloc[i].to_numpy(), alone.iloc[0].to_numpy(), rtol=1e-12, atol=1e-12
+        )
+    assert together["scr_per_min"].sum() > 0 and together["scr_amplitude_us"].notna().any()
+    flat = window_features(np.full(240, 5.0), rate, resolution_us=0.0)  # no steps: moments are 0, no NaN
+    assert flat[["skew_diff", "kurtosis_diff"]].eq(0.0).all().all()
+
+
+def test_weighted_auc_is_scikit_learns():
+    from sklearn.metrics import roc_auc_score
+
+    from wavenet_lib.evaluate.two_sample import weighted_auc
+
+    rng = np.random.default_rng(0)
+    for decimals in (0, 1, 6):  # many ties, some, none
+        y = rng.integers(0, 2, 300)
+        scores = np.round(rng.normal(size=300) + y, decimals)
+        weights = rng.integers(0, 4, 300).astype(float)  # bootstrap counts, zeros included
+        expected = roc_auc_score(y, scores, sample_weight=weights)
+        assert weighted_auc(y, scores, weights) == pytest.approx(expected, abs=1e-12)
+    assert weighted_auc(np.array([0, 1]), np.array([0.2, 0.9]), np.ones(2)) == 1.0
+    assert weighted_auc(np.array([0, 1, 0, 1]), np.full(4, 0.5), np.ones(4)) == 0.5
+    with pytest.raises(ValueError, match="both classes"):
+        weighted_auc(np.array([0, 1]), np.array([0.2, 0.9]), np.array([1.0, 0.0]))
+
+
 def recordings(seeds, transform=lambda x, rng: x) -> dict[str, np.ndarray]:
     out = {}
     for s in seeds:
