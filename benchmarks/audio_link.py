@@ -181,10 +181,22 @@ def _sampling_label(used: dict) -> str:
     return label
 
 
+def run_folder(out: Path, name: str) -> Path:
+    """The folder holding the trained run an evaluation file `<name>[_sweep].json` belongs to:
+    `<out>/<name>`, or for a validation evaluation `<name>` = `<run>_val` (written by
+    `--split val`), `<out>/<run>`."""
+    folder = out / name
+    if not folder.is_dir() and name.endswith("_val") and (out / name.removesuffix("_val")).is_dir():
+        return out / name.removesuffix("_val")
+    return folder
+
+
 def collect(
     out: Path, target: Path, experiments: list[str], sweep: list[str] | None, append: bool = False
 ) -> None:
     """Gather `<out>/<name>.json` runs (and one `_sweep` file) into the notebook's results file.
+
+    A validation evaluation (`--split val`) is gathered as `<run>_val`; its config is its run's.
 
     `append`: keep the rows already in `target` (runs whose folders are gone), replacing those of
     the same variant and sampling and, when `sweep` is given, the sweep rows of the same variants.
@@ -199,7 +211,7 @@ def collect(
         )
         wanted = {k: float(v) for k, v in (kv.split("=") for kv in setting.split(",") if kv)}
         evaluation = next(e for e in run["evaluations"] if e["sampling"] == wanted)
-        config = yaml.safe_load((out / name / "config.yaml").read_text())
+        config = yaml.safe_load((run_folder(out, name) / "config.yaml").read_text())
         overrides = " ".join(run["overrides"]) or "(none)"
         row = {"variant": name, "data": _dataset(name, config), "overrides": overrides}
         used = sampling_used(evaluation, config)
@@ -211,7 +223,7 @@ def collect(
     sweep_rows = []
     for name in sweep or []:
         run = json.loads((out / f"{name}_sweep.json").read_text())
-        config = yaml.safe_load((out / name / "config.yaml").read_text())
+        config = yaml.safe_load((run_folder(out, name) / "config.yaml").read_text())
         for ev in run["evaluations"]:
             setting = _sampling_label(sampling_used(ev, config))
             sweep_rows.append(

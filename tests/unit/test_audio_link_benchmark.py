@@ -117,3 +117,26 @@ def test_a_row_is_labelled_with_the_sampling_its_evaluation_used():
     assert _sampling_label(sampling_used(old, trained_with)) == (
         "temperature=1, top_p=0.9, audio_guidance=0.1"
     )
+
+
+def test_validation_evaluations_are_collected_with_their_runs_config(tmp_path):
+    """`--split val` writes `<run>_val[_sweep].json` beside the run folder `<run>`; collecting
+    `<run>_val` reads that folder's config (there is no `<run>_val` folder)."""
+    import json
+
+    import yaml
+
+    from benchmarks.audio_link import collect, run_folder
+
+    (tmp_path / "base").mkdir()
+    config = load_config(QUICKSTART).model_dump(mode="json")
+    (tmp_path / "base" / "config.yaml").write_text(yaml.safe_dump(config))
+    assert run_folder(tmp_path, "base_val") == tmp_path / "base"
+    assert run_folder(tmp_path, "base") == tmp_path / "base"
+    assert run_folder(tmp_path, "other_val") == tmp_path / "other_val"  # no run: left as named
+    evaluation = {"sampling": {"audio_guidance": 0.2}, "pooled": pooled()}
+    (tmp_path / "base_val_sweep.json").write_text(json.dumps({"evaluations": [evaluation]}))
+    target = tmp_path / "table.json"
+    collect(tmp_path, target, [], ["base_val"])
+    (row,) = json.loads(target.read_text())["sampling_sweep"]
+    assert row["setting"].startswith("base_val: ") and "audio_guidance=0.2" in row["setting"]
