@@ -97,6 +97,17 @@ def test_notebooks_are_committed_without_outputs(path: Path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_cells_have_unique_ids(path: Path):
+    """nbformat 4.5 cells carry ids; without them nbformat warns on every run (a hard error in
+    its future versions), so a cell added by editing the JSON must get one."""
+    nb = json.loads(path.read_text())
+    ids = [cell.get("id") for cell in nb["cells"]]
+    missing = [i for i, cell_id in enumerate(ids) if not cell_id]
+    assert not missing, f"{path.name}: cells {missing} have no id (nbformat.validator.normalize adds them)"
+    assert len(set(ids)) == len(ids), f"{path.name}: cell ids repeat"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebooks_have_one_parameters_cell_with_an_nbmake_mock(path: Path):
     nb = json.loads(path.read_text())
     tagged = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
