@@ -19,7 +19,7 @@ def phasic_peaks(phasic: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     search took 55 % of screening's time (12 files, 8 samples each) and most of the realism
     metrics'. The peaks and troughs here are the same scipy calls; the onset is the last trough
     at an index below the peak's (NaN when none is), which is what neurokit2's search returns
-    (a test checks both agree, peak for peak, on generated and recorded traces).
+    (a test checks both agree, peak for peak, on noise, SCR traces, plateaus and a level grid).
 
     Args:
         phasic: (T,) the phasic component.
