@@ -279,6 +279,34 @@ def test_attribution_over_several_histories_is_their_mean():
         attribute_audio(model, mfcc, torch.zeros(2, 2, steps))
 
 
+@pytest.mark.parametrize("memory", [0.0, 3.0], ids=["plain", "eda_memory"])
+def test_attribution_in_chunks_is_the_one_pass_answer(memory):
+    """Long recordings are attributed a chunk of targets at a time (bounded memory); Integrated
+    Gradients adds up over the targets, so the chunks' sum is the one-pass attribution, also for a
+    model whose EDA memory reaches back to the clip's start."""
+    torch.manual_seed(0)
+    model = Wavenet(WavenetConfig(**(TINY_MODEL | {"eda_memory_seconds": memory}))).eval()
+    steps, rate = 40, model.config.eda_sample_rate
+    g = torch.Generator().manual_seed(5)
+    mfcc = torch.randn(1, steps * model.spf, model.config.num_mfccs, generator=g)
+    wave, ramp = 0.3 * torch.sin(torch.arange(steps) / 3.0), torch.linspace(-0.5, 0.2, steps)
+    history = torch.stack([wave, ramp])[:, None]  # two histories
+    # 7-step chunks: the later ones start more than a receptive field into the clip
+    assert 7 + model.config.receptive_field_eda_steps < steps
+    for target in (None, slice(3, 33)):
+        whole = attribute_audio(model, mfcc, history, target_steps=target, n_steps=8, chunk_seconds=None)
+        chunked = attribute_audio(
+            model, mfcc, history, target_steps=target, n_steps=8, chunk_seconds=7 / rate
+        )
+        np.testing.assert_allclose(chunked.frame_attribution, whole.frame_attribution, rtol=1e-4, atol=1e-6)
+        assert chunked.total == pytest.approx(whole.total, rel=1e-4, abs=1e-6)
+        assert chunked.convergence_delta == pytest.approx(whole.convergence_delta, abs=1e-4)
+    with pytest.raises(ValueError, match="chunk_seconds must be > 0"):
+        attribute_audio(model, mfcc, history, chunk_seconds=0.0)
+    with pytest.raises(ValueError, match="contiguous slice"):
+        attribute_audio(model, mfcc, history, target_steps=slice(0, 40, 2))
+
+
 def test_attribution_without_eda_averages_generated_histories():
     model = tiny_wavenet()
     steps = 10
