@@ -272,7 +272,7 @@ def attribute_audio(
     reads_memory = getattr(model, "reads_memory", False)  # a stand-in model may not have one
     memory = model.memory_of(eda_prev) if reads_memory else None  # a function of the history only
 
-    attr = torch.zeros(n, *x.shape, device=device)
+    per_frame = np.zeros(x.shape[1])  # (F,) summed over coefficients and channels, mean over histories
     total = delta = 0.0
     was_training = model.training
     model.eval()
@@ -292,11 +292,10 @@ def attribute_audio(
                 n_steps,
                 internal_batch_size,
             )
-            attr[:, :, frames] += chunk_attr
+            per_frame[frames] += chunk_attr.sum(dim=(1, 3)).mean(dim=0).cpu().double().numpy()
             total, delta = total + chunk_total, delta + chunk_delta
     finally:
         model.train(was_training)
-    per_frame = attr.sum(dim=(1, 3)).mean(dim=0).detach().cpu().double().numpy()  # (F,)
     return AudioAttribution(
         frame_attribution=per_frame,
         step_attribution=per_frame.reshape(steps, spf).sum(axis=1),
