@@ -220,6 +220,7 @@ def train(
             model = _build_model(cfg, device, env.rank)
             optimizer, scheduler = build_optimizer(model, tc)
             average = WeightAverage.create(model, tc.ema_decay)
+            scored = model if average is None else average.module  # validated, returned, loaded
             ckpt = Checkpointer(run_dir, cfg, model, optimizer, scheduler, normalizer, env, average)
             fresh = TrainState.new(env.world_size, batches.windows, data_fingerprint)
             state = ckpt.restore(device, data_fingerprint) if resume else fresh
@@ -241,7 +242,7 @@ def train(
                 sampling=cfg.sampling,
                 audio_dropout=tc.audio_dropout,
             )
-            validate = _validator(cfg, model if average is None else average.module, val_data, device, env)
+            validate = _validator(cfg, scored, val_data, device, env)
             ckpt.restore_rng()  # last, so nothing above consumes the restored streams
             bar = tqdm(
                 total=tc.max_steps, initial=state.step, desc=cfg.name, disable=not progress or env.rank
@@ -283,7 +284,7 @@ def train(
         if state.stopped_early:
             logger.info("early stopping at step %d (best val loss %.4f)", state.step, state.best_val_loss)
         barrier(env)
-        return _result(model if average is None else average.module, state, ckpt, history, env)
+        return _result(scored, state, ckpt, history, env)
     except TrainingInterrupted:
         # Every process stops at the same step (StopSignals agrees on it): leave together, so that
         # no process tears the gloo group down while another still talks to it (a SIGABRT there).
