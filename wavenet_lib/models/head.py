@@ -156,5 +156,15 @@ class Downsampler(nn.Module):
         pooled = torch.einsum("bcts,bdts->bctd", attn, h.view(b, d, t, self.factor))
         return torch.einsum("bctd,cpd->bpct", pooled, self.proj_weight) + self.proj_bias[None, :, :, None]
 
+    def params_rows(self, h: torch.Tensor) -> torch.Tensor:
+        """`params` of the post-net output given as time-major rows (B, T*spf, D)."""
+        b, frames, d = h.shape
+        t = frames // self.factor
+        rows = h.reshape(b, t, self.factor, d)
+        scores = F.linear(rows, self.score.weight[:, :, 0], self.score.bias)  # (B, T, spf, C_out)
+        attn = torch.softmax(scores.permute(0, 3, 1, 2) + self.position[:, None, :], dim=-1)
+        pooled = torch.einsum("bcts,btsd->bctd", attn, rows)
+        return torch.einsum("bctd,cpd->bpct", pooled, self.proj_weight) + self.proj_bias[None, :, :, None]
+
     def forward(self, h: torch.Tensor, prev_level: torch.Tensor) -> torch.Tensor:
         return self.to_levels(self.params(h), prev_level)  # (B, Q, C_out, T)

@@ -6,19 +6,49 @@ a 1×1 to the skip width. Each layer also exposes its weights time-major (`step_
 one-step update (`step`) for fast generation (`wavenet_lib.models.incremental`).
 `WavenetStack` chains `layers_per_stack` of them with dilations 1, 2, ..., 2^(L-1);
 `wavenet_lib.models.wavenet.Wavenet` chains the stacks.
+
+**Two layouts of the same layer.** `forward` is the textbook one: (B, channels, frames)
+tensors through `nn.Conv1d`. `forward_rows` computes the same function on time-major rows
+(B, frames, channels): each tap of the dilated conv and each 1×1 is one matrix product on the
+conv's own weights, so the parameters, checkpoints and the incremental path are shared. The
+network runs `forward_rows`: on a CPU, small-channel convolutions spend more time converting
+layouts than multiplying, and the row layout trains the quickstart model about 1.3× faster
+(with `dropout_rows`; `benchmarks/training.py` measures both side by side). A test checks that
+both layouts give the same logits and gradients.
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from wavenet_lib.configs import WavenetConfig
 
-__all__ = ["Gate", "StepWeights", "ResidualLayer", "WavenetStack", "time_major"]
+__all__ = ["Gate", "StepWeights", "ResidualLayer", "WavenetStack", "time_major", "dropout_rows"]
+
+
+def dropout_rows(z: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Dropout (zero each value with probability p, scale the rest by 1/(1-p)), as `F.dropout`.
+
+    On a CPU the mask's uniform numbers come from numpy's PCG64 instead of torch's Mersenne
+    Twister, which draws one number per element: for the quickstart model's 300,000 gated
+    activations per layer and batch that took about 3 ms, a sixth of a training step, against
+    0.9 ms. numpy's generator is seeded by one draw from torch's default generator, so
+    `torch.manual_seed` and the checkpointed RNG state still make training repeat exactly.
+    Other devices use `F.dropout` (their generators are fast).
+    """
+    if not training or p == 0.0:
+        return z
+    if z.device.type != "cpu":
+        return F.dropout(z, p, training=True)
+    seed = int(torch.randint(0, 2**62, (1,)).item())
+    uniform = np.random.default_rng(seed).random(tuple(z.shape), dtype=np.float32)
+    keep = torch.from_numpy(uniform) >= p
+    return z * keep * (1.0 / (1.0 - p))
 
 
 class Gate(nn.Module):
@@ -120,6 +150,30 @@ class ResidualLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.finish(x, self.conv(x), c)
+
+    def forward_rows(
+        self, x: torch.Tensor, cond: torch.Tensor, frames: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`forward` on time-major rows, up to the skip 1×1.
+
+        Args:
+            x: (B*F, R) the residual stream, the F frames of each sequence in consecutive rows.
+            cond: (B*F, 2G) this layer's conditioning projection `Gate.cond` of c, with the
+                dilated conv's bias added.
+            frames: F.
+
+        Returns:
+            (B*F, R) the next residual stream (x itself for the model's last layer) and the gated
+            activation z (B*F, G) after dropout, for the skip 1×1.
+        """
+        w, r = self.dilated.weight, x.shape[1]
+        earlier = F.pad(x.view(-1, frames, r), (0, 0, self.dilation, 0))[:, :frames].reshape(-1, r)
+        pre = torch.addmm(torch.addmm(cond, x, w[:, :, 1].t()), earlier, w[:, :, 0].t())
+        f, g = pre.chunk(2, dim=-1)
+        z = dropout_rows(torch.tanh(f) * torch.sigmoid(g), self.dropout.p, self.training)
+        if self.residual is None:
+            return x, z
+        return torch.addmm(x, z, self.residual.weight[:, :, 0].t()) + self.residual.bias, z
 
     def step_weights(self) -> StepWeights:
         """This layer's parameters in the incremental path's layout (see `StepWeights`)."""

@@ -11,6 +11,7 @@ conditioning (`Upsampler`) and the output head (`Downsampler`) have modules of t
          summary of the whole history, added in the Upsampler)
     x, c ──WavenetStack × num_stacks (gated, dilated, causal)──► Σ skips (B, S, T*spf)
     Σ skips ──ReLU, 1×1, ReLU, 1×1, ReLU──► h (B, D, T*spf)
+    (computed on time-major rows (B, T*spf, channels) by default, `layout`; see models/layers.py)
     h ──Downsampler (attention over each step's spf frames) + 1×1 + head──► logits (B, Q, C_out, T)
 
 Shapes use B batch, T EDA steps, spf = spectral frames per EDA step, R residual width,
@@ -25,8 +26,10 @@ per step (reference path); both give the logits `forward` gives on the generated
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from wavenet_lib.configs import WavenetConfig
@@ -53,9 +56,14 @@ def guided_logits(with_audio: torch.Tensor, silent: torch.Tensor, weight: float)
 class Wavenet(nn.Module):
     """The full audio → EDA model. `forward` is teacher-forced; `generate` samples."""
 
+    # "rows": the residual stacks and post-net run on time-major rows (faster on CPUs); "conv":
+    # the textbook (B, channels, frames) layout through nn.Conv1d. Same parameters, same function.
+    LAYOUTS = ("rows", "conv")
+
     def __init__(self, config: WavenetConfig) -> None:
         super().__init__()
         self.config = config
+        self.layout = "rows"
         spf = config.spectral_frames_per_eda_step
         self.spf = spf
         # Audio 1×1 input projection over (in_channels, features_per_frame) at each frame.
@@ -177,7 +185,6 @@ class Wavenet(nn.Module):
                 window). None computes it from eda_prev, as for a clip that starts here.
         """
         eda_prev, steps = self._check_inputs(mfcc, eda_prev)
-        x = self.embed_audio(mfcc)  # (B, R, F)
         memory = None
         if self.reads_memory:
             memory = self.memory_of(eda_prev) if eda_memory is None else eda_memory
@@ -187,13 +194,14 @@ class Wavenet(nn.Module):
                     f"T={steps}), got {tuple(memory.shape)}"
                 )
         c = self.upsampler(eda_prev, memory)  # (B, cond, F)
-        skips = 0
-        for stack in self.stacks:
-            x, s = stack(x, c)
-            skips = skips + s
+        if self.layout not in self.LAYOUTS:
+            raise ValueError(f"layout must be one of {self.LAYOUTS}, got {self.layout!r}")
+        rows = self.layout == "rows"
+        skips = self._skip_rows(mfcc, c) if rows else self._skip_conv(mfcc, c)  # (B, F, S) / (B, S, F)
+        head = self.head_params_rows if rows else self.head_params
         prev_level = quantize(eda_prev, self.config.quantization_levels)
         if target is None:
-            return self.logits_from_skips(skips, prev_level)
+            return self.downsampler.to_levels(head(skips), prev_level)
         if target.dim() == 2 and self.config.out_channels == 1:
             target = target.unsqueeze(1)
         if target.shape != prev_level.shape:
@@ -205,9 +213,47 @@ class Wavenet(nn.Module):
                 f"windows of {steps} steps leave nothing to score from first_step={first_step}: windows "
                 "must be first_full_step + data.target_steps long"
             )
-        params = self.head_params(skips[..., first_step * self.spf :])  # the head is per step
+        first_frame = first_step * self.spf  # the head is per step
+        params = head(skips[:, first_frame:] if rows else skips[..., first_frame:])
         scored = slice(first_step, None)
         return self.downsampler.target_log_probs(params, prev_level[..., scored], target[..., scored])
+
+    def _skip_conv(self, mfcc: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """Σ skips (B, S, F) in the textbook layout: every layer through nn.Conv1d."""
+        x = self.embed_audio(mfcc)  # (B, R, F)
+        skips: torch.Tensor | int = 0
+        for stack in self.stacks:
+            x, s = stack(x, c)
+            skips = skips + s
+        assert isinstance(skips, torch.Tensor)
+        return skips
+
+    def _skip_rows(self, mfcc: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """Σ skips (B, F, S) on time-major rows: `_skip_conv`'s function.
+
+        Rows are (B*F, channels); each tap and 1×1 is a matrix product that adds into the sum it
+        feeds (`torch.addmm`), and the skip biases are added once, summed.
+        """
+        b, ci, f, m = mfcc.shape
+        w = self.input_proj.weight[:, :, 0]
+        x = F.linear(mfcc.permute(0, 2, 1, 3).reshape(b * f, ci * m), w, self.input_proj.bias)  # (B*F, R)
+        c = c.transpose(1, 2).reshape(b * f, -1)  # (B*F, cond)
+        layers = self.layers
+        biases = torch.stack([cast(torch.Tensor, layer.skip.bias) for layer in layers])
+        skips = biases.sum(dim=0).expand(b * f, -1)  # every layer's skip bias, added once
+        for layer in layers:
+            cond = F.linear(c, layer.gate.cond.weight[:, :, 0], layer.gate.cond.bias + layer.dilated.bias)
+            x, z = layer.forward_rows(x, cond, f)
+            skips = torch.addmm(skips, z, layer.skip.weight[:, :, 0].t())
+        return skips.view(b, f, -1)
+
+    def head_params_rows(self, skips: torch.Tensor) -> torch.Tensor:
+        """`head_params` of Σ skips given as time-major rows (B, T*spf, S)."""
+        post = self.postnet  # ReLU, 1×1, ReLU, 1×1, ReLU
+        h = F.relu(skips * self.skip_scale)
+        h = F.relu(F.linear(h, post[1].weight[:, :, 0], post[1].bias))
+        h = F.relu(F.linear(h, post[3].weight[:, :, 0], post[3].bias))
+        return self.downsampler.params_rows(h)
 
     def logits_from_skips(self, skips: torch.Tensor, prev_level: torch.Tensor) -> torch.Tensor:
         """Σ skips (B, S, T*spf) + previous levels (B, C_out, T) → logits (B, Q, C_out, T).
