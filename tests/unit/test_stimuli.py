@@ -279,13 +279,17 @@ def test_attribution_over_several_histories_is_their_mean():
         attribute_audio(model, mfcc, torch.zeros(2, 2, steps))
 
 
-@pytest.mark.parametrize("memory", [0.0, 3.0], ids=["plain", "eda_memory"])
+@pytest.mark.parametrize(
+    "memory",
+    [{}, {"eda_memory_seconds": 3.0}, {"eda_trend_lags": [1, 4]}],
+    ids=["plain", "eda_memory", "trend"],
+)
 def test_attribution_in_chunks_is_the_one_pass_answer(memory):
     """Long recordings are attributed a chunk of targets at a time (bounded memory); Integrated
     Gradients adds up over the targets, so the chunks' sum is the one-pass attribution, also for a
     model whose EDA memory reaches back to the clip's start."""
     torch.manual_seed(0)
-    model = Wavenet(WavenetConfig(**(TINY_MODEL | {"eda_memory_seconds": memory}))).eval()
+    model = Wavenet(WavenetConfig(**(TINY_MODEL | memory))).eval()
     steps, rate = 40, model.config.eda_sample_rate
     g = torch.Generator().manual_seed(5)
     mfcc = torch.randn(1, steps * model.spf, model.config.num_mfccs, generator=g)

@@ -144,6 +144,14 @@ class WavenetConfig(BaseModel):
         "seconds (causal, models/eda_memory.py), so a sample keeps the gain and trend it started "
         "with after they leave the receptive field. 0: the receptive field is all the model sees.",
     )
+    eda_trend_lags: list[PositiveInt] = Field(
+        default_factory=list,
+        max_length=8,
+        description="Steps k over which the network also reads each EDA signal's recent change of "
+        "level, level(t-1) - level(t-1-k), beside the level itself (models/eda_memory.py), e.g. "
+        "[1, 2, 4]. [] (the default of configs written before it): the network assembles trends "
+        "from its gates alone.",
+    )
     mixture_components: PositiveInt = Field(
         default=4, description="Logistic components of the logistic_mixture head."
     )
@@ -185,6 +193,8 @@ class WavenetConfig(BaseModel):
             )
         if self.quantization_levels < 2:
             errors.append(f"quantization_levels ({self.quantization_levels}) must be >= 2")
+        if len(set(self.eda_trend_lags)) != len(self.eda_trend_lags):
+            errors.append(f"eda_trend_lags ({self.eda_trend_lags}) must not repeat a lag")
         if not self.eda_level_embedding and not self.eda_value_input:
             errors.append(
                 "eda_level_embedding: false needs eda_value_input: true (else the network never "
@@ -293,6 +303,14 @@ class WavenetConfig(BaseModel):
         `first_full_step + target_steps` steps long and the loss covers the last target_steps.
         """
         return self.receptive_field_eda_steps - 1
+
+    @property
+    def memory_features_per_signal(self) -> int:
+        """Numbers per EDA signal and step in the EDA memory (models/eda_memory.py): the slow
+        memory's MEMORY_FEATURES when `eda_memory_seconds` > 0, plus one per trend lag."""
+        from wavenet_lib.models.eda_memory import MEMORY_FEATURES
+
+        return (MEMORY_FEATURES if self.eda_memory_seconds > 0 else 0) + len(self.eda_trend_lags)
 
     @property
     def memory_decay(self) -> float:

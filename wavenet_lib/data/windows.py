@@ -6,7 +6,8 @@ A window of `W = model.first_full_step + data.target_steps` EDA steps is one ite
     "eda_prev"     float32 (out_channels, W): eda_prev[:, t] = dequantize(quantize(eda_norm[start+t-1])),
                    eda_prev[:, 0] = that of the step before the window (START_VALUE, 0.0, at step 0)
     "target"       int64 (out_channels, W): quantize(eda_norm[start+t])
-    "eda_memory"   float32 (out_channels * 3, W), only with `model.eda_memory_seconds` > 0: the EDA
+    "eda_memory"   float32 (out_channels * memory features, W), only with `model.eda_memory_seconds`
+                   > 0 or `model.eda_trend_lags`: the EDA
                    memory of the window's steps, computed over the recording from its start
                    (`models/eda_memory.py`), since the memory reaches back past the window
     "recording_id" str
@@ -86,10 +87,12 @@ class WindowDataset(Dataset):
             q = quantize(np.asarray(units, dtype=np.float64), levels)
             self._target.append(q)
             self._prev.append(dequantize(q, levels))
-            if model.eda_memory_seconds > 0:  # the levels eda_prev holds at every step of the recording
+            if model.memory_features_per_signal:  # the levels eda_prev holds at every step
                 start_level = quantize(np.full((q.shape[0], 1), START_VALUE), levels)
                 prev_levels = np.concatenate([start_level, q[:, :-1]], axis=1)
-                memory = eda_memory(torch.from_numpy(prev_levels)[None], model.memory_decay)
+                memory = eda_memory(
+                    torch.from_numpy(prev_levels)[None], model.memory_decay, lags=model.eda_trend_lags
+                )
                 self._memory.append(memory[0].numpy())
         starts = np.array([r.n_steps - self.window + 1 for r in self.recordings], dtype=np.int64)
         self._cum_starts = np.cumsum(starts)

@@ -110,7 +110,9 @@ class Stepper:
         self.memory = None
         if model.reads_memory:
             cfg, dtype = model.config, model.upsampler.expand.weight.dtype
-            self.memory = MemoryTracker(b, cfg.out_channels, cfg.memory_decay, dtype, mfcc.device)
+            self.memory = MemoryTracker(
+                b, cfg.out_channels, cfg.memory_decay, dtype, mfcc.device, cfg.eda_trend_lags
+            )
         self.fused = fused_layers_for(self, mfcc)  # the layers compiled, when available
         if self.fused is None:  # buffers of the layers as PyTorch calls
             self._torch_buffers(w, n * b, x0)

@@ -39,9 +39,12 @@ class Upsampler(nn.Module):
     through another learned linear map, so every frame of the step carries it like the step's
     value. Its inputs are compressed as sign(m) log(1 + |m|) (a mean size of change runs from
     under one level per step to over ten; a few steps into a clip a mean change can be -6) and
-    the map starts at zero: a new model conditions as one without memory and learns how far to
-    use it (with raw inputs and a default init, the trained map's norm was 2.8 against the value
-    input's 0.37, and the quickstart trained to a 0.15 nats worse cross-entropy).
+    the slow memory's map starts at zero: a new model conditions as one without memory and
+    learns how far to use it (with raw inputs and a default init, the trained map's norm was 2.8
+    against the value input's 0.37, and the quickstart trained to a 0.15 nats worse
+    cross-entropy). The recent changes of level (`trend_features`, the memory's last columns)
+    are compressed alike but mapped from the start (uniform ±0.5): they are what the network
+    should read first.
     """
 
     VALUE_LEVELS_PER_UNIT = 4.0  # a one-level change moves the value input by 0.25
@@ -55,6 +58,7 @@ class Upsampler(nn.Module):
         value_input: bool = False,
         level_embedding: bool = True,
         memory_features: int = 0,
+        trend_features: int = 0,
     ) -> None:
         super().__init__()
         if not (value_input or level_embedding):
@@ -75,6 +79,8 @@ class Upsampler(nn.Module):
         if memory_features:
             self.memory = nn.Linear(memory_features, cond_channels, bias=False)
             nn.init.zeros_(self.memory.weight)
+            if trend_features:  # the last columns: recent changes, read from the start
+                nn.init.uniform_(self.memory.weight[:, memory_features - trend_features :], -0.5, 0.5)
         self.expand = nn.ConvTranspose1d(cond_channels, cond_channels, kernel_size=factor, stride=factor)
         self.mix = nn.Conv1d(cond_channels, cond_channels, 1)
 

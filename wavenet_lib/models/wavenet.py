@@ -7,8 +7,9 @@ conditioning (`Upsampler`) and the output head (`Downsampler`) have modules of t
 
     mfcc (B, C_in, T*spf, M) ──1×1 input projection──► x (B, R, T*spf)
     eda_prev (B, C_out, T) ──causal Upsampler──────────► c (B, cond, T*spf)
-        (+ with model.eda_memory_seconds, the EDA memory of models/eda_memory.py: a slow
-         summary of the whole history, added in the Upsampler)
+        (+ with model.eda_memory_seconds or model.eda_trend_lags, the EDA memory of
+         models/eda_memory.py: a slow summary of the whole history and the recent changes of
+         level, added in the Upsampler)
     x, c ──WavenetStack × num_stacks (gated, dilated, causal)──► Σ skips (B, S, T*spf)
     Σ skips ──ReLU, 1×1, ReLU, 1×1, ReLU──► h (B, D, T*spf)
     (computed on time-major rows (B, T*spf, channels) by default, `layout`; see models/layers.py)
@@ -34,7 +35,7 @@ from torch import nn
 
 from wavenet_lib.configs import WavenetConfig
 from wavenet_lib.data.features import silent_mfcc_like
-from wavenet_lib.models.eda_memory import MEMORY_FEATURES, eda_memory
+from wavenet_lib.models.eda_memory import eda_memory
 from wavenet_lib.models.head import Downsampler, HeadWeights
 from wavenet_lib.models.incremental import Stepper
 from wavenet_lib.models.layers import Gate, ResidualLayer, StepWeights, WavenetStack, time_major
@@ -75,7 +76,8 @@ class Wavenet(nn.Module):
             config.quantization_levels,
             value_input=config.eda_value_input,
             level_embedding=config.eda_level_embedding,
-            memory_features=config.out_channels * MEMORY_FEATURES if config.eda_memory_seconds > 0 else 0,
+            memory_features=config.out_channels * config.memory_features_per_signal,
+            trend_features=config.out_channels * len(config.eda_trend_lags),
         )
         self.stacks = nn.ModuleList(
             WavenetStack(config, last=k == config.num_stacks - 1) for k in range(config.num_stacks)
@@ -151,13 +153,16 @@ class Wavenet(nn.Module):
 
     @property
     def reads_memory(self) -> bool:
-        """Whether the network reads the EDA memory (`model.eda_memory_seconds` > 0)."""
+        """Whether the network reads the EDA memory (`model.eda_memory_seconds` > 0 or
+        `model.eda_trend_lags`)."""
         return self.upsampler.memory is not None
 
     def memory_of(self, eda_prev: torch.Tensor) -> torch.Tensor:
-        """The EDA memory (B, C_out * MEMORY_FEATURES, T) of a clip whose first step is eda_prev[..., 0]."""
-        levels = quantize(eda_prev, self.config.quantization_levels)
-        return eda_memory(levels, self.config.memory_decay, self.upsampler.expand.weight.dtype)
+        """The EDA memory (B, C_out * memory_features_per_signal, T) of a clip whose first step is
+        eda_prev[..., 0]."""
+        cfg = self.config
+        levels = quantize(eda_prev, cfg.quantization_levels)
+        return eda_memory(levels, cfg.memory_decay, self.upsampler.expand.weight.dtype, cfg.eda_trend_lags)
 
     # --- teacher-forced forward -----------------------------------------------------------
     def forward(
@@ -180,9 +185,10 @@ class Wavenet(nn.Module):
                 allows (`Downsampler.target_log_probs`). Training calls the model this way so
                 that a DistributedDataParallel wrapper sees the call.
             first_step: with a target, the first step scored (earlier steps are left out).
-            eda_memory: with `model.eda_memory_seconds` > 0, the EDA memory of these steps
-                (B, C_out * MEMORY_FEATURES, T), for a clip cut from a longer one (a training
-                window). None computes it from eda_prev, as for a clip that starts here.
+            eda_memory: with `model.eda_memory_seconds` > 0 or `model.eda_trend_lags`, the EDA
+                memory of these steps (B, C_out * memory_features_per_signal, T), for a clip cut
+                from a longer one (a training window). None computes it from eda_prev, as for a
+                clip that starts here.
         """
         eda_prev, steps = self._check_inputs(mfcc, eda_prev)
         memory = None

@@ -108,8 +108,8 @@ def batch_to_device(batch: Mapping[str, Any], device: torch.device) -> tuple[tor
 
 
 def memory_to_device(batch: Mapping[str, Any], device: torch.device) -> torch.Tensor | None:
-    """The windows' EDA memory (B, C_out * MEMORY_FEATURES, T) on `device`, or None when the items carry none
-    (`model.eda_memory_seconds` 0)."""
+    """The windows' EDA memory (B, C_out * memory features, T) on `device`, or None when the items
+    carry none (no `model.eda_memory_seconds`, no `model.eda_trend_lags`)."""
     memory = batch.get("eda_memory")
     return None if memory is None else memory.to(device, non_blocking=device.type == "cuda")
 

@@ -260,14 +260,18 @@ def test_split_seed_fixes_the_held_out_recordings_whatever_the_seed(tmp_path):
         assert build_datasets(fixed.model_copy(update={"seed": seed})).splits == by_seed[0]
 
 
-def test_windows_carry_the_recordings_eda_memory_and_score_as_the_whole_recording(tmp_path):
-    """With model.eda_memory_seconds, a training window carries the memory of its steps computed
-    over the recording from its start; the model on that window gives the log-probabilities the
-    whole recording's teacher-forced pass gives there, scored whole or in chunks."""
+@pytest.mark.parametrize(
+    "memory", [{"eda_memory_seconds": 3}, {"eda_trend_lags": [1, 2, 4]}], ids=["slow", "trend"]
+)
+def test_windows_carry_the_recordings_eda_memory_and_score_as_the_whole_recording(tmp_path, memory):
+    """With model.eda_memory_seconds (or eda_trend_lags), a training window carries the memory of
+    its steps computed over the recording from its start; the model on that window gives the
+    log-probabilities the whole recording's teacher-forced pass gives there, scored whole or in
+    chunks. For the trend, the window's first steps need the levels before the window."""
     from wavenet_lib.evaluate.scoring import model_log_probs
     from wavenet_lib.models.wavenet import Wavenet
 
-    cfg = tiny_experiment(tmp_path, model=tiny_model(eda_memory_seconds=3, eda_value_input=True))
+    cfg = tiny_experiment(tmp_path, model=tiny_model(**memory, eda_value_input=True))
     bundle = build_datasets(cfg)
     torch.manual_seed(0)
     model = Wavenet(cfg.model).eval()

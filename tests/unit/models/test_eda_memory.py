@@ -57,6 +57,54 @@ def test_tracker_steps_equal_the_whole_clip_and_bad_decay_is_refused():
     tracker = MemoryTracker(3, 2, 0.9, torch.float32, torch.device("cpu"))
     steps = torch.stack([tracker.update(levels[..., t]) for t in range(50)], dim=-1)
     assert torch.equal(steps, eda_memory(levels, 0.9))
-    for bad in (0.0, 1.0, -0.5):
+    for bad in (1.0, -0.5):
         with pytest.raises(ValueError, match="decay"):
             MemoryTracker(1, 1, bad, torch.float32, torch.device("cpu"))
+    with pytest.raises(ValueError, match="needs a decay in \\(0, 1\\), trend lags, or both"):
+        MemoryTracker(1, 1, 0.0, torch.float32, torch.device("cpu"))
+    with pytest.raises(ValueError, match="trend lags must be whole numbers of steps >= 1"):
+        MemoryTracker(1, 1, 0.0, torch.float32, torch.device("cpu"), lags=[0, 2])
+
+
+def test_trend_features_are_the_changes_of_level_over_each_lag():
+    """level(t) - level(t - k) per lag k, the start level standing in before the clip's start;
+    per signal, lags side by side."""
+    trace = np.array([5, 7, 10, 10, 4, 4, 9])
+    levels = torch.from_numpy(np.stack([trace, trace[::-1].copy()]))[None]  # (1, 2, 7)
+    lags = [1, 2, 4]
+    got = eda_memory(levels, 0.0, torch.float64, lags).numpy()[0]  # (2 * 3, 7)
+    assert got.shape == (6, 7)
+    for c in range(2):
+        x = levels[0, c].numpy()
+        padded = np.concatenate([np.full(4, x[0]), x])
+        for j, k in enumerate(lags):
+            expected = x - padded[4 - k : 4 - k + len(x)]
+            np.testing.assert_array_equal(got[c * 3 + j], expected)
+    # signal 0 by hand: t=2 is 10 - 7, 10 - 5, 10 - 5 (the start level before the clip)
+    np.testing.assert_array_equal(got[:3, 2], [3, 5, 5])
+    np.testing.assert_array_equal(got[:3, 6], [5, 5, -1])  # 9 - 4, 9 - 4, 9 - 10
+
+
+def test_slow_memory_and_trend_side_by_side_and_step_by_step():
+    levels = torch.randint(0, 256, (3, 2, 40), generator=torch.Generator().manual_seed(2))
+    both = eda_memory(levels, 0.9, lags=[1, 3])
+    assert both.shape == (3, 2 * MEMORY_FEATURES + 2 * 2, 40)
+    assert torch.equal(both[:, : 2 * MEMORY_FEATURES], eda_memory(levels, 0.9))
+    assert torch.equal(both[:, 2 * MEMORY_FEATURES :], eda_memory(levels, 0.0, lags=[1, 3]))
+    tracker = MemoryTracker(3, 2, 0.9, torch.float32, torch.device("cpu"), lags=[1, 3])
+    steps = torch.stack([tracker.update(levels[..., t]) for t in range(40)], dim=-1)
+    assert torch.equal(steps, both)
+
+
+def test_trend_lags_in_the_config():
+    from tests.tiny_configs import TINY_MODEL
+    from wavenet_lib.configs import WavenetConfig
+
+    assert WavenetConfig(**TINY_MODEL).eda_trend_lags == []  # configs written before it
+    cfg = WavenetConfig(**TINY_MODEL, eda_trend_lags=[1, 2, 4])
+    assert cfg.memory_features_per_signal == 3
+    both = WavenetConfig(**TINY_MODEL, eda_trend_lags=[2], eda_memory_seconds=3)
+    assert both.memory_features_per_signal == 4
+    for bad, message in (([1, 1], "must not repeat a lag"), ([0], "greater than 0")):
+        with pytest.raises(ValueError, match=f"eda_trend_lags(.|\\n)*{message}"):
+            WavenetConfig(**TINY_MODEL, eda_trend_lags=bad)

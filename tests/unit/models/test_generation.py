@@ -31,6 +31,8 @@ GEN_CONFIGS = [
     "value_only_stereo_2eda",
     "memory",
     "memory_stereo_2eda",
+    "trend",
+    "trend_memory_stereo_2eda",
 ]
 HAVE_COMPILER = fused_step._compiler() is not None
 
@@ -296,7 +298,7 @@ def test_min_prob_drops_the_unlikely_levels_only_and_keeps_the_mode():
 
 
 @pytest.mark.parametrize("incremental", [True, False])
-@pytest.mark.parametrize("name", ["spf25", "mixture_value_stereo_2eda", "contrast", "memory"])
+@pytest.mark.parametrize("name", ["spf25", "mixture_value_stereo_2eda", "contrast", "memory", "trend"])
 def test_audio_guidance_draws_from_the_amplified_distribution(name, incremental, step_path):
     """With audio_guidance w, each step is drawn from log p + w (log p - log p_silent): the
     teacher-forced logits of the generated sequence with the audio and with the silent input,

@@ -45,6 +45,11 @@ CONFIGS = {
     # A slow summary of the whole EDA history beside the receptive field (models/eda_memory.py).
     "memory": dict(eda_value_input=True, eda_memory_seconds=2),
     "memory_stereo_2eda": dict(STEREO_2EDA, eda_value_input=True, eda_memory_seconds=5),
+    # The recent changes of level as inputs, alone and beside the slow memory.
+    "trend": dict(eda_value_input=True, eda_trend_lags=[1, 2, 4]),
+    "trend_memory_stereo_2eda": dict(
+        STEREO_2EDA, eda_value_input=True, eda_memory_seconds=2, eda_trend_lags=[1, 3]
+    ),
 }
 
 

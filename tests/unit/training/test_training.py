@@ -70,12 +70,21 @@ def test_resume_is_exact(tmp_path, stop_after, extra):
     assert steps == list(range(1, 8))
 
 
-def test_a_model_with_eda_memory_trains_on_its_windows_memory_and_resumes_exactly(tmp_path):
+@pytest.mark.parametrize(
+    "memory",
+    [
+        {"eda_memory_seconds": 3.0},
+        {"eda_trend_lags": [1, 2, 4]},
+        {"eda_memory_seconds": 3.0, "eda_trend_lags": [2]},
+    ],
+    ids=["slow", "trend", "both"],
+)
+def test_a_model_with_eda_memory_trains_on_its_windows_memory_and_resumes_exactly(tmp_path, memory):
     """The windows' EDA memory reaches the model in training (its projection learns) and a
     resumed run ends with the same weights."""
     from wavenet_lib.models.wavenet import Wavenet
 
-    cfg = tiny_experiment(model={**DROPOUT, "eda_memory_seconds": 3.0, "eda_value_input": True}, max_steps=7)
+    cfg = tiny_experiment(model={**DROPOUT, **memory, "eda_value_input": True}, max_steps=7)
     full = run(cfg, tmp_path / "full")
     torch.manual_seed(cfg.seed)
     start = Wavenet(cfg.model).upsampler.memory.weight
