@@ -90,6 +90,13 @@ class TrainConfig(BaseModel):
     early_stopping_min_delta: float = Field(
         default=0.0, ge=0.0, description="Val loss must drop by more than this (nats/step) to count."
     )
+    best_checkpoint: Literal["validation", "final"] = Field(
+        default="validation",
+        description="What best.pt (the checkpoint evaluation and generation load) holds: "
+        "'validation', the state of the lowest validation loss; 'final', the state after max_steps "
+        "(validation is still logged). A model's samples can keep getting more realistic after "
+        "its validation loss stops falling (docs/design.md).",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
@@ -98,6 +105,11 @@ class TrainConfig(BaseModel):
             errors.append(f"warmup_steps ({self.warmup_steps}) must be < max_steps ({self.max_steps})")
         if not all(0.0 <= b < 1.0 for b in self.adam_betas):
             errors.append(f"adam_betas {self.adam_betas} must both lie in [0, 1)")
+        if self.best_checkpoint == "final" and self.early_stopping_patience is not None:
+            errors.append(
+                "early_stopping_patience must be unset (null) with best_checkpoint: final: the run "
+                "keeps its state after max_steps, so nothing may stop it earlier"
+            )
         if errors:
             raise ValueError("; ".join(errors))
         return self

@@ -34,7 +34,6 @@ import torch
 
 from wavenet_lib.models.eda_memory import MemoryTracker
 from wavenet_lib.models.fused_step import fused_layers_for
-from wavenet_lib.models.quantization import dequantize
 
 if TYPE_CHECKING:
     from wavenet_lib.models.wavenet import Wavenet
@@ -106,6 +105,7 @@ class Stepper:
 
         # A step's conditioning by previous level, when it depends on nothing else (one signal).
         self.c_table = model.upsampler.step_table()  # (Q, n, cond) or None
+        self.c_step = model.upsampler.level_stepper() if self.c_table is None else None
         # The EDA memory, updated with each step's previous level (models/eda_memory.py).
         self.memory = None
         if model.reads_memory:
@@ -163,10 +163,9 @@ class Stepper:
 
     def _step(self, t: int, prev_level: torch.Tensor) -> torch.Tensor:
         n, b = self.n, self.batch
-        if self.c_table is None:
-            value = dequantize(prev_level, self.model.config.quantization_levels, self.x0.dtype)
+        if self.c_step is not None:
             memory = None if self.memory is None else self.memory.update(prev_level)
-            c = self.model.upsampler.step(value, memory)  # (n*B, cond)
+            c = self.c_step(prev_level, memory)  # (n*B, cond)
             rows = self.fused(t, c) if self.fused else self._layers(t, c)
         elif self.fused:
             rows = self.fused(t, None, prev_level[:, 0])

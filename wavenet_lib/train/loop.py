@@ -15,8 +15,9 @@ What one run does:
 - Gradient-norm clipping (`grad_clip`), bf16 autocast on CUDA only.
 - Every `val_every` steps (and at the end): mean cross-entropy in nats per EDA step over the
   first `val_batches` batches of the validation set, the same windows each time. `best.pt`
-  holds the best so far; early stopping after `early_stopping_patience` validations without an
-  improvement larger than `early_stopping_min_delta`.
+  holds the best so far (or, with `train.best_checkpoint: final`, the state after `max_steps`,
+  written when the run finishes); early stopping after `early_stopping_patience` validations
+  without an improvement larger than `early_stopping_min_delta`.
 - `last.pt` every `checkpoint_every` steps and at the end; `metrics_history.csv` (step,
   train_loss, val_loss, lr, time) every `log_every` steps and at each validation.
 - With `ema_decay` > 0, a moving average of the weights (`weight_average.py`) is updated
@@ -263,7 +264,7 @@ def train(
                         if not math.isfinite(val_loss):
                             raise NonFiniteLossError(state.step, "the validation loss", val_loss)
                         bar.set_postfix(loss=f"{out.loss:.3f}", val=f"{val_loss:.3f}", lr=f"{out.lr:.2e}")
-                        if state.record_validation(val_loss, tc):
+                        if state.record_validation(val_loss, tc) and tc.best_checkpoint == "validation":
                             ckpt.save(ckpt.best, state)
                     if val_loss is not None or state.step % tc.log_every == 0 or state.step == tc.max_steps:
                         row = dict(step=state.step, train_loss=state.take_train_loss(), val_loss=val_loss)
@@ -279,8 +280,8 @@ def train(
                         break
                 if ckpt.saved_step != state.step:  # e.g. a fresh run with max_steps already reached
                     ckpt.save(ckpt.last, state)
-                if validate is None:
-                    ckpt.save(ckpt.best, state)  # without validation, "best" is the latest state
+                if validate is None or (tc.best_checkpoint == "final" and state.step >= tc.max_steps):
+                    ckpt.save(ckpt.best, state)  # "best" is the latest state
         if state.stopped_early:
             logger.info("early stopping at step %d (best val loss %.4f)", state.step, state.best_val_loss)
         barrier(env)

@@ -162,6 +162,34 @@ def test_early_stopping(tmp_path):
     assert torch.load(tmp_path / "best.pt", weights_only=True)["step"] == 1
 
 
+def test_best_checkpoint_final_keeps_the_state_after_max_steps(tmp_path):
+    """train.best_checkpoint: final: best.pt is the finished run's state, where the default keeps
+    the best validation (step 1 here: min_delta 100 lets no later validation count as better);
+    an interrupted run writes no best.pt until it finishes."""
+    kw = dict(max_steps=6, val_every=1, early_stopping_min_delta=100.0)
+    by_validation = run(tiny_experiment(**kw), tmp_path / "validation")
+    assert torch.load(tmp_path / "validation" / "best.pt", weights_only=True)["step"] == 1
+    assert by_validation.step == 6
+    cfg = tiny_experiment(**kw, best_checkpoint="final")
+    final = run(cfg, tmp_path / "final")
+    assert torch.load(tmp_path / "final" / "best.pt", weights_only=True)["step"] == 6
+    assert_same_weights(
+        load_state(tmp_path / "final" / "best.pt"), load_state(tmp_path / "final" / "last.pt")
+    )
+    assert final.best_val_loss is not None  # validation is still scored and logged
+    run(cfg, tmp_path / "resumed", stop_after=3)
+    assert not (tmp_path / "resumed" / "best.pt").exists()
+    run(cfg, tmp_path / "resumed", resume=True)
+    assert_same_weights(
+        load_state(tmp_path / "resumed" / "best.pt"), load_state(tmp_path / "final" / "best.pt")
+    )
+
+
+def test_best_checkpoint_final_refuses_early_stopping():
+    with pytest.raises(ValueError, match="early_stopping_patience must be unset .* best_checkpoint: final"):
+        tiny_experiment(best_checkpoint="final", early_stopping_patience=3)
+
+
 def test_without_validation_best_is_last(tmp_path):
     cfg = tiny_experiment(max_steps=3)
     result = train(cfg, datasets(cfg)[0], None, tmp_path, progress=False)
