@@ -335,3 +335,22 @@ def test_audio_guidance_zero_is_the_model_and_changes_nothing_without_audio():
     for bad in (-0.1, float("nan")):
         with pytest.raises(ValueError, match="audio_guidance"):
             model.generate(mfcc, audio_guidance=bad)
+
+
+@pytest.mark.parametrize(
+    "name", ["spf25", "value_only_stereo_2eda", "memory_stereo_2eda", "trend", "trend_memory_stereo_2eda"]
+)
+def test_the_level_stepper_is_the_upsamplers_step(name):
+    """`Upsampler.LevelStepper` (the incremental path's conditioning for memory models) gives the
+    rows `Upsampler.step` gives through its Conv1d layers, for any levels and memory."""
+    cfg = make_config(**CONFIGS[name])
+    model = randomize_memory(Wavenet(cfg)).eval()
+    g = torch.Generator().manual_seed(3)
+    levels = torch.randint(cfg.quantization_levels, (5, cfg.out_channels), generator=g)
+    memory = None
+    if model.reads_memory:
+        memory = 4 * torch.randn(5, model.upsampler.memory.in_features, generator=g)
+    with torch.no_grad():
+        expected = model.upsampler.step(dequantize(levels, cfg.quantization_levels), memory)
+        got = model.upsampler.level_stepper()(levels, memory)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
