@@ -80,6 +80,11 @@ class MemoryTracker:
         self.last: torch.Tensor | None = None
         self.recent: deque[torch.Tensor] = deque(maxlen=max(self.lags, default=0) + 1)
 
+    @property
+    def features(self) -> int:
+        """Numbers `update` returns per batch row: C * (MEMORY_FEATURES with a slow memory + lags)."""
+        return self.out.shape[1] * ((MEMORY_FEATURES if self.decay > 0.0 else 0) + len(self.lags))
+
     def update(self, level: torch.Tensor) -> torch.Tensor:
         parts = []
         if self.decay > 0.0:
@@ -117,8 +122,7 @@ def eda_memory(
     """
     b, c, steps = levels.shape
     tracker = MemoryTracker(b, c, decay, dtype, levels.device, lags)
-    features = c * ((MEMORY_FEATURES if decay > 0 else 0) + len(tracker.lags))
-    out = torch.empty(b, features, steps, dtype=dtype, device=levels.device)
+    out = torch.empty(b, tracker.features, steps, dtype=dtype, device=levels.device)
     for t in range(steps):
         out[..., t] = tracker.update(levels[..., t])
     return out

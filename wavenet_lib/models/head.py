@@ -149,12 +149,7 @@ class Downsampler(nn.Module):
 
     def params(self, h: torch.Tensor) -> torch.Tensor:
         """(B, D, T*spf) post-net output → (B, P, C_out, T) head parameters of every step."""
-        b, d, frames = h.shape
-        t = frames // self.factor
-        scores = self.score(h).view(b, -1, t, self.factor) + self.position[:, None, :]
-        attn = torch.softmax(scores, dim=-1)  # (B, C_out, T, spf)
-        pooled = torch.einsum("bcts,bdts->bctd", attn, h.view(b, d, t, self.factor))
-        return torch.einsum("bctd,cpd->bpct", pooled, self.proj_weight) + self.proj_bias[None, :, :, None]
+        return self.params_rows(h.transpose(1, 2))
 
     def params_rows(self, h: torch.Tensor) -> torch.Tensor:
         """`params` of the post-net output given as time-major rows (B, T*spf, D)."""

@@ -149,9 +149,9 @@ class LevelStepper:
     def __init__(self, up: Upsampler) -> None:
         with torch.no_grad():
             levels = torch.arange(up.levels, device=up.offsets.device)
+            dtype = up.expand.weight.dtype
             per_signal = []
             for c in range(up.offsets.numel()):
-                dtype = up.expand.weight.dtype
                 row = torch.zeros(up.levels, up.mix.in_channels, dtype=dtype, device=levels.device)
                 if up.embed is not None:
                     row += up.embed.weight[c * up.levels : (c + 1) * up.levels]
