@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from wavenet_lib.atomic_write import atomic_write
-from wavenet_lib.attribution import AudioAttribution, attribute_audio
+from wavenet_lib.attribution import BASELINES, AudioAttribution, attribute_audio
 from wavenet_lib.configs import ExperimentConfig
 from wavenet_lib.data.normalization import MinMaxNormalizer
 from wavenet_lib.errors import DataError
@@ -69,6 +69,7 @@ def attribute_file(
     samples: int = 8,
     seed: int = 0,
     n_steps: int = 32,
+    baseline: str = "recent_past",
     config: ExperimentConfig | None = None,
     normalizer: MinMaxNormalizer | None = None,
     device: str | torch.device = "cpu",
@@ -84,6 +85,7 @@ def attribute_file(
         samples: generated histories when `eda` is None (>= 1).
         seed: their sampling seed.
         n_steps: Integrated Gradients points.
+        baseline: the Integrated Gradients baseline (`wavenet_lib.attribution.BASELINES`).
         config, normalizer: with a model instead of a checkpoint.
         device: where to run the model.
 
@@ -100,6 +102,8 @@ def attribute_file(
 
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise ValueError(f"samples must be a whole number >= 1, got {samples!r}")
+    if baseline not in BASELINES:  # before the generation, which takes a while
+        raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}")
     model, config, normalizer = model_for_inference(model_or_checkpoint, config, normalizer, device)
     if not isinstance(model, Wavenet):
         raise ValueError(f"attribution needs a Wavenet, got {type(model).__name__}")
@@ -113,7 +117,7 @@ def attribute_file(
         assert generated.features is not None
         attribution = attribute_audio(
             model, generated.features, torch.as_tensor(generated.eda_units), normalizer=generated.normalizer,
-            n_steps=n_steps,
+            n_steps=n_steps, baseline=baseline,
         )  # fmt: skip
         return FileAttribution(audio_path, attribution, generated.values[:, 0], False, config)
 
@@ -131,7 +135,9 @@ def attribute_file(
     if config.data.normalization == "per_recording" or normalizer is None:
         normalizer = MinMaxNormalizer.fit(eda_us, margin=config.data.normalization_margin)
     units = np.asarray(normalizer.normalize(eda_us), dtype=np.float32)
-    attribution = attribute_audio(model, mfcc, units, normalizer=normalizer, n_steps=n_steps)
+    attribution = attribute_audio(
+        model, mfcc, units, normalizer=normalizer, n_steps=n_steps, baseline=baseline
+    )
     return FileAttribution(audio_path, attribution, eda_us[None], True, config)
 
 

@@ -54,12 +54,25 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from wavenet_lib.data.features import mean_mfcc_like, recent_past_mfcc_like, silent_mfcc_like
 from wavenet_lib.data.normalization import MinMaxNormalizer
-from wavenet_lib.evaluate.scoring import silent_mfcc_like
 from wavenet_lib.models.quantization import dequantize, level_centres, quantize
 from wavenet_lib.models.wavenet import Wavenet
 
-__all__ = ["DEFAULT_CHUNK_SECONDS", "AudioAttribution", "expected_eda", "attribute_audio"]
+__all__ = [
+    "BASELINES",
+    "DEFAULT_CHUNK_SECONDS",
+    "RECENT_PAST_SECONDS",
+    "AudioAttribution",
+    "baseline_input",
+    "expected_eda",
+    "attribute_audio",
+]
+
+# The named baselines `attribute_audio` accepts (any array of the MFCC's shape is accepted too).
+BASELINES = ("recent_past", "silent", "clip_mean")
+# How far back the "recent_past" baseline averages (s).
+RECENT_PAST_SECONDS = 2.0
 
 # Targets attributed per Integrated Gradients run (`attribute_audio`'s chunk_seconds): memory
 # grows with the clip's length, about 0.2 GB per minute for the quickstart model up to 10 minutes.
@@ -81,6 +94,7 @@ class AudioAttribution:
         convergence_delta: Captum's error of the integral: Σ attributions − total.
         horizon_s: how far ahead a frame can act, the model's receptive field in seconds.
         n_histories: how many EDA histories the attribution (and `total`) is the mean over.
+        baseline: the named baseline (`BASELINES`), or "custom" for a given array.
     """
 
     frame_attribution: np.ndarray
@@ -92,6 +106,7 @@ class AudioAttribution:
     convergence_delta: float
     horizon_s: float
     n_histories: int = 1
+    baseline: str = "recent_past"
 
     @property
     def frame_times_s(self) -> np.ndarray:
@@ -108,6 +123,24 @@ def expected_eda(logits: torch.Tensor) -> torch.Tensor:
     """Expected level under the softmax, in normalized units: (B, Q, C_out, T) → (B, C_out, T)."""
     centres = level_centres(logits.shape[1], logits.device, logits.dtype)
     return torch.einsum("bqct,q->bct", torch.softmax(logits, dim=1), centres)
+
+
+def baseline_input(mfcc: torch.Tensor, name: str, num_mfccs: int, frame_rate: float) -> torch.Tensor:
+    """The named IG baseline for a clip's features (module docstring, **Baseline**).
+
+    Args:
+        mfcc: (C_in, F, M) the clip's model-ready features.
+        name: one of `BASELINES`.
+        num_mfccs: the MFCC columns (later ones are contrasts, 0 in every baseline).
+        frame_rate: MFCC frames per second (for the recent past's length).
+    """
+    if name == "recent_past":
+        return recent_past_mfcc_like(mfcc, max(1, round(RECENT_PAST_SECONDS * frame_rate)), num_mfccs)
+    if name == "silent":
+        return silent_mfcc_like(mfcc, num_mfccs)
+    if name == "clip_mean":
+        return mean_mfcc_like(mfcc, num_mfccs)
+    raise ValueError(f"baseline must be one of {BASELINES} or an array of the mfcc's shape, got {name!r}")
 
 
 def _integrated_gradients(
@@ -184,7 +217,7 @@ def attribute_audio(
     mfcc: torch.Tensor | np.ndarray,
     eda_history: np.ndarray | torch.Tensor | None = None,
     *,
-    baseline: torch.Tensor | np.ndarray | None = None,
+    baseline: str | torch.Tensor | np.ndarray = "recent_past",
     target_steps: slice | None = None,
     normalizer: MinMaxNormalizer | None = None,
     n_steps: int = 32,
@@ -202,7 +235,8 @@ def attribute_audio(
             (e.g. the real trace of a recording), or (S, C_out, T): S histories, attribution
             averaged over them. None: `samples` traces generated from the audio with `seed` (the
             model's own responses to this audio), averaged.
-        baseline: (C_in, T*spf, M) reference input; default `silent_mfcc_like(mfcc)`.
+        baseline: one of `BASELINES` ("recent_past": each frame replaced by the mean of the
+            `RECENT_PAST_SECONDS` before it; "silent"; "clip_mean"), or a (C_in, T*spf, M) array.
         target_steps: the EDA steps whose predictions are summed (default: all).
         normalizer: the EDA normalization; when given, attributions are in µS.
         n_steps: IG integration points (Gauss-Legendre).
@@ -236,11 +270,11 @@ def attribute_audio(
     steps = x.shape[1] // spf
     device = next(model.parameters()).device
     x = x.to(device)
-    base = (
-        silent_mfcc_like(x, cfg.num_mfccs)
-        if baseline is None
-        else torch.as_tensor(baseline, dtype=torch.float32)
-    )
+    frame_rate = cfg.audio_sample_rate / cfg.mfcc_hop_size
+    if isinstance(baseline, str):
+        base, baseline_name = baseline_input(x, baseline, cfg.num_mfccs, frame_rate), baseline
+    else:
+        base, baseline_name = torch.as_tensor(baseline, dtype=torch.float32), "custom"
     if base.shape != x.shape:
         raise ValueError(f"baseline must have the mfcc's shape {tuple(x.shape)}, got {tuple(base.shape)}")
     base = base.to(device)
@@ -299,11 +333,12 @@ def attribute_audio(
     return AudioAttribution(
         frame_attribution=per_frame,
         step_attribution=per_frame.reshape(steps, spf).sum(axis=1),
-        frame_rate=cfg.audio_sample_rate / cfg.mfcc_hop_size,
+        frame_rate=frame_rate,
         eda_sample_rate=float(cfg.eda_sample_rate),
         unit="us" if normalizer is not None else "units",
         total=total,
         convergence_delta=delta,
         horizon_s=float(cfg.receptive_field_seconds),
         n_histories=n,
+        baseline=baseline_name,
     )

@@ -270,6 +270,7 @@ def _cmd_screen(args: argparse.Namespace) -> int:
             rank_by=args.rank_by,
             device=device,
             progress=not args.no_progress,
+            reference=args.reference,
         )
     except (FileNotFoundError, CheckpointError, DataError, ValueError) as exc:
         raise _UserError(str(exc)) from None
@@ -322,7 +323,7 @@ def _cmd_attribute(args: argparse.Namespace) -> int:
         device = select_device(args.device)
         result = attribute_file(
             args.checkpoint, args.audio, eda=args.eda, eda_rate=args.eda_rate, samples=args.samples,
-            seed=args.seed, device=device,
+            seed=args.seed, device=device, baseline=args.baseline,
         )  # fmt: skip
     except (FileNotFoundError, CheckpointError, DataError, ValueError) as exc:
         raise _UserError(str(exc)) from None
@@ -424,6 +425,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--rank-by",
         help="the ranking's column to sort by, e.g. scr_per_min (default: evoked_rise_us_per_min)",
     )
+    screen.add_argument(
+        "--reference",
+        choices=("clip_mean", "silent"),  # wavenet_lib.evoked.REFERENCES (no torch import here)
+        default="clip_mean",
+        help="what the evoked rise compares each file against: its own mean sound held constant "
+        "(default) or silence",
+    )
     screen.add_argument("--plots", help="folder for one figure per file (quantile bands over loudness)")
     screen.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     screen.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -444,6 +452,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     attribute.add_argument("--samples", type=int, default=8, help="generated histories without --eda")
     attribute.add_argument("--seed", type=seed, default=0, help="sampling seed of the generated histories")
+    attribute.add_argument(
+        "--baseline",
+        choices=("recent_past", "silent", "clip_mean"),  # wavenet_lib.attribution.BASELINES
+        default="recent_past",
+        help="what each moment is compared with: the 2 s before it (default), silence, or the "
+        "clip's mean sound",
+    )
     attribute.add_argument(
         "--plot", help="figure: waveform, spectrogram, attribution and the EDA on one time axis"
     )

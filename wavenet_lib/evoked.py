@@ -12,13 +12,22 @@ is
     R_t(a) = Σ_q p_t(q | a, x_<t) · max(c_q − x_{t−1}, 0)
 
 (c_q the level centres): how much it expects EDA to climb at that step, given the audio `a`
-and the past. The **evoked rise** of the trace is Σ_t max(R_t(audio) − R_t(silence), 0): at
-every step, how much more rise the model expects with the sound than with the silent input
-(`silent_mfcc_like`, the audio-blind model's input) on the same history, summed over the clip.
-What the model expects regardless of the audio (spontaneous SCRs, the continuation of a rise
-under way) cancels; steps where the sound lowers the expected rise (a loud passage before an
-onset, which the onset is compared against; a sustained sound that is no longer new) count as
-zero instead of cancelling responses evoked elsewhere.
+and the past. The **evoked rise** of the trace is Σ_t max(R_t(audio) − R_t(reference), 0): at
+every step, how much more rise the model expects with the sound than with a reference input on
+the same history, summed over the clip. What the model expects regardless of the audio
+(spontaneous SCRs, the continuation of a rise under way) cancels; steps where the sound lowers
+the expected rise count as zero instead of cancelling responses evoked elsewhere.
+
+**The reference** (`reference`): by default `clip_mean`, the clip's own mean frame held
+constant (`mean_mfcc_like`): the same sound on average with nothing changing in it. The
+statistic then credits a file for what changes in it (onsets, entries, accents), not for being
+loud throughout. `silent` (`silent_mfcc_like`, the audio-blind model's input; the reference
+before this option) also credits loudness itself: a model that expects a little more EDA under
+any music than under silence adds that over every step of a loud file. On the quickstart's 72
+held-out sessions (8 samples) ranking by the evoked rise followed the listener's true events
+with Spearman ρ 0.38 against silence and 0.55 against the clip's mean (causal means of the
+last 4 / 30 s: 0.52 / 0.55); on the novelty listener, whose link the model learns weakly, −0.08
+and +0.06.
 
 Sampling still matters through the histories (an SCR under way changes what the model expects
 next), so the statistic is averaged over samples. Relative to its mean it varies between
@@ -39,14 +48,34 @@ import numpy as np
 import torch
 from torch import nn
 
-from wavenet_lib.data.features import silent_mfcc_like
+from wavenet_lib.data.features import mean_mfcc_like, silent_mfcc_like
 from wavenet_lib.models.quantization import START_VALUE, dequantize, level_centres, quantize
 
 if TYPE_CHECKING:
     from wavenet_lib.configs import WavenetConfig
     from wavenet_lib.generation import GeneratedEDA
 
-__all__ = ["has_forward", "clip_tensors", "expected_rise", "evoked_rise", "evoked_rise_us"]
+__all__ = [
+    "REFERENCES",
+    "has_forward",
+    "clip_tensors",
+    "expected_rise",
+    "reference_input",
+    "evoked_rise",
+    "evoked_rise_us",
+]
+
+# What the audio is compared against: its own mean frame held constant (the default) or silence.
+REFERENCES = ("clip_mean", "silent")
+
+
+def reference_input(mfcc: torch.Tensor, reference: str, num_mfccs: int, first_frame: int = 0) -> torch.Tensor:
+    """The counterfactual input of `evoked_rise`: `clip_mean` or `silent` (module docstring)."""
+    if reference == "clip_mean":
+        return mean_mfcc_like(mfcc, num_mfccs, first_frame)
+    if reference == "silent":
+        return silent_mfcc_like(mfcc, num_mfccs)
+    raise ValueError(f"reference must be one of {REFERENCES}, got {reference!r}")
 
 
 def has_forward(model: nn.Module) -> bool:
@@ -103,6 +132,7 @@ def evoked_rise(
     skip_steps: int = 0,
     channel: int = 0,
     batch_size: int = 4,
+    reference: str = "clip_mean",
 ) -> np.ndarray:
     """Evoked rise of each trace (module docstring), in normalized model units.
 
@@ -114,10 +144,17 @@ def evoked_rise(
         skip_steps: leading steps left out of the sum (a prime that was teacher-forced).
         channel: the EDA signal summed.
         batch_size: traces per forward pass (bounds memory on long clips).
+        reference: the input compared against: "clip_mean" (the clip's mean frame over the
+            steps after `skip_steps`, held constant) or "silent" (`silent_mfcc_like`).
 
     Returns:
-        (S,) float64, Σ over steps of max(R_t(audio) − R_t(silence), 0).
+        (S,) float64, Σ over steps of max(R_t(audio) − R_t(reference), 0).
+
+    Raises:
+        ValueError: an unknown reference, or features that do not fit the traces.
     """
+    if reference not in REFERENCES:
+        raise ValueError(f"reference must be one of {REFERENCES}, got {reference!r}")
     cfg, x, traces = clip_tensors(model, mfcc, eda_units)
     if traces.dim() == 2:
         traces = traces[:, None]
@@ -125,7 +162,8 @@ def evoked_rise(
     history = dequantize(quantize(traces, levels), levels, torch.float32)
     start = dequantize(quantize(torch.tensor(START_VALUE), levels), levels, torch.float32)  # generation's
     prev = torch.cat([start.expand(*history.shape[:2], 1).to(x.device), history[..., :-1]], dim=-1)
-    silent = silent_mfcc_like(x, cfg.num_mfccs)
+    spf = int(cfg.spectral_frames_per_eda_step)
+    silent = reference_input(x, reference, cfg.num_mfccs, first_frame=skip_steps * spf)
     was_training = model.training
     model.eval()
     out = []
@@ -142,7 +180,7 @@ def evoked_rise(
     return np.concatenate(out) if out else np.zeros(0)
 
 
-def evoked_rise_us(model: nn.Module, generated: GeneratedEDA) -> np.ndarray:
+def evoked_rise_us(model: nn.Module, generated: GeneratedEDA, reference: str = "clip_mean") -> np.ndarray:
     """`evoked_rise` of `generate_from_audio`'s samples in µS, over the stimulus (prime left out).
 
     Needs the features and normalization the samples were generated with (`generated.features`,
@@ -156,5 +194,5 @@ def evoked_rise_us(model: nn.Module, generated: GeneratedEDA) -> np.ndarray:
         prime = np.broadcast_to(generated.prime_units, (history.shape[0], *generated.prime_units.shape))
         history = np.concatenate([prime, history], axis=-1)
         skip = generated.prime_units.shape[-1]
-    units = evoked_rise(model, generated.features, history, skip_steps=skip)
+    units = evoked_rise(model, generated.features, history, skip_steps=skip, reference=reference)
     return units * generated.normalizer.us_per_unit

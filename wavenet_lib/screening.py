@@ -52,7 +52,7 @@ from wavenet_lib.data.audio import AUDIO_EXTENSIONS
 from wavenet_lib.data.normalization import MinMaxNormalizer
 from wavenet_lib.errors import DataError
 from wavenet_lib.evaluate.scrs import detect_scrs
-from wavenet_lib.evoked import evoked_rise_us, has_forward
+from wavenet_lib.evoked import REFERENCES, evoked_rise_us, has_forward
 from wavenet_lib.generation import GeneratedEDA, generate_from_audio
 
 __all__ = [
@@ -276,6 +276,7 @@ def screen_stimuli(
     amplitude_min_us: float = 0.05,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    reference: str = "clip_mean",
 ) -> ScreeningResult:
     """Generate `samples` EDA traces for every audio file and rank the files by their responses.
 
@@ -294,10 +295,13 @@ def screen_stimuli(
         amplitude_min_us: SCR amplitude threshold (µS).
         device: where to run the model.
         progress: tqdm progress bar over files.
+        reference: what the evoked rise compares the audio against (`wavenet_lib.evoked`):
+            "clip_mean" (each file's mean frame held constant) or "silent".
 
     Raises:
         DataError: no files, a folder without audio, a bad prime.
-        ValueError: samples < 1, no EDA normalization (µS are needed), unknown `rank_by`.
+        ValueError: samples < 1, no EDA normalization (µS are needed), unknown `rank_by` or
+            `reference`.
     """
     from tqdm.auto import tqdm
 
@@ -306,6 +310,8 @@ def screen_stimuli(
 
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
+    if reference not in REFERENCES:
+        raise ValueError(f"reference must be one of {REFERENCES}, got {reference!r}")
     if rank_by is not None and rank_by not in STATISTICS:
         raise ValueError(f"rank_by must be one of {STATISTICS}, got {rank_by!r}")
     files = find_audio_files(audio)
@@ -343,7 +349,7 @@ def screen_stimuli(
             continue
         name = str(path)
         traces = result.values[:, 0]  # EDA signal 0, (S, T) µS
-        evoked = evoked_rise_us(model, result) if has_forward(model) else None
+        evoked = evoked_rise_us(model, result, reference) if has_forward(model) else None
         stats = sample_statistics(traces, result.sample_rate, amplitude_min_us, evoked)
         per_sample.append(stats.assign(file=name, sample=np.arange(len(stats))))
         rows.append(

@@ -67,6 +67,38 @@ def test_attribute_command_writes_the_csv_and_the_figure(tmp_path, checkpoint, c
     assert "with 2 generated histories" in printed and "strongest moments: " in printed
 
 
+def test_attribute_command_baseline_choice(tmp_path, checkpoint):
+    audio = write_audio(tmp_path / "a.wav", 6.0)
+    eda = tmp_path / "eda.csv"
+    eda.write_text("time,eda\n" + "".join(f"{t / 4:.2f},{4 + 0.3 * np.sin(t / 3):.4f}\n" for t in range(24)))
+    tables = {}
+    for baseline in ("recent_past", "silent"):
+        out = tmp_path / f"{baseline}.csv"
+        argv = ["attribute", "--checkpoint", str(checkpoint), "--audio", audio, "--out", str(out)]
+        assert main([*argv, "--eda", str(eda), "--baseline", baseline, "--device", "cpu"]) == 0
+        tables[baseline] = pd.read_csv(out)["attribution_us"].to_numpy()
+    model, cfg, _ = load_model(checkpoint)
+    silent = attribute_file(checkpoint, audio, eda=eda, baseline="silent")
+    np.testing.assert_allclose(tables["silent"], silent.attribution.step_attribution, rtol=1e-4, atol=1e-9)
+    assert silent.attribution.baseline == "silent"
+    assert not np.allclose(tables["silent"], tables["recent_past"])
+    with pytest.raises(ValueError, match="baseline must be one of"):
+        attribute_file(checkpoint, audio, eda=eda, baseline="zeros")
+
+
+def test_cli_choices_are_the_library_names():
+    from wavenet_lib.attribution import BASELINES
+    from wavenet_lib.cli import build_parser
+    from wavenet_lib.evoked import REFERENCES
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command").choices
+    option = {a.dest: a for a in sub["attribute"]._actions}["baseline"]
+    assert tuple(option.choices) == BASELINES and option.default == BASELINES[0]
+    option = {a.dest: a for a in sub["screen"]._actions}["reference"]
+    assert tuple(option.choices) == REFERENCES and option.default == REFERENCES[0]
+
+
 @pytest.mark.parametrize(
     "problem", ["missing_audio", "nan_eda", "samples", "rate_without_eda", "out_is_folder"]
 )

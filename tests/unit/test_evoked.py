@@ -148,3 +148,32 @@ def test_evoked_rise_of_a_primed_generation_leaves_the_prime_out(tmp_path):
     climb = (np.minimum(prev + 2, LEVELS - 1) - prev) * (c0 > 1)
     span = generated.normalizer.high - generated.normalizer.low
     np.testing.assert_allclose(got, climb.sum(axis=1) * bin_width(LEVELS) * span / 2, rtol=1e-5)
+
+
+def test_the_clip_mean_reference_credits_changes_not_loudness_throughout():
+    cfg = WavenetConfig(**TINY_MODEL)
+    steps = 20
+    history = np.full((2, 1, steps), -0.4)
+    throughout = loud_steps_mfcc(cfg, steps, list(range(1, steps)))  # loud after its first step
+    width = bin_width(LEVELS)
+    np.testing.assert_allclose(
+        evoked_rise(LevelRiser(cfg), throughout, history, reference="silent"),
+        (steps - 1) * 2 * width,
+        rtol=1e-5,
+    )
+    np.testing.assert_allclose(evoked_rise(LevelRiser(cfg), throughout, history), 0.0, atol=1e-7)  # clip_mean
+    # Loud onsets over a quiet file: the mean frame stays quiet, so both references agree.
+    onsets = loud_steps_mfcc(cfg, steps, [3, 11])
+    for reference in ("clip_mean", "silent"):
+        np.testing.assert_allclose(
+            evoked_rise(LevelRiser(cfg), onsets, history, reference=reference), 2 * 2 * width, rtol=1e-5
+        )
+    # With a primed lead-in the mean is over the stimulus only: a silent prime does not make a
+    # stimulus loud throughout look like it changes.
+    primed = torch.cat(
+        [torch.zeros(1, 5 * cfg.spectral_frames_per_eda_step, cfg.num_mfccs), throughout], dim=1
+    )
+    lead = np.full((2, 1, steps + 5), -0.4)
+    np.testing.assert_allclose(evoked_rise(LevelRiser(cfg), primed, lead, skip_steps=5), 0.0, atol=1e-7)
+    with pytest.raises(ValueError, match="reference must be one of"):
+        evoked_rise(LevelRiser(cfg), onsets, history, reference="quiet")

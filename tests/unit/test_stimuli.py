@@ -13,9 +13,10 @@ from torch import nn
 
 from tests.tiny_configs import TINY_MODEL
 from tests.unit.test_cli import NORMALIZER, write_audio
-from wavenet_lib.attribution import attribute_audio, expected_eda
+from wavenet_lib.attribution import RECENT_PAST_SECONDS, attribute_audio, expected_eda
 from wavenet_lib.cli import main
 from wavenet_lib.configs import ExperimentConfig, WavenetConfig
+from wavenet_lib.data.features import mean_mfcc_like, recent_past_mfcc_like
 from wavenet_lib.data.prime import prime_normalizer, read_prime
 from wavenet_lib.errors import DataError
 from wavenet_lib.evaluate.stimulus_validation import (
@@ -227,7 +228,8 @@ def test_attribution_finds_the_moments_a_known_model_responds_to():
     mfcc = torch.zeros(1, steps * spf, cfg.num_mfccs)
     mfcc[0, 3 * spf, 0] = 2.0  # a loud moment at step 3 ...
     mfcc[0, 9 * spf, 0] = 1.0  # ... and a softer one at step 9
-    att = attribute_audio(model, mfcc, torch.zeros(steps), n_steps=64)
+    att = attribute_audio(model, mfcc, torch.zeros(steps), baseline="silent", n_steps=64)
+    assert att.baseline == "silent"
     nonzero = set(np.flatnonzero(att.frame_attribution).tolist())
     assert nonzero == {3 * spf, 9 * spf}
     assert att.frame_attribution[3 * spf] > att.frame_attribution[9 * spf] > 0
@@ -241,8 +243,47 @@ def test_attribution_finds_the_moments_a_known_model_responds_to():
     assert att.total == pytest.approx(float(gain), rel=1e-5)
     assert att.frame_attribution.sum() == pytest.approx(att.total, rel=1e-3)
     # A moment whose effect falls after the target steps gets nothing.
-    early = attribute_audio(model, mfcc, torch.zeros(steps), target_steps=slice(0, 10), n_steps=16)
+    early = attribute_audio(
+        model, mfcc, torch.zeros(steps), baseline="silent", target_steps=slice(0, 10), n_steps=16
+    )
     assert set(np.flatnonzero(early.frame_attribution).tolist()) == {3 * spf}
+
+
+def test_recent_past_baseline_credits_the_change_not_the_sound_that_goes_on():
+    cfg = WavenetConfig(**TINY_MODEL)
+    model = LaggedLoudness(cfg)
+    spf, steps = model.spf, 40
+    frame_rate = cfg.audio_sample_rate / cfg.mfcc_hop_size
+    mfcc = torch.zeros(1, steps * spf, cfg.num_mfccs)
+    mfcc[0, 10 * spf :, 0] = 1.0  # the sound gets louder at step 10 and stays so
+    silent = attribute_audio(model, mfcc, torch.zeros(steps), baseline="silent", n_steps=16)
+    recent = attribute_audio(model, mfcc, torch.zeros(steps), n_steps=16)  # the default
+    assert recent.baseline == "recent_past"
+    past = round(RECENT_PAST_SECONDS * frame_rate)  # frames in the recent past
+    change = 10 * spf
+    # Against silence every loud step is credited alike; against the recent past only the
+    # moments after the change (until the past has caught up), most the first of them.
+    loud_steps = silent.step_attribution[10 : steps - 2]
+    np.testing.assert_allclose(loud_steps, loud_steps[0], rtol=1e-5)
+    credited = np.flatnonzero(np.abs(recent.frame_attribution) > 1e-9)
+    assert credited.min() >= change and credited.max() < change + past
+    assert recent.frame_attribution[change] == recent.frame_attribution.max() > 0
+    with pytest.raises(ValueError, match="baseline must be one of"):
+        attribute_audio(model, mfcc, torch.zeros(steps), baseline="quiet")
+
+
+def test_recent_past_and_clip_mean_inputs():
+    x = torch.arange(12, dtype=torch.float32).reshape(1, 6, 2)  # frames 0..5, two columns
+    past = recent_past_mfcc_like(x, 2)
+    # frame f is the mean of frames f-2, f-1 (fewer at the start; frame 0 is itself)
+    np.testing.assert_allclose(past[0, :, 0].numpy(), [0, 0, 1, 3, 5, 7])
+    mean = mean_mfcc_like(x, num_mfccs=1)
+    np.testing.assert_allclose(mean[0, :, 0].numpy(), 5.0)
+    np.testing.assert_array_equal(mean[0, :, 1].numpy(), 0.0)  # a contrast column of a constant input
+    np.testing.assert_allclose(mean_mfcc_like(x, first_frame=4)[0, 0, 0].item(), 9.0)  # prime frames left out
+    assert recent_past_mfcc_like(x, 2, num_mfccs=1)[0, :, 1].abs().max() == 0
+    with pytest.raises(ValueError, match="frames must be a whole number >= 1"):
+        recent_past_mfcc_like(x, 0)
 
 
 def test_attribution_in_microsiemens_scales_with_the_normalization():

@@ -399,3 +399,54 @@ def silent_frame(mfcc: torch.Tensor, num_mfccs: int | None = None) -> torch.Tens
     if num_mfccs is not None:
         frame[..., num_mfccs:] = 0.0
     return frame
+
+
+def mean_mfcc_like(mfcc: torch.Tensor, num_mfccs: int | None = None, first_frame: int = 0) -> torch.Tensor:
+    """The clip's sound held constant: each MFCC's mean over the clip's frames, repeated.
+
+    Same timbre and loudness on average, with nothing changing: a model that responds to
+    changes predicts no response to it, one that responds to loudness itself still does.
+    Contrast columns (after the first `num_mfccs`) are 0, as for any constant input.
+
+    Args:
+        mfcc: (..., frames, F); the mean is taken over the frames axis (-2), per channel.
+        num_mfccs: the MFCC columns (`model.config.num_mfccs`); None: every column is an MFCC.
+        first_frame: frames before it (a prime's silent lead-in) are left out of the mean.
+    """
+    if not 0 <= first_frame < mfcc.shape[-2]:
+        raise ValueError(f"first_frame must be in [0, {mfcc.shape[-2]}), got {first_frame}")
+    frame = (
+        mfcc[..., first_frame:, :].double().mean(dim=-2, keepdim=True).to(mfcc.dtype)
+    )  # exact for a constant
+    if num_mfccs is not None:
+        frame[..., num_mfccs:] = 0.0
+    return frame.expand_as(mfcc).clone()
+
+
+def recent_past_mfcc_like(mfcc: torch.Tensor, frames: int, num_mfccs: int | None = None) -> torch.Tensor:
+    """Each frame replaced by the mean of the `frames` frames before it: "nothing new happened".
+
+    Frame f of the result is the mean of frames [f − frames, f) (fewer at the start; frame 0 is
+    itself). A steady sound equals its own recent past; a sudden change differs from it for
+    the `frames` frames after it. Causal: frame f of the result reads no frame after f − 1.
+    Contrast columns (after the first `num_mfccs`) are 0: a sound equal to its past has none.
+
+    Args:
+        mfcc: (..., frames, F).
+        frames: the length of the recent past, >= 1.
+        num_mfccs: the MFCC columns (`model.config.num_mfccs`); None: every column is an MFCC.
+    """
+    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
+        raise ValueError(f"frames must be a whole number >= 1, got {frames!r}")
+    n = mfcc.shape[-2]
+    x = mfcc.double()
+    csum = torch.cat([torch.zeros_like(x[..., :1, :]), torch.cumsum(x, dim=-2)], dim=-2)
+    end = torch.arange(n, device=mfcc.device)
+    start = (end - frames).clamp(min=0)
+    count = (end - start).clamp(min=1).to(x.dtype)[:, None]
+    out = (csum[..., end, :] - csum[..., start, :]) / count
+    out[..., 0, :] = x[..., 0, :]
+    out = out.to(mfcc.dtype)
+    if num_mfccs is not None:
+        out[..., num_mfccs:] = 0.0
+    return out

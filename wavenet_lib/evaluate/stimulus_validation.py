@@ -289,7 +289,9 @@ def validate_stimuli(
     steadier rank correlation), attribution on `attribution_split`, scored at EDA-step
     resolution (the sum of each step's frames: the EDA's own time base, and per-frame values
     carry gradient noise that partly cancels within a step), each recording's real EDA
-    held fixed as the history (`attribute_audio`, silent baseline).
+    held fixed as the history (`attribute_audio`, its default "recent_past" baseline). The
+    screening's evoked rise compares each file with its own mean sound (`screen_stimuli`'s
+    default reference, "clip_mean").
 
     Returns:
         (section for metrics.json, the ScreeningResult, recording_id → AudioAttribution).
@@ -329,7 +331,7 @@ def validate_stimuli(
     corr = screening_correlation(screening.ranking, rank_by)
     section = {
         "attribution_method": "integrated_gradients",
-        "attribution_baseline": "silent_mfcc",
+        "attribution_baseline": next((a.baseline for a in attributions.values()), "recent_past"),
         "attribution_split": attribution_split,
         "attribution_resolution": "eda_step",
         "attribution_onset_window_s": window_s,
@@ -341,6 +343,7 @@ def validate_stimuli(
         "screening_splits": list(screen_splits),
         "screening_samples": samples,
         "screening_statistic": rank_by,
+        "screening_reference": "clip_mean",
         "screening_spearman_rho": corr["spearman_rho"],
         "screening_spearman_p": corr["p_value"],
         "screening_n_files": corr["n_files"],
