@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import load_trained_run, write_json
-from wavenet_lib.attribution import attribute_audio
+from wavenet_lib.attribution import BASELINES, attribute_audio
 from wavenet_lib.evaluate.stimulus_validation import onset_mass_fraction, true_events
 
 WINDOWS_S = (0.5, 1.0)
@@ -35,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=8, help="generated histories averaged")
     parser.add_argument("--recordings", type=int, default=None, help="only the first N test recordings")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--baseline", choices=BASELINES, default=BASELINES[0], help="the Integrated Gradients baseline"
+    )
     parser.add_argument("--out", default="benchmarks/results/attribution_histories.json")
     args = parser.parse_args(argv)
 
@@ -51,12 +54,11 @@ def main(argv: list[str] | None = None) -> int:
         if events is None:
             raise SystemExit(f"{prepared.row.audio_path}: no events file; is this the synthetic dataset?")
         norm = bundle.normalizers[rid]
+        common = {"normalizer": norm, "baseline": args.baseline, "seed": args.seed}
         runs = {
-            "recorded": attribute_audio(model, rec.mfcc, rec.eda, normalizer=norm),
-            "generated_1": attribute_audio(model, rec.mfcc, None, normalizer=norm, samples=1, seed=args.seed),
-            histories[2]: attribute_audio(
-                model, rec.mfcc, None, normalizer=norm, samples=args.samples, seed=args.seed
-            ),
+            "recorded": attribute_audio(model, rec.mfcc, rec.eda, **common),
+            "generated_1": attribute_audio(model, rec.mfcc, None, samples=1, **common),
+            histories[2]: attribute_audio(model, rec.mfcc, None, samples=args.samples, **common),
         }
         for name, att in runs.items():
             values, times, onsets = collected[name]
@@ -71,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         "run": str(run),
         "n_recordings": len(ids),
         "samples": args.samples,
+        "baseline": args.baseline,
         "torch_threads": torch.get_num_threads(),
         "scores": scores,
         "seconds": time.perf_counter() - started,

@@ -343,7 +343,8 @@ def _cmd_attribute(args: argparse.Namespace) -> int:
     print(
         f"attributed {result.audio_path.name} ({result.attribution.step_attribution.size} steps) with "
         f"{used}; "
-        f"{out}; the audio adds {result.attribution.total:+.3g} {unit} of predicted EDA over silence; "
+        f"{out}; the audio adds {result.attribution.total:+.3g} {unit} of predicted EDA over the "
+        f"{result.attribution.baseline} baseline; "
         f"strongest moments: {top}"
     )
     return EXIT_OK
