@@ -153,8 +153,6 @@ def evoked_rise(
     Raises:
         ValueError: an unknown reference, or features that do not fit the traces.
     """
-    if reference not in REFERENCES:
-        raise ValueError(f"reference must be one of {REFERENCES}, got {reference!r}")
     cfg, x, traces = clip_tensors(model, mfcc, eda_units)
     if traces.dim() == 2:
         traces = traces[:, None]
@@ -163,7 +161,7 @@ def evoked_rise(
     start = dequantize(quantize(torch.tensor(START_VALUE), levels), levels, torch.float32)  # generation's
     prev = torch.cat([start.expand(*history.shape[:2], 1).to(x.device), history[..., :-1]], dim=-1)
     spf = int(cfg.spectral_frames_per_eda_step)
-    silent = reference_input(x, reference, cfg.num_mfccs, first_frame=skip_steps * spf)
+    counterfactual = reference_input(x, reference, cfg.num_mfccs, first_frame=skip_steps * spf)
     was_training = model.training
     model.eval()
     out = []
@@ -172,7 +170,7 @@ def evoked_rise(
             p = prev[i : i + batch_size]
             n = p.shape[0]
             with_audio = expected_rise(model(x.expand(n, *x.shape), p), p)[:, channel]
-            without = expected_rise(model(silent.expand(n, *x.shape), p), p)[:, channel]
+            without = expected_rise(model(counterfactual.expand(n, *x.shape), p), p)[:, channel]
             gain = (with_audio - without)[:, skip_steps:].clamp(min=0.0)
             out.append(gain.sum(dim=-1).double().cpu().numpy())
     finally:

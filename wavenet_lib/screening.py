@@ -105,6 +105,7 @@ class ScreeningResult:
         rank_by: the statistic the ranking is sorted by.
         reliability: split-half reliability of the ranking by `rank_by` (`ranking_reliability`;
             NaN with fewer than 2 samples or 3 files).
+        reference: what the evoked rise compared each file against (`wavenet_lib.evoked.REFERENCES`).
     """
 
     ranking: pd.DataFrame
@@ -114,6 +115,7 @@ class ScreeningResult:
     config: ExperimentConfig | None = None
     rank_by: str = DEFAULT_RANK_BY
     reliability: float = float("nan")
+    reference: str = "clip_mean"
 
 
 def find_audio_files(inputs: Sequence[str | Path]) -> list[Path]:
@@ -371,7 +373,14 @@ def screen_stimuli(
     )
     reliability = ranking_reliability(sample_table, rank_by) if per_sample else float("nan")
     return ScreeningResult(
-        ranking.reset_index(drop=True), sample_table, skipped, generated, config, rank_by, reliability
+        ranking.reset_index(drop=True),
+        sample_table,
+        skipped,
+        generated,
+        config,
+        rank_by,
+        reliability,
+        reference,
     )
 
 

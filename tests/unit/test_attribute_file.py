@@ -77,7 +77,6 @@ def test_attribute_command_baseline_choice(tmp_path, checkpoint):
         argv = ["attribute", "--checkpoint", str(checkpoint), "--audio", audio, "--out", str(out)]
         assert main([*argv, "--eda", str(eda), "--baseline", baseline, "--device", "cpu"]) == 0
         tables[baseline] = pd.read_csv(out)["attribution_us"].to_numpy()
-    model, cfg, _ = load_model(checkpoint)
     silent = attribute_file(checkpoint, audio, eda=eda, baseline="silent")
     np.testing.assert_allclose(tables["silent"], silent.attribution.step_attribution, rtol=1e-4, atol=1e-9)
     assert silent.attribution.baseline == "silent"

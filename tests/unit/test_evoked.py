@@ -111,7 +111,7 @@ def test_screening_ranks_by_the_evoked_rise_of_a_wavenet_in_microsiemens(tmp_pat
     result = screen_stimuli(
         tiny_wavenet(), [folder], samples=2, config=exp, normalizer=NORMALIZER, progress=False
     )
-    assert result.rank_by == "evoked_rise_us_per_min"
+    assert result.rank_by == "evoked_rise_us_per_min" and result.reference == "clip_mean"
     values = result.ranking["evoked_rise_us_per_min"].to_numpy()
     assert np.all(np.isfinite(values)) and np.all(values >= 0)
     assert list(values) == sorted(values, reverse=True)
@@ -126,6 +126,18 @@ def test_screening_ranks_by_the_evoked_rise_of_a_wavenet_in_microsiemens(tmp_pat
     assert stand_in.ranking["evoked_rise_us_per_min"].isna().all()
     with pytest.raises(ValueError, match="rank_by must be one of"):
         screen_stimuli(tiny_wavenet(), [folder], config=exp, normalizer=NORMALIZER, rank_by="loudness")
+    silent = screen_stimuli(
+        tiny_wavenet(),
+        [folder],
+        samples=2,
+        config=exp,
+        normalizer=NORMALIZER,
+        progress=False,
+        reference="silent",
+    )
+    assert silent.reference == "silent"
+    with pytest.raises(ValueError, match="reference must be one of"):
+        screen_stimuli(tiny_wavenet(), [folder], config=exp, normalizer=NORMALIZER, reference="quiet")
 
 
 def test_evoked_rise_of_a_primed_generation_leaves_the_prime_out(tmp_path):

@@ -415,9 +415,8 @@ def mean_mfcc_like(mfcc: torch.Tensor, num_mfccs: int | None = None, first_frame
     """
     if not 0 <= first_frame < mfcc.shape[-2]:
         raise ValueError(f"first_frame must be in [0, {mfcc.shape[-2]}), got {first_frame}")
-    frame = (
-        mfcc[..., first_frame:, :].double().mean(dim=-2, keepdim=True).to(mfcc.dtype)
-    )  # exact for a constant
+    # The mean in float64: a constant clip gives back exactly its own value.
+    frame = mfcc[..., first_frame:, :].double().mean(dim=-2, keepdim=True).to(mfcc.dtype)
     if num_mfccs is not None:
         frame[..., num_mfccs:] = 0.0
     return frame.expand_as(mfcc).clone()

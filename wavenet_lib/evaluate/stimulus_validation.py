@@ -343,7 +343,7 @@ def validate_stimuli(
         "screening_splits": list(screen_splits),
         "screening_samples": samples,
         "screening_statistic": rank_by,
-        "screening_reference": "clip_mean",
+        "screening_reference": screening.reference,
         "screening_spearman_rho": corr["spearman_rho"],
         "screening_spearman_p": corr["p_value"],
         "screening_n_files": corr["n_files"],
