@@ -17,10 +17,11 @@ from the audio rather than from different draws. Each trace is measured in µS:
 - the response score: the summed amplitude of its SCRs per minute (µS/min), which grows with
   both the number and the size of the responses;
 - the evoked rise (µS/min): how much more EDA rise the model expects with the sound than with
-  silence along the trace, summed over its steps (`wavenet_lib.evoked`). It leaves out what the
-  model would do anyway (spontaneous SCRs) and needs no SCR detector; files differ by more
-  standard errors in it than in any other statistic (NaN for a stand-in model without
-  `forward`).
+  a reference input (`reference`: by default the file's own mean frame held constant, so a file
+  is credited for what changes in it; or silence) along the trace, summed over its steps
+  (`wavenet_lib.evoked`). It leaves out what the model would do anyway (spontaneous SCRs) and
+  needs no SCR detector; files differ by more standard errors in it than in any other
+  statistic (NaN for a stand-in model without `forward`).
 
 Files are ranked by the evoked rise (or any statistic, `rank_by`): on the quickstart's held-out
 recordings it follows the listener's true events best (notebook 04).
