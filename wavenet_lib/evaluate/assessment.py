@@ -10,7 +10,7 @@ pools the assessments into the held-out report.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,11 +39,20 @@ __all__ = [
     "RecordingAssessment",
     "audio_events",
     "loudness_envelope",
+    "MAX_BATCH_ROWS",
+    "batch_groups",
     "sample_eda_units",
+    "sample_many_eda_units",
     "sample_eda_us",
+    "units_to_us",
     "assess_recording",
     "assess",
 ]
+
+# Rows (recordings x samples) generated in one batch by `sample_many_eda_units`. On a 2-core CPU a
+# step of 96 rows of the quickstart model costs about 6x a step of 8 (12 recordings x 8 samples:
+# 3.5 s in one batch, 7.3 s one recording at a time); memory stays small.
+MAX_BATCH_ROWS = 256
 
 
 @dataclass
@@ -124,7 +133,8 @@ def loudness_envelope(audio_path: Path, sample_rate: int, hop: int, audio_start_
     return librosa.amplitude_to_db(rms, ref=np.max(rms) if rms.size else 1.0), sample_rate / hop
 
 
-def _to_us(rec: LoadedRecording, units: torch.Tensor) -> np.ndarray:
+def units_to_us(rec: LoadedRecording, units: torch.Tensor) -> np.ndarray:
+    """Traces in model units (any shape) → µS with the recording's normalization, float64."""
     return np.asarray(rec.normalizer.denormalize(units.detach().cpu().numpy()), dtype=np.float64)
 
 
@@ -145,12 +155,80 @@ def sample_eda_units(
     MFCC, the audio-blind baseline). `generate_kwargs` (temperature, greedy, ... whatever
     `Wavenet.generate` accepts) are passed through; left out, the model's defaults apply.
     """
-    mfcc = torch.as_tensor(np.asarray(rec.mfcc), dtype=torch.float32)[None].expand(samples, -1, -1, -1)
-    eda = torch.as_tensor(rec.eda, dtype=torch.float32)
-    prime = eda[None, :, :prime_steps].expand(samples, -1, -1)
-    features = mfcc if audio else silent_mfcc_like(mfcc, model.config.num_mfccs)
-    out = model.generate(features, prime=prime, generator=generator, progress=progress, **generate_kwargs)
-    return out[0] if isinstance(out, tuple) else out  # return_logits=True among generate_kwargs
+    return sample_many_eda_units(
+        model, [rec], samples, prime_steps, [generator], audio, progress, **generate_kwargs
+    )[0]
+
+
+def batch_groups(lengths: Sequence[int], samples: int, max_rows: int = MAX_BATCH_ROWS) -> list[list[int]]:
+    """Indices of recordings sampled together: runs of equal length, in order, of balanced size.
+
+    Recordings of one length share a batch of at most `max_rows` rows (`samples` rows each; a
+    recording with more samples than that goes alone). Each run is cut into as few groups as
+    that allows, of sizes that differ by at most one.
+    """
+    per = max(1, max_rows // max(1, samples))
+    groups: list[list[int]] = []
+    i = 0
+    while i < len(lengths):
+        j = i
+        while j < len(lengths) and lengths[j] == lengths[i]:
+            j += 1
+        run = list(range(i, j))
+        n = -(-len(run) // per)  # ceil
+        size, extra = divmod(len(run), n)
+        start = 0
+        for k in range(n):
+            stop = start + size + (k < extra)
+            groups.append(run[start:stop])
+            start = stop
+        i = j
+    return groups
+
+
+def sample_many_eda_units(
+    model: Wavenet,
+    recs: Sequence[LoadedRecording],
+    samples: int,
+    prime_steps: int,
+    generators: Sequence[torch.Generator],
+    audio: bool = True,
+    progress: bool = False,
+    max_rows: int = MAX_BATCH_ROWS,
+    **generate_kwargs: Any,
+) -> list[torch.Tensor]:
+    """`sample_eda_units` for several recordings, recording i drawing from `generators[i]`.
+
+    Recordings of equal length are sampled in shared batches (`batch_groups`), each drawing from
+    its own generator (`Wavenet.generate` with one generator per group of rows), so each gets
+    the traces a call of its own would give (up to the last bits of batched arithmetic), in
+    less time: on a 2-core CPU, 12 quickstart recordings took 3.5 s with 8 samples each against
+    7.3 s one recording at a time, and 0.8 s against 3.0 s with one sample each.
+    """
+    if len(generators) != len(recs):
+        raise ValueError(f"one generator per recording: {len(recs)} recordings, {len(generators)} generators")
+    out: list[torch.Tensor] = [torch.empty(0)] * len(recs)
+    for group in batch_groups([r.n_steps for r in recs], samples, max_rows):
+        mfcc = torch.cat(
+            [torch.as_tensor(np.asarray(recs[i].mfcc), dtype=torch.float32)[None].expand(samples, -1, -1, -1)
+             for i in group]
+        )  # fmt: skip
+        prime = torch.cat(
+            [torch.as_tensor(recs[i].eda, dtype=torch.float32)[None, :, :prime_steps].expand(samples, -1, -1)
+             for i in group]
+        )  # fmt: skip
+        features = mfcc if audio else silent_mfcc_like(mfcc, model.config.num_mfccs)
+        drawn = model.generate(
+            features,
+            prime=prime,
+            generator=[generators[i] for i in group],
+            progress=progress,
+            **generate_kwargs,
+        )
+        units = drawn[0] if isinstance(drawn, tuple) else drawn  # return_logits=True among generate_kwargs
+        for k, i in enumerate(group):
+            out[i] = units[k * samples : (k + 1) * samples]
+    return out
 
 
 def sample_eda_us(
@@ -165,7 +243,7 @@ def sample_eda_us(
 ) -> np.ndarray:
     """`sample_eda_units` of EDA signal 0, in µS: (S, T)."""
     units = sample_eda_units(model, rec, samples, prime_steps, generator, audio, progress, **generate_kwargs)
-    return _to_us(rec, units[:, 0])
+    return units_to_us(rec, units[:, 0])
 
 
 def assess_recording(
@@ -187,22 +265,58 @@ def assess_recording(
     `sampling` settings (temperature, top_p, min_prob: the defaults the pipeline and the CLI use);
     `generate_kwargs` go to `Wavenet.generate` on top of them.
     """
+    rec = bundle.load(recording_id, experiment)
+    prime_steps = model.config.first_full_step if prime_steps is None else prime_steps
+    [(gen_units, blind_units)] = _free_running(
+        model, experiment, [rec], samples, [seed], prime_steps, generate_kwargs, progress
+    )
+    return _measure(
+        model, bundle, recording_id, rec, gen_units, blind_units, prime_steps, persistence_scale_bins
+    )
+
+
+def _free_running(
+    model: Wavenet,
+    experiment: ExperimentConfig,
+    recs: Sequence[LoadedRecording],
+    samples: int,
+    seeds: Sequence[int],
+    prime_steps: int,
+    generate_kwargs: Mapping[str, Any] | None,
+    progress: bool = False,
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per recording, (from the audio, from silence) samples in units, primed with the real trace.
+
+    Recording i draws both from one generator seeded `seeds[i]`, the audio's samples first, with
+    the experiment's `sampling` settings (temperature, top_p, min_prob, audio_guidance: the
+    defaults the pipeline and the CLI use) and `generate_kwargs` on top.
+    """
+    generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+    kwargs = experiment.sampling.model_dump() | dict(generate_kwargs or {})
+    gen = sample_many_eda_units(model, recs, samples, prime_steps, generators, True, progress, **kwargs)
+    blind = sample_many_eda_units(model, recs, samples, prime_steps, generators, False, progress, **kwargs)
+    return list(zip(gen, blind, strict=True))
+
+
+def _measure(
+    model: Wavenet,
+    bundle: DataBundle,
+    recording_id: str,
+    rec: LoadedRecording,
+    gen_units: torch.Tensor,
+    blind_units: torch.Tensor,
+    prime_steps: int,
+    persistence_scale_bins: float | None,
+) -> RecordingAssessment:
+    """Everything `assess_recording` measures, given the recording's samples."""
     cfg = model.config
     rate = cfg.eda_sample_rate
-    rec = bundle.load(recording_id, experiment)
     prepared = bundle.recordings[recording_id]
     mfcc = torch.as_tensor(np.asarray(rec.mfcc), dtype=torch.float32)
     eda = torch.as_tensor(rec.eda, dtype=torch.float32)
     teacher = evaluate_recording(model, mfcc, eda, persistence_scale_bins=persistence_scale_bins)
-
-    # Free-running samples, primed with the first steps of the real trace (its level and trend).
-    prime_steps = cfg.first_full_step if prime_steps is None else prime_steps
-    g = torch.Generator().manual_seed(seed)
-    knobs = experiment.sampling.model_dump()  # temperature, top_p, min_prob
-    kwargs = knobs | dict(generate_kwargs or {})
-    gen_units = sample_eda_units(model, rec, samples, prime_steps, g, True, progress, **kwargs)
-    gen_us = _to_us(rec, gen_units[:, 0])
-    blind_us = sample_eda_us(model, rec, samples, prime_steps, g, False, progress, **kwargs)
+    gen_us = units_to_us(rec, gen_units[:, 0])
+    blind_us = units_to_us(rec, blind_units[:, 0])
     real_us = np.asarray(rec.eda_us[0], dtype=np.float64)
     directions = {}
     if cfg.out_channels == 1:  # the report measures one EDA signal
@@ -248,8 +362,14 @@ def assess(
     samples: int = 8,
     seed: int = 0,
     generate_kwargs: Mapping[str, Any] | None = None,
+    max_rows: int = MAX_BATCH_ROWS,
 ) -> list[RecordingAssessment]:
-    """`assess_recording` for every recording of a split, with the persistence jump scale fitted on train."""
+    """`assess_recording` for every recording of a split, with the persistence jump scale fitted on train.
+
+    Recording i is sampled with seed `seed + i`; recordings of equal length are generated in
+    shared batches of at most `max_rows` rows (`sample_many_eda_units`), which gives each the
+    samples `assess_recording` would.
+    """
     levels = model.config.quantization_levels
     # EDA only: normalize the in-memory µS traces instead of loading each recording's MFCCs.
     train_traces = [
@@ -258,9 +378,16 @@ def assess(
     ]
     scale = fit_persistence_scale(train_traces, levels)
     model.eval()
-    return [
-        assess_recording(
-            model, experiment, bundle, rid, samples, seed + i, scale, generate_kwargs=generate_kwargs
-        )
-        for i, rid in enumerate(tqdm(bundle.splits[split], desc=f"evaluating {split} recordings", unit="rec"))
-    ]
+    ids = list(bundle.splits[split])
+    prime_steps = model.config.first_full_step
+    lengths = [bundle.recordings[r].n_steps for r in ids]
+    out: list[RecordingAssessment] = []
+    with tqdm(total=len(ids), desc=f"evaluating {split} recordings", unit="rec") as bar:
+        for group in batch_groups(lengths, samples, max_rows):  # loaded a group at a time
+            recs = [bundle.load(ids[i], experiment) for i in group]
+            drawn = _free_running(model, experiment, recs, samples, [seed + i for i in group], prime_steps,
+                                  generate_kwargs)  # fmt: skip
+            for i, rec, (gen_units, blind_units) in zip(group, recs, drawn, strict=True):
+                out.append(_measure(model, bundle, ids[i], rec, gen_units, blind_units, prime_steps, scale))
+                bar.update()
+    return out

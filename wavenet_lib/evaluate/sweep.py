@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from wavenet_lib.configs import ExperimentConfig
 from wavenet_lib.data.bundle import DataBundle
-from wavenet_lib.evaluate.assessment import sample_eda_us
+from wavenet_lib.evaluate.assessment import batch_groups, sample_many_eda_units, units_to_us
 from wavenet_lib.evaluate.realism import REALISM_METRICS, realism_by_recording
 from wavenet_lib.models.wavenet import Wavenet
 
@@ -77,12 +77,17 @@ def realism_sweep(
     rows: dict[str, dict[str, float]] = {}
     bar = tqdm(total=len(settings) * len(ids), desc="realism sweep", unit="rec", disable=not progress)
     for setting in settings:
+        knobs = experiment.sampling.model_dump() | dict(setting)  # on top of the config's sampling
+        recs = list(loaded.values())
         generated = {}
-        for i, (rid, rec) in enumerate(loaded.items()):
-            g = torch.Generator().manual_seed(seed + i)
-            knobs = experiment.sampling.model_dump() | dict(setting)  # on top of the config's sampling
-            generated[rid] = sample_eda_us(model, rec, samples, prime, g, **knobs)[:, prime:]
-            bar.update()
+        for group in batch_groups([rec.n_steps for rec in recs], samples):  # shared batches, own seeds
+            generators = [torch.Generator().manual_seed(seed + i) for i in group]
+            units = sample_many_eda_units(
+                model, [recs[i] for i in group], samples, prime, generators, **knobs
+            )
+            for i, u in zip(group, units, strict=True):
+                generated[ids[i]] = units_to_us(recs[i], u[:, 0])[:, prime:]
+            bar.update(len(group))
         pooled, _ = realism_by_recording(real, {"generated": generated}, rate, two_sample, seed)
         rows.setdefault("real", pooled["real"])
         rows[setting_label(setting)] = pooled["generated"]

@@ -27,6 +27,7 @@ per step (reference path); both give the logits `forward` gives on the generated
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import cast
 
 import torch
@@ -43,6 +44,17 @@ from wavenet_lib.models.quantization import START_VALUE, dequantize, quantize
 from wavenet_lib.models.upsampler import Upsampler
 
 __all__ = ["Gate", "StepWeights", "ResidualLayer", "WavenetStack", "Wavenet", "guided_logits"]
+
+
+def _uniforms(
+    rows: int, signals: int, generator: torch.Generator | Sequence[torch.Generator] | None, device
+) -> torch.Tensor:
+    """(rows, 1, signals) uniform draws; k generators draw rows / k consecutive rows each."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.rand(rows, 1, signals, generator=generator, device=device)
+    groups = list(generator)
+    per = rows // len(groups)
+    return torch.cat([torch.rand(per, 1, signals, generator=g, device=device) for g in groups])
 
 
 def guided_logits(with_audio: torch.Tensor, silent: torch.Tensor, weight: float) -> torch.Tensor:
@@ -299,7 +311,7 @@ class Wavenet(nn.Module):
         logits: torch.Tensor,
         temperature: float,
         greedy: bool,
-        generator: torch.Generator | None,
+        generator: torch.Generator | Sequence[torch.Generator] | None,
         top_p: float = 1.0,
         min_prob: float = 0.0,
     ) -> torch.Tensor:
@@ -330,7 +342,7 @@ class Wavenet(nn.Module):
             sorted_p = sorted_p.masked_fill(before >= top_p, 0.0)
             probs = torch.zeros_like(probs).scatter_(1, order, sorted_p)
         cdf = probs.cumsum_(dim=1)
-        u = torch.rand(b, 1, c, generator=generator, device=logits.device) * cdf[:, -1:, :]
+        u = _uniforms(b, c, generator, logits.device) * cdf[:, -1:, :]
         return (cdf < u).sum(dim=1).clamp_(max=q - 1)  # first level whose cdf reaches u
 
     def reference_step_logits(self, mfcc: torch.Tensor, eda_prev: torch.Tensor, t: int) -> torch.Tensor:
@@ -353,7 +365,7 @@ class Wavenet(nn.Module):
         prime: torch.Tensor | None = None,
         temperature: float = 1.0,
         greedy: bool = False,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | Sequence[torch.Generator] | None = None,
         incremental: bool = True,
         top_p: float = 1.0,
         return_logits: bool = False,
@@ -372,7 +384,11 @@ class Wavenet(nn.Module):
             top_p: nucleus sampling, in (0, 1]; 1.0 draws from the whole distribution.
             min_prob: epsilon sampling, in [0, 1): drop levels less likely than this (after
                 the temperature; the most likely level always stays); 0 keeps them all.
-            generator: torch.Generator for reproducible sampling.
+            generator: torch.Generator for reproducible sampling; or k generators, one per
+                group of B / k consecutive rows, each group drawing from its own exactly as a
+                call with only its rows would: several clips (of one length) sampled in one
+                batch give the draws of one call per clip, faster (batched steps cost little
+                more than one on a CPU).
             incremental: fast path with per-layer caches (True) or the reference path that
                 re-runs `forward` over one receptive field per step (False).
             return_logits: also return the logits (B, Q, C_out, T) each step was drawn from.
@@ -394,6 +410,12 @@ class Wavenet(nn.Module):
         _, steps = self._check_inputs(mfcc, None)
         cfg = self.config
         b, device = mfcc.shape[0], mfcc.device
+        if generator is not None and not isinstance(generator, torch.Generator):
+            generator = list(generator)
+            if not generator or b % len(generator):
+                raise ValueError(
+                    f"generator: {len(generator)} generators cannot share a batch of {b} rows in equal groups"
+                )
         q = cfg.quantization_levels
         if prime is not None:
             if prime.dim() == 2:

@@ -104,6 +104,37 @@ def test_same_seed_same_output_and_different_seed_differs():
     assert not torch.equal(a, c)
 
 
+@pytest.mark.parametrize("name", ["spf25", "trend", "spf7_stereo_2eda"])
+def test_one_generator_per_group_of_rows_draws_what_separate_calls_draw(name):
+    """Three clips x 2 samples in one batch, each clip with its own generator, equal three calls."""
+    model, mfcc = model_and_audio(name, steps=16, batch=3, seed=3)
+    prime = torch.rand(3, model.config.out_channels, 4) * 2 - 1
+    kwargs = dict(top_p=0.98, audio_guidance=0.1)
+    separate = [
+        model.generate(
+            mfcc[i : i + 1].expand(2, -1, -1, -1), prime=prime[i : i + 1].expand(2, -1, -1),
+            generator=torch.Generator().manual_seed(10 + i), **kwargs,
+        )
+        for i in range(3)
+    ]  # fmt: skip
+    together = model.generate(
+        mfcc.repeat_interleave(2, dim=0),
+        prime=prime.repeat_interleave(2, dim=0),
+        generator=[torch.Generator().manual_seed(10 + i) for i in range(3)],
+        **kwargs,
+    )
+    assert torch.equal(together, torch.cat(separate))
+    assert not torch.equal(separate[0], separate[1])  # the clips differ, so a mix-up would show
+
+
+def test_generators_that_cannot_share_the_batch_are_refused():
+    model, mfcc = model_and_audio("spf25", batch=3)
+    with pytest.raises(ValueError, match="generator: 2 generators cannot share a batch of 3"):
+        model.generate(mfcc, generator=[torch.Generator(), torch.Generator()])
+    with pytest.raises(ValueError, match="generator: 0 generators"):
+        model.generate(mfcc, generator=[])
+
+
 def test_nothing_stale_between_calls_or_after_load_state_dict(step_path):
     model, mfcc = model_and_audio("multistack")
     other_mfcc = torch.randn_like(mfcc)

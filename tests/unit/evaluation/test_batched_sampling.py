@@ -1,0 +1,80 @@
+"""Several recordings sampled in shared batches get the samples each would get alone."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tests.tiny_configs import TINY_MODEL
+from wavenet_lib.configs import ExperimentConfig
+from wavenet_lib.data.bundle import build_datasets
+from wavenet_lib.evaluate.assessment import (
+    assess,
+    assess_recording,
+    batch_groups,
+    sample_eda_units,
+    sample_many_eda_units,
+)
+from wavenet_lib.models.wavenet import Wavenet
+
+
+def test_batch_groups_keep_order_split_runs_of_one_length_and_balance_sizes():
+    assert batch_groups([10, 10, 10, 7, 10], samples=2, max_rows=4) == [[0, 1], [2], [3], [4]]
+    assert batch_groups([5] * 5, samples=2, max_rows=4) == [[0, 1], [2, 3], [4]]
+    assert batch_groups([5] * 7, samples=1, max_rows=6) == [[0, 1, 2, 3], [4, 5, 6]]
+    assert batch_groups([5] * 3, samples=9, max_rows=4) == [[0], [1], [2]]  # too many samples: alone
+    assert batch_groups([], samples=2) == []
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("batched")
+    experiment = ExperimentConfig.model_validate(
+        {
+            "name": "batched",
+            "model": TINY_MODEL,
+            "data": {
+                "data_dir": str(tmp / "data"),
+                "cache_dir": str(tmp / "cache"),
+                "synthetic": {"n_recordings": 6, "n_subjects": 6, "duration_s": 30, "seed": 1},
+                "target_steps": 4,
+                "val_fraction": 0.17,
+                "test_fraction": 0.5,
+            },
+            "sampling": {"top_p": 0.98, "audio_guidance": 0.1},
+        }
+    )
+    torch.manual_seed(0)
+    model = Wavenet(experiment.model).eval()
+    return model, experiment, build_datasets(experiment)
+
+
+def test_shared_batches_give_each_recording_its_own_samples(tiny):
+    model, experiment, bundle = tiny
+    ids = bundle.splits["test"]
+    assert len(ids) >= 3
+    recs = [bundle.load(r, experiment) for r in ids]
+    prime = model.config.first_full_step
+    alone = [
+        sample_eda_units(model, rec, 3, prime, torch.Generator().manual_seed(i), top_p=0.98)
+        for i, rec in enumerate(recs)
+    ]
+    for max_rows in (3, 6, 256):  # one recording per batch, two, all
+        generators = [torch.Generator().manual_seed(i) for i in range(len(recs))]
+        together = sample_many_eda_units(model, recs, 3, prime, generators, max_rows=max_rows, top_p=0.98)
+        for a, b in zip(alone, together, strict=True):
+            assert torch.equal(a, b), max_rows
+    assert not torch.equal(alone[0], alone[1])
+    with pytest.raises(ValueError, match="one generator per recording: 3 recordings, 1 generators"):
+        sample_many_eda_units(model, recs[:3], 3, prime, [torch.Generator()])
+
+
+def test_assess_in_batches_equals_assess_recording_one_at_a_time(tiny):
+    model, experiment, bundle = tiny
+    batched = assess(model, experiment, bundle, samples=2, seed=5, max_rows=4)
+    assert [a.recording_id for a in batched] == list(bundle.splits["test"])
+    for i, a in enumerate(batched):
+        single = assess_recording(model, experiment, bundle, a.recording_id, samples=2, seed=5 + i)
+        np.testing.assert_array_equal(a.generated_us, single.generated_us)
+        np.testing.assert_array_equal(a.audio_blind_us, single.audio_blind_us)
