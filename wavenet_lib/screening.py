@@ -5,10 +5,12 @@
     result.skipped            # [(path, reason)] for files that could not be read
     write_ranking(result, "ranking.csv")
 
-For every audio file the model generates `samples` EDA traces in one batch (the samples of a
-file share the batch; files go one after the other, with a progress bar over files). Every
-file uses the same sampling seed: common random numbers, so differences between files come
-from the audio rather than from different draws. Each trace is measured in µS:
+For every audio file the model generates `samples` EDA traces in one batch; consecutive files
+of the same length share a batch (`generate_from_audio_files`), which on a CPU costs far less
+than a call per file, with a progress bar over files. Every file uses the same sampling seed:
+common random numbers, so differences between files come from the audio rather than from
+different draws (a file draws the same traces alone or in a shared batch). Each trace is
+measured in µS:
 
 - SCRs per minute and their mean amplitude, detected by `wavenet_lib.evaluate.scrs.detect_scrs`
   (neurokit2 with an absolute amplitude threshold, `amplitude_min_us`);
@@ -54,7 +56,7 @@ from wavenet_lib.data.normalization import MinMaxNormalizer
 from wavenet_lib.errors import DataError
 from wavenet_lib.evaluate.scrs import detect_scrs
 from wavenet_lib.evoked import REFERENCES, evoked_rise_us, has_forward
-from wavenet_lib.generation import GeneratedEDA, generate_from_audio
+from wavenet_lib.generation import GeneratedEDA, generate_from_audio_files
 
 __all__ = [
     "DEFAULT_RANK_BY",
@@ -286,7 +288,7 @@ def screen_stimuli(
     Args:
         model_or_checkpoint: a checkpoint path, or a Wavenet with `config` and `normalizer`.
         audio: audio files and/or folders (see `find_audio_files`).
-        samples: traces per file (one batch per file).
+        samples: traces per file (in one batch, shared with other files of the same length).
         seed: the sampling seed, the same for every file (common random numbers).
         config, normalizer: with a model instead of a checkpoint.
         prime: the listener's EDA before the stimuli, as for `generate_from_audio` (read once).
@@ -327,28 +329,26 @@ def screen_stimuli(
         rank_by = DEFAULT_RANK_BY if has_forward(model) else "scr_per_min"
 
     rows, per_sample, skipped, generated = [], [], [], {}
-    for path in tqdm(files, desc="screening", unit="file", disable=not progress):
-        try:
-            result = generate_from_audio(
-                model,
-                path,
-                samples=samples,
-                seed=seed,
-                temperature=temperature,
-                top_p=top_p,
-                min_prob=min_prob,
-                audio_guidance=audio_guidance,
-                config=config,
-                normalizer=normalizer,
-                device=device,
-                progress=False,
-                prime=prime,
-            )
-        except DataError as exc:
-            skipped.append((path, exc.problem.replace(" ()", "")))  # some decoders give empty messages
+    drawn = generate_from_audio_files(
+        model,
+        files,
+        samples=samples,
+        seed=seed,
+        temperature=temperature,
+        top_p=top_p,
+        min_prob=min_prob,
+        audio_guidance=audio_guidance,
+        config=config,
+        normalizer=normalizer,
+        device=device,
+        prime=prime,
+    )  # files of one length share batches, each with the same seed
+    for path, result in tqdm(drawn, total=len(files), desc="screening", unit="file", disable=not progress):
+        if isinstance(result, DataError):
+            skipped.append((path, result.problem.replace(" ()", "")))  # some decoders give empty messages
             continue
-        except (RuntimeError, OSError) as exc:  # decoder failures that escape the readers
-            skipped.append((path, " ".join(str(exc).split())[:300]))
+        if isinstance(result, Exception):  # decoder failures that escape the readers
+            skipped.append((path, " ".join(str(result).split())[:300]))
             continue
         name = str(path)
         traces = result.values[:, 0]  # EDA signal 0, (S, T) µS

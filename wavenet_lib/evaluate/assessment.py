@@ -33,14 +33,13 @@ from wavenet_lib.evaluate.exposure import step_directions
 from wavenet_lib.evaluate.scoring import evaluate_recording, fit_persistence_scale, silent_mfcc_like
 from wavenet_lib.evaluate.scrs import scr_statistics
 from wavenet_lib.evaluate.traces import free_running_metrics
+from wavenet_lib.generation import MAX_SAMPLES_PER_BATCH, batch_groups
 from wavenet_lib.models.wavenet import Wavenet
 
 __all__ = [
     "RecordingAssessment",
     "audio_events",
     "loudness_envelope",
-    "MAX_BATCH_ROWS",
-    "batch_groups",
     "sample_eda_units",
     "sample_many_eda_units",
     "sample_eda_us",
@@ -48,11 +47,6 @@ __all__ = [
     "assess_recording",
     "assess",
 ]
-
-# Rows (recordings x samples) generated in one batch by `sample_many_eda_units`. On a 2-core CPU a
-# step of 96 rows of the quickstart model costs about 6x a step of 8 (12 recordings x 8 samples:
-# 3.5 s in one batch, 7.3 s one recording at a time); memory stays small.
-MAX_BATCH_ROWS = 256
 
 
 @dataclass
@@ -160,32 +154,6 @@ def sample_eda_units(
     )[0]
 
 
-def batch_groups(lengths: Sequence[int], samples: int, max_rows: int = MAX_BATCH_ROWS) -> list[list[int]]:
-    """Indices of recordings sampled together: runs of equal length, in order, of balanced size.
-
-    Recordings of one length share a batch of at most `max_rows` rows (`samples` rows each; a
-    recording with more samples than that goes alone). Each run is cut into as few groups as
-    that allows, of sizes that differ by at most one.
-    """
-    per = max(1, max_rows // max(1, samples))
-    groups: list[list[int]] = []
-    i = 0
-    while i < len(lengths):
-        j = i
-        while j < len(lengths) and lengths[j] == lengths[i]:
-            j += 1
-        run = list(range(i, j))
-        n = -(-len(run) // per)  # ceil
-        size, extra = divmod(len(run), n)
-        start = 0
-        for k in range(n):
-            stop = start + size + (k < extra)
-            groups.append(run[start:stop])
-            start = stop
-        i = j
-    return groups
-
-
 def sample_many_eda_units(
     model: Wavenet,
     recs: Sequence[LoadedRecording],
@@ -194,7 +162,7 @@ def sample_many_eda_units(
     generators: Sequence[torch.Generator],
     audio: bool = True,
     progress: bool = False,
-    max_rows: int = MAX_BATCH_ROWS,
+    max_rows: int = MAX_SAMPLES_PER_BATCH,
     **generate_kwargs: Any,
 ) -> list[torch.Tensor]:
     """`sample_eda_units` for several recordings, recording i drawing from `generators[i]`.
@@ -362,7 +330,7 @@ def assess(
     samples: int = 8,
     seed: int = 0,
     generate_kwargs: Mapping[str, Any] | None = None,
-    max_rows: int = MAX_BATCH_ROWS,
+    max_rows: int = MAX_SAMPLES_PER_BATCH,
 ) -> list[RecordingAssessment]:
     """`assess_recording` for every recording of a split, with the persistence jump scale fitted on train.
 

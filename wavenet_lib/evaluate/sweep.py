@@ -18,8 +18,9 @@ from tqdm.auto import tqdm
 
 from wavenet_lib.configs import ExperimentConfig
 from wavenet_lib.data.bundle import DataBundle
-from wavenet_lib.evaluate.assessment import batch_groups, sample_many_eda_units, units_to_us
+from wavenet_lib.evaluate.assessment import sample_many_eda_units, units_to_us
 from wavenet_lib.evaluate.realism import REALISM_METRICS, realism_by_recording
+from wavenet_lib.generation import batch_groups
 from wavenet_lib.models.wavenet import Wavenet
 
 __all__ = ["setting_label", "realism_sweep"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -12,10 +14,10 @@ from wavenet_lib.data.bundle import build_datasets
 from wavenet_lib.evaluate.assessment import (
     assess,
     assess_recording,
-    batch_groups,
     sample_eda_units,
     sample_many_eda_units,
 )
+from wavenet_lib.generation import batch_groups
 from wavenet_lib.models.wavenet import Wavenet
 
 
@@ -78,3 +80,26 @@ def test_assess_in_batches_equals_assess_recording_one_at_a_time(tiny):
         single = assess_recording(model, experiment, bundle, a.recording_id, samples=2, seed=5 + i)
         np.testing.assert_array_equal(a.generated_us, single.generated_us)
         np.testing.assert_array_equal(a.audio_blind_us, single.audio_blind_us)
+
+
+def test_files_in_shared_batches_get_what_generate_from_audio_gives_each(tiny, tmp_path):
+    from wavenet_lib.errors import DataError
+    from wavenet_lib.generation import generate_from_audio, generate_from_audio_files
+
+    model, experiment, bundle = tiny
+    experiment = bundle.feature_config(experiment)
+    files = [bundle.recordings[r].row.audio_path for r in bundle.splits["test"]]
+    bad = tmp_path / "not_audio.wav"
+    bad.write_text("not audio")
+    paths = [files[0], bad, *files[1:]]
+    kwargs = dict(
+        samples=2, seed=4, config=experiment, normalizer=bundle.normalizers[bundle.splits["test"][0]]
+    )
+    drawn = list(generate_from_audio_files(model, paths, max_rows=4, **kwargs))
+    assert [p for p, _ in drawn] == [Path(p) for p in paths]  # in order, the bad file in its place
+    assert isinstance(drawn[1][1], DataError)
+    for path, result in [drawn[0], *drawn[2:]]:
+        alone = generate_from_audio(model, path, progress=False, **kwargs)
+        np.testing.assert_array_equal(result.eda_units, alone.eda_units)
+        np.testing.assert_array_equal(result.eda_us, alone.eda_us)
+    assert not np.array_equal(drawn[0][1].eda_units, drawn[2][1].eda_units)
