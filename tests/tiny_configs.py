@@ -8,7 +8,10 @@ and name the difference (`SPF1`, `SPF10`), so every tiny config is this one plus
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+from wavenet_lib.configs import ExperimentConfig
 
 TINY_MODEL: dict[str, Any] = dict(
     context_size_in_seconds=2,
@@ -37,3 +40,37 @@ def tiny_model(*variants: dict[str, Any], **overrides: Any) -> dict[str, Any]:
         settings.update(variant)
     settings.update(overrides)
     return settings
+
+
+def tiny_synthetic_experiment(
+    root: Path,
+    name: str,
+    sessions: int,
+    duration_s: float,
+    seed: int = 0,
+    val_fraction: float = 0.25,
+    test_fraction: float = 0.5,
+    **sections: dict[str, Any],
+) -> ExperimentConfig:
+    """`TINY_MODEL` on its own embedded dataset under `root`: `sessions` sessions of `duration_s`,
+    one listener each, split by subject; `sections` (e.g. `sampling={...}`) are added as given."""
+    return ExperimentConfig.model_validate(
+        {
+            "name": name,
+            "model": TINY_MODEL,
+            "data": {
+                "data_dir": str(root / "data"),
+                "cache_dir": str(root / "cache"),
+                "synthetic": {
+                    "n_recordings": sessions,
+                    "n_subjects": sessions,
+                    "duration_s": duration_s,
+                    "seed": seed,
+                },
+                "target_steps": 4,
+                "val_fraction": val_fraction,
+                "test_fraction": test_fraction,
+            },
+            **sections,
+        }
+    )

@@ -186,8 +186,7 @@ METRICS_KEYS = {
 def test_metrics_json_keys_of_the_evaluation_notebook(tmp_path):
     import torch
 
-    from tests.tiny_configs import TINY_MODEL
-    from wavenet_lib.configs import ExperimentConfig
+    from tests.tiny_configs import tiny_synthetic_experiment
     from wavenet_lib.data.bundle import build_datasets
     from wavenet_lib.evaluate.report import assess, build_report
     from wavenet_lib.evaluate.sweep import realism_sweep
@@ -196,20 +195,7 @@ def test_metrics_json_keys_of_the_evaluation_notebook(tmp_path):
     notebook = (ROOT / "notebooks" / "03_evaluation.ipynb").read_text()
     assert "report.to_json(run_dir / 'metrics.json')" in notebook  # the pipeline's metrics.json
 
-    experiment = ExperimentConfig.model_validate(
-        {
-            "name": "keys",
-            "model": TINY_MODEL,
-            "data": {
-                "data_dir": str(tmp_path / "data"),
-                "cache_dir": str(tmp_path / "cache"),
-                "synthetic": {"n_recordings": 4, "n_subjects": 4, "duration_s": 40, "seed": 0},
-                "target_steps": 4,
-                "val_fraction": 0.25,
-                "test_fraction": 0.5,
-            },
-        }
-    )
+    experiment = tiny_synthetic_experiment(tmp_path, "keys", 4, 40)
     torch.manual_seed(0)
     model = Wavenet(experiment.model).eval()
     bundle = build_datasets(experiment)

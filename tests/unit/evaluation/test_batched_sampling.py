@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.tiny_configs import TINY_MODEL
-from wavenet_lib.configs import ExperimentConfig
+from tests.tiny_configs import tiny_synthetic_experiment
 from wavenet_lib.data.bundle import build_datasets
 from wavenet_lib.evaluate.assessment import (
     assess,
@@ -32,20 +31,9 @@ def test_batch_groups_keep_order_split_runs_of_one_length_and_balance_sizes():
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("batched")
-    experiment = ExperimentConfig.model_validate(
-        {
-            "name": "batched",
-            "model": TINY_MODEL,
-            "data": {
-                "data_dir": str(tmp / "data"),
-                "cache_dir": str(tmp / "cache"),
-                "synthetic": {"n_recordings": 6, "n_subjects": 6, "duration_s": 30, "seed": 1},
-                "target_steps": 4,
-                "val_fraction": 0.17,
-                "test_fraction": 0.5,
-            },
-            "sampling": {"top_p": 0.98, "audio_guidance": 0.1},
-        }
+    sampling = {"top_p": 0.98, "audio_guidance": 0.1}
+    experiment = tiny_synthetic_experiment(
+        tmp, "batched", 6, 30, seed=1, val_fraction=0.17, sampling=sampling
     )
     torch.manual_seed(0)
     model = Wavenet(experiment.model).eval()
