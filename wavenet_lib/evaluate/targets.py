@@ -21,12 +21,17 @@ screening ranking's Spearman ρ with the true events at least `MIN_SCREENING_RHO
 
 A metric missing from the report (a dataset without events has no event-locked response) gives
 a row with value NaN that did not pass, so a table never passes by leaving a target out.
+
+`targets_section(table)` is a table as a `metrics.json` section (notebooks 03 and 04 write
+"targets" and "stimulus_targets"), so a batch of runs can be filtered on `all_passed` without
+reading the notebooks.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Any
 
 import pandas as pd
 
@@ -42,6 +47,7 @@ __all__ = [
     "MIN_SCREENING_RHO",
     "check_targets",
     "check_stimulus_targets",
+    "targets_section",
 ]
 
 LATENCY_TOLERANCE_S = 0.5
@@ -142,3 +148,18 @@ def check_stimulus_targets(section: Mapping[str, object]) -> pd.DataFrame:
          rho >= MIN_SCREENING_RHO),
     ]  # fmt: skip
     return _table([(name, v, bound, bool(ok) and math.isfinite(v)) for name, v, bound, ok in rows])
+
+
+def targets_section(table: pd.DataFrame) -> dict[str, Any]:
+    """A `check_targets` / `check_stimulus_targets` table as a metrics.json section.
+
+    Returns:
+        {"all_passed": bool, "n_passed": int, "n_targets": int,
+         "targets": {target: {"value": float (NaN when missing), "bound": str, "passed": bool}}}.
+    """
+    rows = {
+        str(name): {"value": float(row["value"]), "bound": str(row["bound"]), "passed": bool(row["passed"])}
+        for name, row in table.iterrows()
+    }
+    passed = int(table["passed"].astype(bool).sum())
+    return {"all_passed": passed == len(rows), "n_passed": passed, "n_targets": len(rows), "targets": rows}

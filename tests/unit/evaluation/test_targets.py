@@ -7,7 +7,13 @@ import json
 
 import pytest
 
-from wavenet_lib.evaluate.targets import SCR_STATISTICS, check_stimulus_targets, check_targets
+from wavenet_lib.evaluate.stimulus_validation import add_metrics_section
+from wavenet_lib.evaluate.targets import (
+    SCR_STATISTICS,
+    check_stimulus_targets,
+    check_targets,
+    targets_section,
+)
 
 
 def passing_report() -> dict[str, dict[str, float | None]]:
@@ -115,3 +121,18 @@ def test_stimulus_targets_on_a_section():
     )
     assert list(table.index[table["passed"]]) == ["share of the time those windows cover"]
     assert not check_stimulus_targets(section | {"attribution_onset_window_coverage": 0.2})["passed"].all()
+
+
+def test_targets_section_round_trips_through_metrics_json(tmp_path):
+    report = passing_report()
+    report["generated"]["two_sample_auc"] = 0.8
+    del report["generated"]["scr_rate_per_min"]
+    section = targets_section(check_targets(report))
+    assert (section["all_passed"], section["n_passed"], section["n_targets"]) == (False, 10, 12)
+    auc = section["targets"]["two-sample classifier ROC AUC"]
+    assert auc == {"value": 0.8, "bound": "<= 0.75", "passed": False}
+    path = add_metrics_section(tmp_path / "metrics.json", "targets", section)
+    stored = json.loads(path.read_text())["targets"]
+    assert stored["targets"]["scr_rate_per_min, generated / real − 1"]["value"] is None  # NaN as null
+    assert stored["targets"]["two-sample classifier ROC AUC"] == auc
+    assert targets_section(check_targets(passing_report()))["all_passed"] is True
