@@ -224,11 +224,8 @@ def generate_from_audio(
     generator = None
     if seed is not None and not greedy:
         generator = torch.Generator(device=mfcc.device).manual_seed(int(seed))
-    chunks = []
-    for start in range(0, samples, MAX_SAMPLES_PER_BATCH):
-        n = min(MAX_SAMPLES_PER_BATCH, samples - start)
-        chunks += _draw(model, [(mfcc, prime_units)], n, generator, knobs, progress)
-    return _generated(np.concatenate(chunks), mfcc, prime_units, normalizer, config, None if greedy else seed)
+    units = _draw_alone(model, mfcc, prime_units, samples, generator, knobs, progress)
+    return _generated(units, mfcc, prime_units, normalizer, config, None if greedy else seed)
 
 
 def generate_from_audio_files(
@@ -271,7 +268,8 @@ def generate_from_audio_files(
     loaded, config, normalizer = model_for_inference(model_or_checkpoint, config, normalizer, device)
     model = cast("Wavenet", loaded)
     knobs = _sampling(config, temperature, greedy, top_p, min_prob, audio_guidance)
-    per_batch = max(1, max_rows // samples) if isinstance(model, Wavenet) and samples <= max_rows else 1
+    shared = isinstance(model, Wavenet) and samples <= min(max_rows, MAX_SAMPLES_PER_BATCH)
+    per_batch = max(1, max_rows // samples) if shared else 1  # more samples: a file alone, in chunks
     paths = [Path(p) for p in audio_paths]
     for first in range(0, len(paths), per_batch):
         ready: list[tuple[Path, torch.Tensor, torch.Tensor | None, MinMaxNormalizer | None]] = []
@@ -292,7 +290,10 @@ def generate_from_audio_files(
             if seed is not None and not greedy:
                 gens = [torch.Generator(device=m[1].device).manual_seed(int(seed)) for m in members]
                 generators = gens if len(gens) > 1 else gens[0]
-            drawn = _draw(model, [(m[1], m[2]) for m in members], samples, generators, knobs, False)
+            if isinstance(generators, list):
+                drawn = _draw(model, [(m[1], m[2]) for m in members], samples, generators, knobs, False)
+            else:  # one file (or greedy): in chunks, exactly as generate_from_audio draws it
+                drawn = [_draw_alone(model, m[1], m[2], samples, generators, knobs, False) for m in members]
             for (path, mfcc, prime_units, norm), units in zip(members, drawn, strict=True):
                 results[path] = _generated(units, mfcc, prime_units, norm, config, None if greedy else seed)
         for path in paths[first : first + per_batch]:
@@ -368,6 +369,23 @@ def _prepared(
     if prime is None:
         return mfcc, None, normalizer
     return _with_prime(model, config, mfcc, prime, prime_rate, normalizer)
+
+
+def _draw_alone(
+    model: Wavenet,
+    mfcc: torch.Tensor,
+    prime_units: torch.Tensor | None,
+    samples: int,
+    generator: torch.Generator | None,
+    knobs: dict[str, Any],
+    progress: bool,
+) -> np.ndarray:
+    """`samples` traces of one input, in consecutive batches of `MAX_SAMPLES_PER_BATCH` (one stream)."""
+    chunks = []
+    for start in range(0, samples, MAX_SAMPLES_PER_BATCH):
+        n = min(MAX_SAMPLES_PER_BATCH, samples - start)
+        chunks += _draw(model, [(mfcc, prime_units)], n, generator, knobs, progress)
+    return np.concatenate(chunks)
 
 
 def _draw(

@@ -91,3 +91,22 @@ def test_files_in_shared_batches_get_what_generate_from_audio_gives_each(tiny, t
         np.testing.assert_array_equal(result.eda_units, alone.eda_units)
         np.testing.assert_array_equal(result.eda_us, alone.eda_us)
     assert not np.array_equal(drawn[0][1].eda_units, drawn[2][1].eda_units)
+
+
+def test_more_samples_than_a_batch_are_drawn_in_chunks_as_generate_from_audio_does(tiny, monkeypatch):
+    import wavenet_lib.generation as generation
+
+    model, experiment, bundle = tiny
+    experiment = bundle.feature_config(experiment)
+    files = [bundle.recordings[r].row.audio_path for r in bundle.splits["test"]][:2]
+    kwargs = dict(
+        samples=3, seed=2, config=experiment, normalizer=bundle.normalizers[bundle.splits["test"][0]]
+    )
+    monkeypatch.setattr(generation, "MAX_SAMPLES_PER_BATCH", 2)  # 3 samples: chunks of 2 and 1
+    drawn = dict(generation.generate_from_audio_files(model, files, **kwargs))
+    for path in files:
+        alone = generation.generate_from_audio(model, path, progress=False, **kwargs)
+        np.testing.assert_array_equal(drawn[Path(path)].eda_units, alone.eda_units)
+    monkeypatch.setattr(generation, "MAX_SAMPLES_PER_BATCH", 256)
+    one_batch = generation.generate_from_audio(model, files[0], progress=False, **kwargs)
+    assert not np.array_equal(one_batch.eda_units, drawn[Path(files[0])].eda_units)  # chunking matters
