@@ -254,12 +254,14 @@ def generate_from_audio_files(
     same length are drawn in one batch of at most `max_rows` rows, each file with its own
     generator (`Wavenet.generate`), which on a CPU costs far less than one call per file. A file
     that cannot be read yields its `DataError` (or the decoder's `RuntimeError` / `OSError`) in
-    place of a result, and the others go on. A model other than a `Wavenet` (a stand-in) is
-    run one file per call.
+    place of a result, and the others go on. A prime file is read once, before any audio. A
+    model other than a `Wavenet` (a stand-in) is run one file per call.
 
     Raises:
+        DataError: a prime file that cannot be read (not reported per audio file).
         ValueError: see `check_sampling`; a prime without the EDA normalization.
     """
+    from wavenet_lib.data.prime import read_prime
     from wavenet_lib.errors import DataError
     from wavenet_lib.models.wavenet import Wavenet
     from wavenet_lib.train.checkpoints import model_for_inference
@@ -267,6 +269,8 @@ def generate_from_audio_files(
     check_sampling(samples, temperature, greedy, top_p, min_prob, audio_guidance)
     loaded, config, normalizer = model_for_inference(model_or_checkpoint, config, normalizer, device)
     model = cast("Wavenet", loaded)
+    if isinstance(prime, (str, Path)):  # once for all files; its errors are not the audio's
+        prime = read_prime(prime, config.model.eda_sample_rate, sample_rate=prime_rate)
     knobs = _sampling(config, temperature, greedy, top_p, min_prob, audio_guidance)
     shared = isinstance(model, Wavenet) and samples <= min(max_rows, MAX_SAMPLES_PER_BATCH)
     per_batch = max(1, max_rows // samples) if shared else 1  # more samples: a file alone, in chunks

@@ -310,7 +310,6 @@ def screen_stimuli(
     """
     from tqdm.auto import tqdm
 
-    from wavenet_lib.data.prime import read_prime
     from wavenet_lib.train.checkpoints import model_for_inference
 
     if samples < 1:
@@ -323,8 +322,6 @@ def screen_stimuli(
     model, config, normalizer = model_for_inference(model_or_checkpoint, config, normalizer, device)
     if normalizer is None:
         raise ValueError("screening measures SCRs in µS and needs the EDA normalization; the model has none")
-    if isinstance(prime, (str, Path)):
-        prime = read_prime(prime, config.model.eda_sample_rate, sample_rate=prime_rate)
     if rank_by is None:
         rank_by = DEFAULT_RANK_BY if has_forward(model) else "scr_per_min"
 
@@ -342,7 +339,8 @@ def screen_stimuli(
         normalizer=normalizer,
         device=device,
         prime=prime,
-    )  # files of one length share batches, each with the same seed
+        prime_rate=prime_rate,
+    )  # files of one length share batches, each with the same seed; a prime file is read once
     for path, result in tqdm(drawn, total=len(files), desc="screening", unit="file", disable=not progress):
         if isinstance(result, DataError):
             skipped.append((path, result.problem.replace(" ()", "")))  # some decoders give empty messages

@@ -77,9 +77,9 @@ def realism_sweep(
     model.eval()
     rows: dict[str, dict[str, float]] = {}
     bar = tqdm(total=len(settings) * len(ids), desc="realism sweep", unit="rec", disable=not progress)
+    recs = list(loaded.values())
     for setting in settings:
         knobs = experiment.sampling.model_dump() | dict(setting)  # on top of the config's sampling
-        recs = list(loaded.values())
         generated = {}
         for group in batch_groups([rec.n_steps for rec in recs], samples):  # shared batches, own seeds
             generators = [torch.Generator().manual_seed(seed + i) for i in group]

@@ -110,3 +110,18 @@ def test_more_samples_than_a_batch_are_drawn_in_chunks_as_generate_from_audio_do
     monkeypatch.setattr(generation, "MAX_SAMPLES_PER_BATCH", 256)
     one_batch = generation.generate_from_audio(model, files[0], progress=False, **kwargs)
     assert not np.array_equal(one_batch.eda_units, drawn[Path(files[0])].eda_units)  # chunking matters
+
+
+def test_a_bad_prime_file_is_an_error_of_the_call_not_of_each_audio_file(tiny, tmp_path):
+    from wavenet_lib.errors import DataError
+    from wavenet_lib.generation import generate_from_audio_files
+
+    model, experiment, bundle = tiny
+    experiment = bundle.feature_config(experiment)
+    files = [bundle.recordings[r].row.audio_path for r in bundle.splits["test"]][:2]
+    prime = tmp_path / "gap.csv"
+    prime.write_text("time_s,eda_us\n0,5\n0.25,5\n0.5,5\n1.5,5\n")
+    normalizer = bundle.normalizers[bundle.splits["test"][0]]
+    drawn = generate_from_audio_files(model, files, config=experiment, normalizer=normalizer, prime=prime)
+    with pytest.raises(DataError, match="gap.csv.*jumps from 0.5 s to 1.5 s"):
+        next(drawn)
