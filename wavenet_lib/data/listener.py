@@ -79,6 +79,7 @@ __all__ = [
     "causal_ema",
     "listener_feature",
     "feature_events",
+    "event_drive",
     "scr_shape",
     "tonic_level",
     "simulate_listener",
@@ -265,6 +266,13 @@ def feature_events(
     return times[idx], strengths
 
 
+def event_drive(strength, threshold: float, scale: float):
+    """How strongly an event drives its SCR: 0.3 at the threshold, saturating towards 1 over
+    `scale` feature units above it (the amplitude before gain, habituation and jitter).
+    `strength` may be a number or an array of them."""
+    return 0.3 + 0.7 * (1.0 - np.exp(-(np.asarray(strength) - threshold) / scale))
+
+
 # --- physiology -------------------------------------------------------------------------------
 @lru_cache(maxsize=256)
 def _shape_peak(tau_rise: float, tau_decay: float, smooth_s: float) -> float:
@@ -358,8 +366,9 @@ def simulate_listener(
             "threshold": threshold, "evoked": evoked,
         }  # fmt: skip
         if evoked:
-            drive = 0.3 + 0.7 * (1.0 - np.exp(-(strength - threshold) / rule.strength_scale))
-            amp = float(subject.gain_us * drive * factor * jitter)
+            amp = float(
+                subject.gain_us * event_drive(strength, threshold, rule.strength_scale) * factor * jitter
+            )
             eda = eda + amp * scr_shape(te - (when + latency), **shape)
             h += 1.0
             event |= {"latency_s": latency, "scr_onset_s": float(when + latency), "amplitude_us": amp}

@@ -14,6 +14,7 @@ from wavenet_lib.data.listener import (
     TAU_RISE_S,
     Subject,
     draw_subject,
+    event_drive,
     feature_events,
     listener_feature,
     scr_shape,
@@ -170,6 +171,28 @@ def test_habituation_shrinks_repeated_responses_and_recovers_with_rest():
     assert drive.max() / drive.min() < 2.0  # only the lognormal(0, 0.15) jitter is left
     unhabituated = listen(repeated_bursts(8, rest_s=180.0), replace(SUBJECT, habituation=0.0))[1]
     assert all(e["habituation"] == 1.0 for e in unhabituated)
+
+
+def test_event_drive_known_answers_and_the_amplitudes_it_scales():
+    assert event_drive(6.0, 6.0, 10.0) == pytest.approx(0.3)  # at the threshold
+    assert event_drive(16.0, 6.0, 10.0) == pytest.approx(0.3 + 0.7 * (1 - np.exp(-1)))  # one scale above
+    assert event_drive(1e3, 6.0, 10.0) == pytest.approx(1.0)  # saturated
+    np.testing.assert_allclose(
+        event_drive(np.array([6.0, 16.0]), 6.0, 10.0), [0.3, 0.3 + 0.7 * (1 - np.exp(-1))]
+    )
+    # every evoked amplitude is gain x drive x habituation x a lognormal(0, 0.15) jitter
+    _, events, _ = listen(repeated_bursts(6))
+    rule = RULES["loudness_rise"]
+    jitter = [
+        e["amplitude_us"]
+        / (
+            SUBJECT.gain_us
+            * event_drive(e["strength"], e["threshold"], rule.strength_scale)
+            * e["habituation"]
+        )
+        for e in events
+    ]
+    assert len(jitter) == 7 and np.all(np.abs(np.log(jitter)) < 4 * 0.15)
 
 
 def test_subjects_differ_and_their_parameters_change_the_response():
