@@ -28,14 +28,12 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from wavenet_lib.configs import load_config
-from wavenet_lib.data.bundle import build_datasets
+from benchmarks.common import load_synthetic_experiment, write_json
 from wavenet_lib.data.listener import (
     RULES,
     draw_subject,
@@ -77,11 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="benchmarks/results/attribution_ceiling.json")
     args = parser.parse_args(argv)
 
-    experiment = load_config(args.config)
-    synthetic = experiment.data.synthetic
-    if experiment.data.source != "synthetic" or synthetic is None:
-        parser.error("the config's data must be the synthetic dataset (its listener's rule is used here)")
-    bundle = build_datasets(experiment)
+    experiment, synthetic, bundle = load_synthetic_experiment(args.config)
     rate = float(experiment.model.eda_sample_rate)
     rule = RULES[synthetic.listener]
     rng = np.random.default_rng([synthetic.seed, 104729])
@@ -132,10 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         "mass_fraction": {name: s["mass_fraction"] for name, s in scores.items()},
         "seconds": time.perf_counter() - started,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
+    write_json(args.out, result)
     return 0
 
 

@@ -108,6 +108,25 @@ def load_trained_run(run_dir: str | Path) -> tuple:
     return experiment, model, build_datasets(experiment)
 
 
+def load_synthetic_experiment(config_path: str | Path) -> tuple:
+    """(experiment, its synthetic-data settings, the datasets it builds) of a config whose data is
+    the synthetic dataset, whose listener the ceiling benchmarks reproduce (written if missing).
+
+    Raises:
+        SystemExit: the config's data is not the synthetic dataset.
+    """
+    from wavenet_lib.configs import load_config
+    from wavenet_lib.data.bundle import build_datasets
+
+    experiment = load_config(config_path)
+    synthetic = experiment.data.synthetic
+    if experiment.data.source != "synthetic" or synthetic is None:
+        raise SystemExit(
+            f"{config_path}: its data must be the synthetic dataset (its listener is reproduced here)"
+        )
+    return experiment, synthetic, build_datasets(experiment)
+
+
 def write_json(path: str | Path | None, payload: dict) -> None:
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)

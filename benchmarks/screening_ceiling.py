@@ -25,14 +25,12 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 from scipy.stats import spearmanr
 
-from wavenet_lib.configs import load_config
-from wavenet_lib.data.bundle import build_datasets
+from benchmarks.common import load_synthetic_experiment, write_json
 from wavenet_lib.data.eda import read_eda
 from wavenet_lib.data.listener import (
     RULES,
@@ -60,11 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="benchmarks/results/screening_ceiling.json")
     args = parser.parse_args(argv)
 
-    experiment = load_config(args.config)
-    synthetic = experiment.data.synthetic
-    if experiment.data.source != "synthetic" or synthetic is None:
-        parser.error("the config's data must be the synthetic dataset (its listener is simulated here)")
-    bundle = build_datasets(experiment)
+    experiment, synthetic, bundle = load_synthetic_experiment(args.config)
     rate = float(experiment.model.eda_sample_rate)
     rule = RULES[synthetic.listener]
     threshold = base_threshold(synthetic)
@@ -113,10 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         "audio_oracle_threshold": threshold,
         "seconds": time.perf_counter() - started,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
+    write_json(args.out, result)
     return 0
 
 

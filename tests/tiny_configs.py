@@ -74,3 +74,17 @@ def tiny_synthetic_experiment(
             **sections,
         }
     )
+
+
+def tiny_notebook_config_file(tmp_path: Path, n_recordings: int = 9) -> Path:
+    """`tests/notebooks/tiny.yaml` with its data and cache under `tmp_path` and `n_recordings`
+    synthetic sessions, written to `tmp_path / "tiny.yaml"`: the config a benchmark's CLI reads."""
+    import yaml
+
+    cfg = yaml.safe_load((Path(__file__).parent / "notebooks" / "tiny.yaml").read_text())
+    cfg["data"]["data_dir"] = str(tmp_path / "data")
+    cfg["data"]["cache_dir"] = str(tmp_path / "cache")
+    cfg["data"]["synthetic"]["n_recordings"] = n_recordings
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path

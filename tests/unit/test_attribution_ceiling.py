@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from benchmarks.attribution_ceiling import REFERENCES, credit_at, main, rule_credit
-
-TINY = Path(__file__).parents[1] / "notebooks" / "tiny.yaml"
+from tests.tiny_configs import tiny_notebook_config_file
 
 
 def test_credit_lands_on_the_step_each_time_falls_in():
@@ -31,12 +28,7 @@ def test_rule_credit_keeps_the_refractory_period_and_weights_by_drive():
 
 
 def test_attribution_ceiling_scores_the_listener_itself_fully(tmp_path):
-    cfg = yaml.safe_load(TINY.read_text())
-    cfg["data"]["data_dir"] = str(tmp_path / "data")
-    cfg["data"]["cache_dir"] = str(tmp_path / "cache")
-    cfg["data"]["synthetic"]["n_recordings"] = 9
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(cfg))
+    path = tiny_notebook_config_file(tmp_path)
     out = tmp_path / "ceiling.json"
     assert main([str(path), "--subjects", "4", "--out", str(out)]) == 0
     result = json.loads(out.read_text())

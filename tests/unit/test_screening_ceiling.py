@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
-import yaml
 
 from benchmarks.screening_ceiling import main
-
-TINY = Path(__file__).parents[1] / "notebooks" / "tiny.yaml"
+from tests.tiny_configs import tiny_notebook_config_file
 
 
 def test_screening_ceiling_writes_every_number(tmp_path):
-    cfg = yaml.safe_load(TINY.read_text())
-    cfg["data"]["data_dir"] = str(tmp_path / "data")
-    cfg["data"]["cache_dir"] = str(tmp_path / "cache")
-    cfg["data"]["synthetic"]["n_recordings"] = 9
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(cfg))
+    path = tiny_notebook_config_file(tmp_path)
     out = tmp_path / "ceiling.json"
     assert main([str(path), "--samples", "1", "2", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
