@@ -47,6 +47,7 @@ __all__ = [
     "generate_from_audio",
     "generate_from_audio_files",
     "batch_groups",
+    "draw_batch",
     "finite_audio_features",
     "column_names",
     "write_eda_csv",
@@ -405,14 +406,7 @@ def _draw(
     The inputs must have one shape; with several, `generator` is one per input (or None). A
     prime's steps are cut off: the traces cover the stimulus only.
     """
-    batch = torch.cat([mfcc.unsqueeze(0).expand(samples, *mfcc.shape) for mfcc, _ in inputs])
-    primes = [p for _, p in inputs]
-    prime = (
-        None if primes[0] is None else torch.cat([p.expand(samples, -1, -1) for p in primes if p is not None])
-    )
-    eda = cast(
-        torch.Tensor, model.generate(batch, prime=prime, generator=generator, progress=progress, **knobs)
-    )
+    eda = cast(torch.Tensor, draw_batch(model, inputs, samples, generator, progress, **knobs))
     out = []
     for k, (_, p) in enumerate(inputs):
         units = eda[k * samples : (k + 1) * samples]
@@ -420,6 +414,34 @@ def _draw(
             units = units[..., p.shape[-1] :]  # keep the stimulus only
         out.append(units.float().cpu().numpy())
     return out
+
+
+def draw_batch(
+    model: Wavenet,
+    inputs: Sequence[tuple[torch.Tensor, torch.Tensor | None]],
+    samples: int,
+    generator: torch.Generator | Sequence[torch.Generator] | None,
+    progress: bool = False,
+    **generate_kwargs: Any,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """One `Wavenet.generate` call for several clips of one shape, `samples` rows each, in order.
+
+    Args:
+        inputs: per clip, its features (C_in, F, M) and its prime (1, C_out, P) in units, or
+            None (all None or none).
+        generator: one per clip (each clip then draws what a call of its own would), one for
+            the whole batch, or None.
+
+    Returns:
+        what `generate` returns: traces (len(inputs) * samples, C_out, P + T) in units, prime
+        steps included (and the logits with `return_logits=True`).
+    """
+    batch = torch.cat([mfcc.unsqueeze(0).expand(samples, *mfcc.shape) for mfcc, _ in inputs])
+    primes = [p for _, p in inputs]
+    prime = (
+        None if primes[0] is None else torch.cat([p.expand(samples, -1, -1) for p in primes if p is not None])
+    )
+    return model.generate(batch, prime=prime, generator=generator, progress=progress, **generate_kwargs)
 
 
 def _generated(

@@ -33,7 +33,7 @@ from wavenet_lib.evaluate.exposure import step_directions
 from wavenet_lib.evaluate.scoring import evaluate_recording, fit_persistence_scale, silent_mfcc_like
 from wavenet_lib.evaluate.scrs import scr_statistics
 from wavenet_lib.evaluate.traces import free_running_metrics
-from wavenet_lib.generation import MAX_SAMPLES_PER_BATCH, batch_groups
+from wavenet_lib.generation import MAX_SAMPLES_PER_BATCH, batch_groups, draw_batch
 from wavenet_lib.models.wavenet import Wavenet
 
 __all__ = [
@@ -177,22 +177,14 @@ def sample_many_eda_units(
         raise ValueError(f"one generator per recording: {len(recs)} recordings, {len(generators)} generators")
     out: list[torch.Tensor] = [torch.empty(0)] * len(recs)
     for group in batch_groups([r.n_steps for r in recs], samples, max_rows):
-        mfcc = torch.cat(
-            [torch.as_tensor(np.asarray(recs[i].mfcc), dtype=torch.float32)[None].expand(samples, -1, -1, -1)
-             for i in group]
-        )  # fmt: skip
-        prime = torch.cat(
-            [torch.as_tensor(recs[i].eda, dtype=torch.float32)[None, :, :prime_steps].expand(samples, -1, -1)
-             for i in group]
-        )  # fmt: skip
-        features = mfcc if audio else silent_mfcc_like(mfcc, model.config.num_mfccs)
-        drawn = model.generate(
-            features,
-            prime=prime,
-            generator=[generators[i] for i in group],
-            progress=progress,
-            **generate_kwargs,
-        )
+        inputs = []
+        for i in group:
+            mfcc = torch.as_tensor(np.asarray(recs[i].mfcc), dtype=torch.float32)
+            features = mfcc if audio else silent_mfcc_like(mfcc, model.config.num_mfccs)
+            prime = torch.as_tensor(recs[i].eda, dtype=torch.float32)[None, :, :prime_steps]
+            inputs.append((features, prime))
+        gens = [generators[i] for i in group]
+        drawn = draw_batch(model, inputs, samples, gens, progress, **generate_kwargs)
         units = drawn[0] if isinstance(drawn, tuple) else drawn  # return_logits=True among generate_kwargs
         for k, i in enumerate(group):
             out[i] = units[k * samples : (k + 1) * samples]
