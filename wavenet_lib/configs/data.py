@@ -180,6 +180,15 @@ class DataConfig(BaseModel):
     epoch_size: PositiveInt | None = Field(
         default=None, description="Random training windows per epoch (default: ~one pass over the steps)."
     )
+    event_oversampling: float = Field(
+        default=1.0,
+        ge=1.0,
+        le=100.0,
+        description="Draw training windows whose scored steps hold an SCR onset (found in the "
+        "recording's own EDA by the SCR detector, no labels) this many times as often as the "
+        "others, and weight each window's loss by how much less or more often it is drawn than "
+        "uniformly, so the objective stays the same and only its sampling changes. 1 = uniform.",
+    )
 
     @field_validator("mfcc_standardize", mode="before")
     @classmethod

@@ -12,6 +12,9 @@ A window of `W = model.first_full_step + data.target_steps` EDA steps is one ite
                    (`models/eda_memory.py`), since the memory reaches back past the window
     "recording_id" str
     "start_step"   int
+    "loss_weight"  float32 scalar, only with `event_oversampling` > 1 (random mode): how much
+                   less (or more) often than uniformly the window is drawn, uniform / actual
+                   probability, so the weighted loss has the uniform draw's expectation
 
 The loss is taken on the last `target_steps` steps (the first `first_full_step` lack a full
 receptive field). MFCCs stay on disk (memory-mapped feature cache); only the EDA, a few
@@ -51,6 +54,9 @@ class WindowDataset(Dataset):
         stride: strided mode step between window starts (default target_steps: the scored last
             target_steps of consecutive windows tile the recording without overlap).
         standardize: apply per-recording cepstral mean and variance normalization.
+        event_oversampling: random mode draws a window whose scored steps hold an SCR onset
+            (`scr_onset_steps` of the recording's own EDA) this many times as often as one
+            without, and gives each item a "loss_weight" (`data.event_oversampling`). 1 = uniform.
     """
 
     def __init__(
@@ -64,6 +70,7 @@ class WindowDataset(Dataset):
         seed: int = 0,
         stride: int | None = None,
         standardize: bool = True,
+        event_oversampling: float = 1.0,
     ) -> None:
         self.recordings = list(recordings)
         self.model = model
@@ -96,6 +103,14 @@ class WindowDataset(Dataset):
                 self._memory.append(memory[0].numpy())
         starts = np.array([r.n_steps - self.window + 1 for r in self.recordings], dtype=np.int64)
         self._cum_starts = np.cumsum(starts)
+        self.event_oversampling = float(event_oversampling)
+        self._cum_weights: np.ndarray | None = None
+        if mode == "random" and self.event_oversampling != 1.0 and self.recordings:
+            eventful = np.concatenate([self._eventful_starts(rec) for rec in self.recordings])
+            weights = np.where(eventful, self.event_oversampling, 1.0)
+            self._cum_weights = np.cumsum(weights)
+            self._mean_weight = float(self._cum_weights[-1]) / len(weights)
+            self.eventful_share = float(eventful.mean())
         if mode == "random":
             default = max(1, int(sum(r.n_steps for r in self.recordings)) // target_steps)
             self.length = int(length or default) if self.recordings else 0
@@ -124,18 +139,36 @@ class WindowDataset(Dataset):
     def __len__(self) -> int:
         return self.length
 
-    def _locate(self, index: int) -> tuple[int, int]:
+    def _eventful_starts(self, rec: Recording) -> np.ndarray:
+        """bool (starts,): whether the scored steps of the window at each start hold an SCR onset."""
+        first = self.window - self.target_steps
+        onsets = np.zeros(rec.n_steps + 1, dtype=np.int64)
+        for steps in scr_onset_steps(rec.eda_us, rec.eda_sample_rate):
+            np.add.at(onsets, steps + 1, 1)
+        count = np.cumsum(onsets)  # count[t] = onsets at steps < t
+        s = np.arange(rec.n_steps - self.window + 1)
+        return count[s + self.window] > count[s + first]
+
+    def _locate(self, index: int) -> tuple[int, int, float]:
+        """(recording, start step, loss weight) of item `index`."""
         if self.mode == "strided":
-            return self._index[index]
+            return (*self._index[index], 1.0)
         g = torch.Generator().manual_seed(derive_seed(self.seed, self.epoch, index))
-        r = int(torch.randint(int(self._cum_starts[-1]), (1,), generator=g))
+        weight = 1.0
+        if self._cum_weights is None:
+            r = int(torch.randint(int(self._cum_starts[-1]), (1,), generator=g))
+        else:
+            u = float(torch.rand(1, generator=g, dtype=torch.float64)) * float(self._cum_weights[-1])
+            r = min(int(np.searchsorted(self._cum_weights, u, side="right")), len(self._cum_weights) - 1)
+            below = float(self._cum_weights[r - 1]) if r else 0.0
+            weight = self._mean_weight / (float(self._cum_weights[r]) - below)
         rec = int(np.searchsorted(self._cum_starts, r, side="right"))
-        return rec, r - (int(self._cum_starts[rec - 1]) if rec else 0)
+        return rec, r - (int(self._cum_starts[rec - 1]) if rec else 0), weight
 
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < self.length:
             raise IndexError(index)
-        i, start = self._locate(index)
+        i, start, weight = self._locate(index)
         rec, W, spf = self.recordings[i], self.window, self.spf
         if i not in self._mmaps:
             self._mmaps[i] = rec.mfcc()
@@ -159,9 +192,24 @@ class WindowDataset(Dataset):
             "recording_id": rec.recording_id,
             "start_step": int(start),
         }
+        if self._cum_weights is not None:
+            item["loss_weight"] = torch.tensor(weight, dtype=torch.float32)
         if self._memory:
             item["eda_memory"] = torch.from_numpy(np.ascontiguousarray(self._memory[i][:, start : start + W]))
         return item
+
+
+def scr_onset_steps(eda_us: np.ndarray, sample_rate: float) -> list[np.ndarray]:
+    """Per EDA signal of `eda_us` (C, T), the steps (int64) where an SCR starts, by the same
+    neurokit2-based detector as the realism metrics (`evaluate.scrs.detect_scrs`)."""
+    from wavenet_lib.evaluate.scrs import detect_scrs  # imported here: neurokit2 is slow to import
+
+    out = []
+    for signal in np.atleast_2d(eda_us):
+        onsets = detect_scrs(signal, sample_rate)["onset_s"].to_numpy()
+        steps = np.round(onsets * sample_rate).astype(np.int64)
+        out.append(np.clip(steps, 0, signal.shape[-1] - 1))
+    return out
 
 
 def make_dataloader(

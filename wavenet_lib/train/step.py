@@ -207,7 +207,9 @@ def train_step(
 
     Args:
         model: the model (possibly DDP-wrapped), in training mode.
-        batch: {"mfcc": (B, C_in, frames, n_mfcc), "eda_prev": (B, C_out, T), "target": (B, C_out, T)}.
+        batch: {"mfcc": (B, C_in, frames, n_mfcc), "eda_prev": (B, C_out, T), "target": (B, C_out, T)},
+            and "loss_weight" (B,) with `data.event_oversampling`: each window's mean loss is
+            weighted by it.
         optimizer, scheduler: stepped once each.
         first_full_step: the loss covers steps t >= first_full_step.
         grad_clip: max gradient norm, or None for no clipping.
@@ -240,7 +242,11 @@ def train_step(
         eda_prev = eda_prev + history_noise * noise
     with autocast(device, bf16):  # log P(target) of the scored steps (Wavenet.forward with a target)
         log_p = model(mfcc, eda_prev, target=target, first_step=first_full_step, eda_memory=memory)
-    loss = -log_p.float().mean()
+    if "loss_weight" in batch:  # data.event_oversampling: each window's loss by its weight
+        weight = batch["loss_weight"].to(device=device, dtype=torch.float32)
+        loss = -(log_p.float().flatten(1).mean(1) * weight).mean()
+    else:
+        loss = -log_p.float().mean()
     mean_loss = float(all_reduce_sum(loss.detach().double().clone(), env)) / env.world_size
     if not math.isfinite(mean_loss):
         raise NonFiniteLossError(step + 1, "the training loss", mean_loss)

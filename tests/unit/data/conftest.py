@@ -77,6 +77,12 @@ def write_manifest_csv(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+def manifest_cfg(tmp_path: Path, rows: list[dict], **data) -> ExperimentConfig:
+    """A tiny experiment over the manifest of `rows` (written to tmp_path/m.csv)."""
+    path = write_manifest_csv(tmp_path / "m.csv", rows)
+    return tiny_experiment(tmp_path, source="manifest", path=path, **data)
+
+
 @pytest.fixture
 def model() -> WavenetConfig:
     return tiny_model()

@@ -17,7 +17,15 @@ from wavenet_lib.data.windows import WindowDataset, make_dataloader
 from wavenet_lib.errors import DataError, SkippedRecordingsWarning
 from wavenet_lib.models.quantization import dequantize, quantize
 
-from .conftest import eda_trace, noise, pair, tiny_experiment, tiny_model, write_manifest_csv, write_wav
+from .conftest import (
+    eda_trace,
+    manifest_cfg,
+    noise,
+    pair,
+    tiny_experiment,
+    tiny_model,
+    write_wav,
+)
 
 
 @pytest.fixture(scope="module")
@@ -25,11 +33,6 @@ def bundle_and_cfg(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bundle")
     cfg = tiny_experiment(tmp)
     return build_datasets(cfg), cfg
-
-
-def manifest_cfg(tmp_path, rows, **data):
-    path = write_manifest_csv(tmp_path / "m.csv", rows)
-    return tiny_experiment(tmp_path, source="manifest", path=path, **data)
 
 
 def test_item_contract(bundle_and_cfg):

@@ -341,3 +341,32 @@ def test_scheduled_sampling_swaps_that_share_of_the_past_for_the_models_own_draw
     kept = mixed[..., 1:] == real[..., 1:]
     assert bool((drawn | kept).all())
     assert abs(float(drawn.float().mean()) - share) < 0.15
+
+
+def test_loss_weights_weight_each_windows_mean_loss():
+    """A batch with "loss_weight" (`data.event_oversampling`): the step's loss is the mean over
+    windows of weight × the window's mean loss; weights of 1 give the plain step's loss."""
+    from wavenet_lib.models.wavenet import Wavenet
+    from wavenet_lib.train import step as step_module
+
+    cfg = tiny_experiment()
+    batch = next(iter(torch.utils.data.DataLoader(datasets(cfg)[0], batch_size=4)))
+    ffs = cfg.model.first_full_step
+    torch.manual_seed(0)
+    model = Wavenet(cfg.model).eval()  # no dropout: every pass gives the same numbers
+    with torch.no_grad():
+        per_window = -model(batch["mfcc"], batch["eda_prev"], target=batch["target"], first_step=ffs)
+    per_window = per_window.flatten(1).mean(1).double()
+
+    def loss(weights):
+        opt = torch.optim.SGD(model.parameters(), lr=0.0)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+        weighted = dict(batch) if weights is None else {**batch, "loss_weight": torch.tensor(weights)}
+        return step_module.train_step(model, weighted, opt, sched, first_full_step=ffs, grad_clip=None).loss
+
+    plain = loss(None)
+    assert plain == pytest.approx(float(per_window.mean()), rel=1e-5)
+    assert loss([1.0, 1.0, 1.0, 1.0]) == pytest.approx(plain, rel=1e-6)
+    weights = [2.0, 0.0, 0.5, 1.5]
+    expected = float((per_window * torch.tensor(weights).double()).mean())
+    assert loss(weights) == pytest.approx(expected, rel=1e-5)
