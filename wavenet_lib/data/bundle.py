@@ -240,7 +240,7 @@ def build_datasets(cfg: ExperimentConfig) -> DataBundle:
             length=data.epoch_size if mode == "random" else None,
             seed=cfg.seed,
             standardize=data.mfcc_standardize != "none",
-            event_oversampling=data.event_oversampling if mode == "random" else 1.0,
+            event_oversampling=data.event_oversampling,  # applied in random mode only
         )
 
     return DataBundle(

@@ -110,7 +110,6 @@ class WindowDataset(Dataset):
             weights = np.where(eventful, self.event_oversampling, 1.0)
             self._cum_weights = np.cumsum(weights)
             self._mean_weight = float(self._cum_weights[-1]) / len(weights)
-            self.eventful_share = float(eventful.mean())
         if mode == "random":
             default = max(1, int(sum(r.n_steps for r in self.recordings)) // target_steps)
             self.length = int(length or default) if self.recordings else 0
