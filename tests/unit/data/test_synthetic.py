@@ -205,7 +205,7 @@ def test_shipped_music_is_package_data_with_attribution():
     assert attribution.count("CC BY 3.0") >= 2 and "Public Domain Mark 1.0" in attribution
 
 
-def test_quickstart_configs_differ_only_in_the_listener_and_its_time_scale():
+def test_quickstart_configs_differ_only_in_the_listener_its_time_scale_and_window_draw():
     base = yaml.safe_load((ROOT / "configs" / "quickstart.yaml").read_text())
     other = yaml.safe_load((ROOT / "configs" / "quickstart_novelty.yaml").read_text())
     assert base["data"]["synthetic"]["listener"] == "loudness_rise"
@@ -220,10 +220,14 @@ def test_quickstart_configs_differ_only_in_the_listener_and_its_time_scale():
     # is each config's own, chosen from its model's sweep (notebook 05), and small in both.
     for cfg in (base, other):
         assert 0.0 < cfg["sampling"]["audio_guidance"] <= 0.1
+    # Oversampling windows that hold an SCR onset selects on the quickstart's 8 s windows (about
+    # half hold one); nearly all the novelty config's 16 s windows do, so it stays off there.
+    assert base["data"]["event_oversampling"] == 4 and other["data"]["event_oversampling"] == 1
     for cfg in (base, other):  # the name and the dataset folder follow the listener
         del cfg["name"], cfg["data"]["data_dir"], cfg["data"]["synthetic"]["listener"]
         del cfg["model"]["context_size_in_seconds"], cfg["sampling"]["audio_guidance"]
         del cfg["data"]["target_steps"], cfg["train"]["batch_size"]
+        del cfg["data"]["event_oversampling"]
     assert base == other
     assert (
         load_config(ROOT / "configs" / "quickstart_novelty.yaml").data.synthetic.listener
