@@ -174,10 +174,13 @@ def _dataset(name: str, config: dict) -> str:
 
 
 def _sampling_label(used: dict) -> str:
-    """ "temperature=1, top_p=0.98" (and ", min_prob=E" / ", audio_guidance=W" when those are on)."""
+    """ "temperature=1, top_p=0.98" (and ", min_prob=E" / ", audio_guidance=W" when those are on,
+    the guidance's reference when it is not silence)."""
     label = ", ".join(f"{k}={float(used.get(k, 1.0)):g}" for k in ("temperature", "top_p"))
     for knob in ("min_prob", "audio_guidance"):  # off (0) by default: named only when on
         label += f", {knob}={float(used[knob]):g}" if used.get(knob) else ""
+    if used.get("audio_guidance") and used.get("guidance_reference", "silent") != "silent":
+        label += f" over {used['guidance_reference']}"
     return label
 
 

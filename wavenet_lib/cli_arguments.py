@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from wavenet_lib.configs import MAX_AUDIO_GUIDANCE
+from wavenet_lib.configs import GUIDANCE_REFERENCES, MAX_AUDIO_GUIDANCE
 
 __all__ = ["finite_float", "seed", "add_sampling_arguments", "add_prime_arguments"]
 
@@ -56,8 +56,15 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, greedy: bool) -> Non
         "--audio-guidance",
         type=finite_float,
         default=None,
-        help=f"amplify the audio's effect over silence by this weight, in [0, {MAX_AUDIO_GUIDANCE:g}] "
-        "(default: config sampling)",
+        help=f"amplify the audio's effect over the guidance reference by this weight, in "
+        f"[0, {MAX_AUDIO_GUIDANCE:g}] (default: config sampling)",
+    )
+    parser.add_argument(
+        "--guidance-reference",
+        choices=GUIDANCE_REFERENCES,
+        default=None,
+        help="what audio guidance compares the audio with: a silent input, or the audio's running "
+        "mean since sampling began (default: config sampling)",
     )
 
 

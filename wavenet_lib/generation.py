@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from wavenet_lib.atomic_write import atomic_write
-from wavenet_lib.configs import MAX_AUDIO_GUIDANCE, ExperimentConfig
+from wavenet_lib.configs import GUIDANCE_REFERENCES, MAX_AUDIO_GUIDANCE, ExperimentConfig
 from wavenet_lib.data.normalization import MinMaxNormalizer
 
 if TYPE_CHECKING:
@@ -73,16 +73,17 @@ def check_sampling(
     top_p: float | None = None,
     min_prob: float | None = None,
     audio_guidance: float | None = None,
+    guidance_reference: str | None = None,
 ) -> None:
     """The one check of the sampling arguments (library and command line).
 
-    `None` for temperature, top_p, min_prob or audio_guidance means "the config's `sampling`
-    section" (checked there).
+    `None` for temperature, top_p, min_prob, audio_guidance or guidance_reference means "the
+    config's `sampling` section" (checked there).
 
     Raises:
         ValueError: samples < 1, top_p outside (0, 1], min_prob outside [0, 1), audio_guidance
-            outside [0, MAX_AUDIO_GUIDANCE], or (unless greedy) a temperature that is not a
-            finite number >= MIN_TEMPERATURE.
+            outside [0, MAX_AUDIO_GUIDANCE], a guidance_reference not in GUIDANCE_REFERENCES,
+            or (unless greedy) a temperature that is not a finite number >= MIN_TEMPERATURE.
     """
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
@@ -94,6 +95,10 @@ def check_sampling(
         math.isfinite(audio_guidance) and 0.0 <= audio_guidance <= MAX_AUDIO_GUIDANCE
     ):
         raise ValueError(f"audio-guidance must be in [0, {MAX_AUDIO_GUIDANCE:g}], got {audio_guidance:g}")
+    if guidance_reference is not None and guidance_reference not in GUIDANCE_REFERENCES:
+        raise ValueError(
+            f"guidance-reference must be one of {', '.join(GUIDANCE_REFERENCES)}, got {guidance_reference!r}"
+        )
     if greedy or temperature is None:
         return
     if not math.isfinite(temperature) or temperature < MIN_TEMPERATURE:
@@ -168,6 +173,7 @@ def generate_from_audio(
     top_p: float | None = None,
     min_prob: float | None = None,
     audio_guidance: float | None = None,
+    guidance_reference: str | None = None,
     config: ExperimentConfig | None = None,
     normalizer: MinMaxNormalizer | None = None,
     device: str | torch.device = "cpu",
@@ -191,8 +197,10 @@ def generate_from_audio(
         greedy: take the most likely level each step (then all samples are equal).
         top_p: nucleus sampling in (0, 1]; None → the config's `sampling.top_p`.
         min_prob: epsilon sampling in [0, 1); None → the config's `sampling.min_prob`.
-        audio_guidance: w in [0, MAX_AUDIO_GUIDANCE], the audio's effect over silence amplified
-            (`Wavenet.generate`); None → the config's `sampling.audio_guidance`.
+        audio_guidance: w in [0, MAX_AUDIO_GUIDANCE], the audio's effect over the guidance
+            reference amplified (`Wavenet.generate`); None → the config's `sampling.audio_guidance`.
+        guidance_reference: "silent" or "running_mean" (`Wavenet.generate`); None → the
+            config's `sampling.guidance_reference`.
         config: the experiment config when a model is passed.
         normalizer: the EDA normalization when a model is passed.
         device: where to run the model.
@@ -211,14 +219,14 @@ def generate_from_audio(
         FileNotFoundError, CheckpointError: a bad checkpoint path.
         DataError: the audio is missing, unreadable, shorter than one EDA step, gives
             non-finite features, or (unless `allow_short`) is shorter than the receptive field.
-        ValueError: see `check_sampling` (samples, temperature, top_p, min_prob, audio_guidance).
+        ValueError: see `check_sampling` (samples, temperature, top_p, min_prob, the guidance).
     """
     from wavenet_lib.train.checkpoints import model_for_inference
 
-    check_sampling(samples, temperature, greedy, top_p, min_prob, audio_guidance)
+    check_sampling(samples, temperature, greedy, top_p, min_prob, audio_guidance, guidance_reference)
     loaded, config, normalizer = model_for_inference(model_or_checkpoint, config, normalizer, device)
     model = cast("Wavenet", loaded)
-    knobs = _sampling(config, temperature, greedy, top_p, min_prob, audio_guidance)
+    knobs = _sampling(config, temperature, greedy, top_p, min_prob, audio_guidance, guidance_reference)
     mfcc, prime_units, normalizer = _prepared(
         model, config, audio_path, normalizer, device, start_s, n_steps, allow_short, prime, prime_rate
     )
@@ -240,6 +248,7 @@ def generate_from_audio_files(
     top_p: float | None = None,
     min_prob: float | None = None,
     audio_guidance: float | None = None,
+    guidance_reference: str | None = None,
     config: ExperimentConfig | None = None,
     normalizer: MinMaxNormalizer | None = None,
     device: str | torch.device = "cpu",
@@ -267,12 +276,12 @@ def generate_from_audio_files(
     from wavenet_lib.models.wavenet import Wavenet
     from wavenet_lib.train.checkpoints import model_for_inference
 
-    check_sampling(samples, temperature, greedy, top_p, min_prob, audio_guidance)
+    check_sampling(samples, temperature, greedy, top_p, min_prob, audio_guidance, guidance_reference)
     loaded, config, normalizer = model_for_inference(model_or_checkpoint, config, normalizer, device)
     model = cast("Wavenet", loaded)
     if isinstance(prime, (str, Path)):  # once for all files; its errors are not the audio's
         prime = read_prime(prime, config.model.eda_sample_rate, sample_rate=prime_rate)
-    knobs = _sampling(config, temperature, greedy, top_p, min_prob, audio_guidance)
+    knobs = _sampling(config, temperature, greedy, top_p, min_prob, audio_guidance, guidance_reference)
     shared = isinstance(model, Wavenet) and samples <= min(max_rows, MAX_SAMPLES_PER_BATCH)
     per_batch = max(1, max_rows // samples) if shared else 1  # more samples: a file alone, in chunks
     paths = [Path(p) for p in audio_paths]
@@ -341,6 +350,7 @@ def _sampling(
     top_p: float | None,
     min_prob: float | None,
     audio_guidance: float | None,
+    guidance_reference: str | None = None,
 ) -> dict[str, Any]:
     """`Wavenet.generate`'s sampling arguments: the given ones, else the config's `sampling`."""
     guidance = config.sampling.audio_guidance if audio_guidance is None else audio_guidance
@@ -352,6 +362,9 @@ def _sampling(
     }
     if guidance:  # passed only when on: a stand-in model's `generate` need not know the argument
         knobs["audio_guidance"] = guidance
+        reference = config.sampling.guidance_reference if guidance_reference is None else guidance_reference
+        if reference != "silent":  # the model's default
+            knobs["guidance_reference"] = reference
     return knobs
 
 

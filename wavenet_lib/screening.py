@@ -277,6 +277,7 @@ def screen_stimuli(
     top_p: float | None = None,
     min_prob: float | None = None,
     audio_guidance: float | None = None,
+    guidance_reference: str | None = None,
     rank_by: str | None = None,
     amplitude_min_us: float = 0.05,
     device: str | torch.device = "cpu",
@@ -293,8 +294,8 @@ def screen_stimuli(
         config, normalizer: with a model instead of a checkpoint.
         prime: the listener's EDA before the stimuli, as for `generate_from_audio` (read once).
         prime_rate: the prime file's rate when it has no time column.
-        temperature, top_p, min_prob, audio_guidance: sampling settings (`generate_from_audio`);
-            None → the config's `sampling` section, as for `generate`.
+        temperature, top_p, min_prob, audio_guidance, guidance_reference: sampling settings
+            (`generate_from_audio`); None → the config's `sampling` section, as for `generate`.
         rank_by: the statistic to rank by, descending (one of `STATISTICS`); None: the evoked
             rise (`DEFAULT_RANK_BY`), or SCRs per minute for a stand-in model without `forward`.
         amplitude_min_us: SCR amplitude threshold (µS).
@@ -335,6 +336,7 @@ def screen_stimuli(
         top_p=top_p,
         min_prob=min_prob,
         audio_guidance=audio_guidance,
+        guidance_reference=guidance_reference,
         config=config,
         normalizer=normalizer,
         device=device,

@@ -85,6 +85,9 @@ def test_sampling_labels_name_the_knobs_that_are_on():
     both = {"temperature": 1.0, "top_p": 0.98, "min_prob": 0.01, "audio_guidance": 0.1}
     assert _sampling_label(both) == "temperature=1, top_p=0.98, min_prob=0.01, audio_guidance=0.1"
     assert _sampling_label({"top_p": 1.0, "min_prob": 0.0, "audio_guidance": 0.0}) == "temperature=1, top_p=1"
+    running = {"top_p": 1.0, "audio_guidance": 0.2, "guidance_reference": "running_mean"}
+    assert _sampling_label(running) == "temperature=1, top_p=1, audio_guidance=0.2 over running_mean"
+    assert _sampling_label({**running, "audio_guidance": 0.0}) == "temperature=1, top_p=1"
 
 
 def test_validation_evaluations_are_written_beside_the_test_ones():

@@ -336,3 +336,28 @@ def test_generate_takes_its_sampling_defaults_from_the_config(tmp_path, checkpoi
     for command in (argv, ["screen", *argv[1:]]):
         assert main([*command, "--audio-guidance", "6", "--no-progress"]) == 2
         assert capsys.readouterr().err.strip() == "error: --audio-guidance must be in [0, 5], got 6"
+    # and what guidance compares the audio with: the config's reference unless told otherwise
+    sampling = guided.sampling.model_copy(update={"guidance_reference": "running_mean"})
+    running_config = guided.model_copy(update={"sampling": sampling})
+    running = generate_from_audio(model, audio, **{**kwargs, "config": running_config})
+    explicit = generate_from_audio(model, audio, guidance_reference="running_mean", **kwargs)
+    np.testing.assert_array_equal(running.eda_units, explicit.eda_units)
+    seen: list[dict] = []  # it reaches the model (this tiny model's draws barely depend on the audio)
+    generate = model.generate
+
+    def spy(*args, **kw):
+        seen.append(kw)
+        return generate(*args, **kw)
+
+    model.generate = spy
+    try:
+        generate_from_audio(model, audio, guidance_reference="running_mean", **kwargs)
+        generate_from_audio(model, audio, **kwargs)  # the config's: silent, the model's default
+    finally:
+        del model.generate
+    assert seen[0]["guidance_reference"] == "running_mean" and "guidance_reference" not in seen[1]
+    for command in (argv, ["screen", *argv[1:]]):
+        with pytest.raises(SystemExit) as exit_info:
+            main([*command, "--guidance-reference", "silence", "--no-progress"])
+        assert exit_info.value.code == 2
+        assert "--guidance-reference: invalid choice: 'silence'" in capsys.readouterr().err

@@ -246,6 +246,7 @@ def test_relative_data_paths_are_relative_to_the_config_file(tmp_path: Path, mon
     [
         ("sampling", "audio_guidance", -0.1, 0.1),
         ("sampling", "audio_guidance", 5.5, 0.1),
+        ("sampling", "guidance_reference", "silence", "running_mean"),
         ("train", "audio_dropout", -0.1, 0.2),
         ("train", "audio_dropout", 1.0, 0.2),
     ],

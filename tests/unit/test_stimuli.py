@@ -16,7 +16,7 @@ from tests.unit.test_cli import NORMALIZER, write_audio
 from wavenet_lib.attribution import RECENT_PAST_SECONDS, attribute_audio, expected_eda
 from wavenet_lib.cli import main
 from wavenet_lib.configs import ExperimentConfig, WavenetConfig
-from wavenet_lib.data.features import mean_mfcc_like, recent_past_mfcc_like
+from wavenet_lib.data.features import mean_mfcc_like, recent_past_mfcc_like, running_mean_mfcc_like
 from wavenet_lib.data.prime import prime_normalizer, read_prime
 from wavenet_lib.errors import DataError
 from wavenet_lib.evaluate.stimulus_validation import (
@@ -284,6 +284,24 @@ def test_recent_past_and_clip_mean_inputs():
     assert recent_past_mfcc_like(x, 2, num_mfccs=1)[0, :, 1].abs().max() == 0
     with pytest.raises(ValueError, match="frames must be a whole number >= 1"):
         recent_past_mfcc_like(x, 0)
+
+
+def test_running_mean_input_is_the_causal_mean_since_its_first_frame():
+    x = torch.arange(12, dtype=torch.float32).reshape(1, 6, 2)  # column 0: frames 0, 2, 4, ..., 10
+    np.testing.assert_allclose(running_mean_mfcc_like(x)[0, :, 0].numpy(), [0, 1, 2, 3, 4, 5])
+    late = running_mean_mfcc_like(x, num_mfccs=1, first_frame=3)  # a prime's 3 frames left as they are
+    np.testing.assert_allclose(late[0, :, 0].numpy(), [0, 2, 4, 6, 7, 8])
+    np.testing.assert_array_equal(late[0, :3, 1].numpy(), x[0, :3, 1].numpy())
+    assert late[0, 3:, 1].abs().max() == 0  # contrast columns of the averaged frames
+    # causal: changing frame 4 changes nothing before it
+    y = x.clone()
+    y[0, 4] += 100.0
+    assert torch.equal(running_mean_mfcc_like(y)[0, :4], running_mean_mfcc_like(x)[0, :4])
+    steady = torch.full((1, 500, 3), 0.1)  # a constant input comes back exactly: guidance adds nothing
+    assert torch.equal(running_mean_mfcc_like(steady), steady)
+    for bad in (-1, 6, 1.5):
+        with pytest.raises(ValueError, match="first_frame must be a whole number in"):
+            running_mean_mfcc_like(x, first_frame=bad)
 
 
 def test_attribution_in_microsiemens_scales_with_the_normalization():

@@ -10,6 +10,7 @@ field path (``model.mfcc_hop_size``) and the rule broken.
 
 from wavenet_lib.configs.data import DataConfig, SyntheticDataConfig
 from wavenet_lib.configs.experiment import (
+    GUIDANCE_REFERENCES,
     MAX_AUDIO_GUIDANCE,
     ExperimentConfig,
     SamplingConfig,
@@ -19,6 +20,7 @@ from wavenet_lib.configs.experiment import (
 from wavenet_lib.configs.model import LIMITS, WavenetConfig, derive_stacks, validate_wavenet_config
 
 __all__ = [
+    "GUIDANCE_REFERENCES",
     "MAX_AUDIO_GUIDANCE",
     "LIMITS",
     "WavenetConfig",

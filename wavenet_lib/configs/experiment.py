@@ -118,6 +118,8 @@ class TrainConfig(BaseModel):
 # The largest audio guidance weight accepted (config, library and command line): at 0.5 the
 # quickstart's samples already have 1.7x the real SCR rate (notebook 05).
 MAX_AUDIO_GUIDANCE = 5.0
+# What audio guidance amplifies the audio's effect over (`SamplingConfig.guidance_reference`).
+GUIDANCE_REFERENCES = ("silent", "running_mean")
 
 
 class SamplingConfig(BaseModel):
@@ -155,6 +157,12 @@ class SamplingConfig(BaseModel):
         description="Audio guidance w: draw from log p(audio) + w * (log p(audio) - log p(silence)), "
         "the model's next-step distribution with the audio's effect over silence amplified "
         "(classifier-free guidance; 0 = the model as trained). Costs a second pass per step.",
+    )
+    guidance_reference: Literal["silent", "running_mean"] = Field(
+        default="silent",
+        description="What the audio's effect is amplified over: 'silent' (a silent input, an input "
+        "never seen in training) or 'running_mean' (each frame replaced by the mean of the audio "
+        "since sampling began: the same sound with nothing new in it; causal).",
     )
 
 

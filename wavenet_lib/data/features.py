@@ -449,3 +449,31 @@ def recent_past_mfcc_like(mfcc: torch.Tensor, frames: int, num_mfccs: int | None
     if num_mfccs is not None:
         out[..., num_mfccs:] = 0.0
     return out
+
+
+def running_mean_mfcc_like(
+    mfcc: torch.Tensor, num_mfccs: int | None = None, first_frame: int = 0
+) -> torch.Tensor:
+    """Each frame from `first_frame` on replaced by the mean of all frames since: the sound so far.
+
+    Frame f >= `first_frame` of the result is the mean of frames [first_frame, f]; earlier frames
+    are left as they are. It has the clip's timbre and loudness as heard up to each moment with
+    nothing new in it: music-like, where silence is an input a model trained on music never saw.
+    Causal: frame f of the result reads no frame after f. A constant input is returned exactly.
+    Contrast columns (after the first `num_mfccs`) are 0, as for `recent_past_mfcc_like`.
+
+    Args:
+        mfcc: (..., frames, F).
+        num_mfccs: the MFCC columns (`model.config.num_mfccs`); None: every column is an MFCC.
+        first_frame: where the mean starts (a prime's frames before it stay as they are).
+    """
+    n = mfcc.shape[-2]
+    if isinstance(first_frame, bool) or not isinstance(first_frame, int) or not 0 <= first_frame < n:
+        raise ValueError(f"first_frame must be a whole number in [0, {n}), got {first_frame!r}")
+    x = mfcc[..., first_frame:, :].double()  # float64: k equal values sum and divide back exactly
+    count = torch.arange(1, n - first_frame + 1, device=mfcc.device, dtype=x.dtype)[:, None]
+    out = mfcc.clone()
+    out[..., first_frame:, :] = (torch.cumsum(x, dim=-2) / count).to(mfcc.dtype)
+    if num_mfccs is not None:
+        out[..., first_frame:, num_mfccs:] = 0.0
+    return out

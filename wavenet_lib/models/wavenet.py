@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wavenet_lib.configs import WavenetConfig
-from wavenet_lib.data.features import silent_mfcc_like
+from wavenet_lib.configs import GUIDANCE_REFERENCES, WavenetConfig
+from wavenet_lib.data.features import running_mean_mfcc_like, silent_mfcc_like
 from wavenet_lib.models.eda_memory import eda_memory
 from wavenet_lib.models.head import Downsampler, HeadWeights
 from wavenet_lib.models.incremental import Stepper
@@ -43,7 +43,15 @@ from wavenet_lib.models.layers import Gate, ResidualLayer, StepWeights, WavenetS
 from wavenet_lib.models.quantization import START_VALUE, dequantize, quantize
 from wavenet_lib.models.upsampler import Upsampler
 
-__all__ = ["Gate", "StepWeights", "ResidualLayer", "WavenetStack", "Wavenet", "guided_logits"]
+__all__ = [
+    "Gate",
+    "StepWeights",
+    "ResidualLayer",
+    "WavenetStack",
+    "Wavenet",
+    "guidance_reference_input",
+    "guided_logits",
+]
 
 
 def _uniforms(
@@ -57,13 +65,32 @@ def _uniforms(
     return torch.cat([torch.rand(per, 1, signals, generator=g, device=device) for g in groups])
 
 
-def guided_logits(with_audio: torch.Tensor, silent: torch.Tensor, weight: float) -> torch.Tensor:
-    """log p + w (log p - log p_silent) over the levels (dim 1): the audio's effect amplified.
+def guided_logits(with_audio: torch.Tensor, reference: torch.Tensor, weight: float) -> torch.Tensor:
+    """log p + w (log p - log p_ref) over the levels (dim 1): the audio's effect amplified.
 
     Unnormalized log-probabilities; sampling normalizes them. w = 0 gives log p.
     """
     log_p = torch.log_softmax(with_audio.float(), dim=1)
-    return log_p + weight * (log_p - torch.log_softmax(silent.float(), dim=1))
+    return log_p + weight * (log_p - torch.log_softmax(reference.float(), dim=1))
+
+
+def guidance_reference_input(
+    mfcc: torch.Tensor, reference: str, num_mfccs: int | None = None, first_frame: int = 0
+) -> torch.Tensor:
+    """The input audio guidance compares the audio with (`GUIDANCE_REFERENCES`), shaped like `mfcc`.
+
+    "silent": `silent_mfcc_like`. "running_mean": `running_mean_mfcc_like` from `first_frame`
+    (the first sampled step's frames): the sound heard so far with nothing new in it.
+    """
+    if reference == "silent":
+        return silent_mfcc_like(mfcc, num_mfccs)
+    if reference == "running_mean":
+        return running_mean_mfcc_like(mfcc, num_mfccs, first_frame)
+    raise ValueError(_unknown_reference(reference))
+
+
+def _unknown_reference(reference: object) -> str:
+    return f"guidance_reference must be one of {', '.join(GUIDANCE_REFERENCES)}, got {reference!r}"
 
 
 class Wavenet(nn.Module):
@@ -372,6 +399,7 @@ class Wavenet(nn.Module):
         progress: bool = False,
         min_prob: float = 0.0,
         audio_guidance: float = 0.0,
+        guidance_reference: str = "silent",
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Sample EDA (B, C_out, T) in normalized units for the audio, one step at a time.
 
@@ -393,11 +421,14 @@ class Wavenet(nn.Module):
                 re-runs `forward` over one receptive field per step (False).
             return_logits: also return the logits (B, Q, C_out, T) each step was drawn from.
             progress: show a tqdm progress bar over steps.
-            audio_guidance: w >= 0. Each step is drawn from log p + w (log p - log p_silent), where
-                p_silent is the model's distribution for the same past with a silent input
-                (`silent_mfcc_like`): the audio's effect over silence, amplified (classifier-free
-                guidance, Ho & Salimans 2022). 0 draws from the model itself; w > 0 runs the
-                model twice per step. Temperature, top-p and min-prob apply after it.
+            audio_guidance: w >= 0. Each step is drawn from log p + w (log p - log p_ref), where
+                p_ref is the model's distribution for the same past with the reference input
+                (`guidance_reference`): the audio's effect over the reference, amplified
+                (classifier-free guidance, Ho & Salimans 2022). 0 draws from the model itself;
+                w > 0 runs the model twice per step. Temperature, top-p and min-prob apply after it.
+            guidance_reference: "silent" (`silent_mfcc_like`) or "running_mean" (each frame from
+                the first sampled step on replaced by the mean of the audio since then,
+                `running_mean_mfcc_like`: what changes in the sound is amplified, not its presence).
         """
         if temperature <= 0 and not greedy:
             raise ValueError(f"temperature must be > 0 (got {temperature}); use greedy=True for argmax")
@@ -407,6 +438,8 @@ class Wavenet(nn.Module):
             raise ValueError(f"min_prob must be in [0, 1), got {min_prob}")
         if not (math.isfinite(audio_guidance) and audio_guidance >= 0.0):
             raise ValueError(f"audio_guidance must be a finite number >= 0, got {audio_guidance}")
+        if guidance_reference not in GUIDANCE_REFERENCES:
+            raise ValueError(_unknown_reference(guidance_reference))
         _, steps = self._check_inputs(mfcc, None)
         cfg = self.config
         b, device = mfcc.shape[0], mfcc.device
@@ -442,15 +475,18 @@ class Wavenet(nn.Module):
                 stepper = Stepper(self, mfcc)  # fresh caches and weights for every call
             else:  # the reference path reads values: the previous steps' bin centres
                 eda_prev = torch.zeros(b, cfg.out_channels, steps + 1, device=device, dtype=mfcc.dtype)
-            # Audio guidance: the same step on a silent input, by the same path; none when the
-            # input is itself silent (the audio-blind baseline: nothing to amplify).
-            silent = silent_mfcc_like(mfcc, cfg.num_mfccs) if audio_guidance > 0 else None
-            silent_step = None
-            if silent is not None and not torch.equal(silent, mfcc):
+            # Audio guidance: the same step on the reference input, by the same path; none when
+            # the input is its own reference (e.g. the silent audio-blind baseline: nothing to amplify).
+            reference = None
+            if audio_guidance > 0:
+                first = min(n_prime, steps - 1) * self.spf
+                reference = guidance_reference_input(mfcc, guidance_reference, cfg.num_mfccs, first)
+            reference_step = None
+            if reference is not None and not torch.equal(reference, mfcc):
                 if incremental:
-                    silent_step = Stepper(self, silent).step
+                    reference_step = Stepper(self, reference).step
                 else:
-                    silent_step = lambda t, _: self.reference_step_logits(silent, eda_prev, t)  # noqa: E731
+                    reference_step = lambda t, _: self.reference_step_logits(reference, eda_prev, t)  # noqa: E731
             iterator = range(steps)
             if progress:
                 from tqdm.auto import tqdm
@@ -461,8 +497,8 @@ class Wavenet(nn.Module):
                     logits = stepper.step(t, levels[t])
                 else:
                     logits = self.reference_step_logits(mfcc, eda_prev, t)
-                if silent_step is not None:
-                    logits = guided_logits(logits, silent_step(t, levels[t]), audio_guidance)
+                if reference_step is not None:
+                    logits = guided_logits(logits, reference_step(t, levels[t]), audio_guidance)
                 if all_logits is not None:
                     all_logits[..., t] = logits
                 if t >= n_prime:

@@ -328,23 +328,45 @@ def test_min_prob_drops_the_unlikely_levels_only_and_keeps_the_mode():
         model.generate(torch.zeros(1, 1, 4, model.config.features_per_frame), min_prob=1.0)
 
 
+@pytest.mark.parametrize("reference", ["silent", "running_mean"])
 @pytest.mark.parametrize("incremental", [True, False])
 @pytest.mark.parametrize("name", ["spf25", "mixture_value_stereo_2eda", "contrast", "memory", "trend"])
-def test_audio_guidance_draws_from_the_amplified_distribution(name, incremental, step_path):
-    """With audio_guidance w, each step is drawn from log p + w (log p - log p_silent): the
-    teacher-forced logits of the generated sequence with the audio and with the silent input,
-    combined, on both paths."""
-    from wavenet_lib.data.features import silent_mfcc_like
-    from wavenet_lib.models.wavenet import guided_logits
+def test_audio_guidance_draws_from_the_amplified_distribution(name, incremental, reference, step_path):
+    """With audio_guidance w, each step is drawn from log p + w (log p - log p_ref): the
+    teacher-forced logits of the generated sequence with the audio and with the reference input
+    (silent, or the audio's running mean), combined, on both paths."""
+    from wavenet_lib.models.wavenet import guidance_reference_input, guided_logits
 
     model, mfcc = model_and_audio(name)
     eda, logits = model.generate(
         mfcc, generator=torch.Generator().manual_seed(3), incremental=incremental, return_logits=True,
-        audio_guidance=0.7,
+        audio_guidance=0.7, guidance_reference=reference,
     )  # fmt: skip
-    silent = silent_mfcc_like(mfcc, model.config.num_mfccs)
+    ref = guidance_reference_input(mfcc, reference, model.config.num_mfccs)
+    assert not torch.equal(ref, mfcc)
     expected = guided_logits(
-        teacher_forced_logits(model, mfcc, eda), teacher_forced_logits(model, silent, eda), 0.7
+        teacher_forced_logits(model, mfcc, eda), teacher_forced_logits(model, ref, eda), 0.7
+    )
+    torch.testing.assert_close(logits, expected, atol=1e-4, rtol=0)
+
+
+def test_running_mean_guidance_starts_its_mean_at_the_first_sampled_step():
+    """With a prime of P steps the running-mean reference averages the audio from step P on
+    (a prime's lead-in, e.g. the silent frames `generate_from_audio` puts before the stimulus,
+    is not part of "the sound so far"); the prime's own frames are left as they are."""
+    from wavenet_lib.data.features import running_mean_mfcc_like
+    from wavenet_lib.models.wavenet import guided_logits
+
+    model, mfcc = model_and_audio("spf25", steps=20)
+    g = torch.Generator().manual_seed(1)
+    prime = torch.rand(mfcc.shape[0], model.config.out_channels, 6, generator=g)
+    eda, logits = model.generate(
+        mfcc, prime=prime, generator=torch.Generator().manual_seed(3), return_logits=True,
+        audio_guidance=0.7, guidance_reference="running_mean",
+    )  # fmt: skip
+    ref = running_mean_mfcc_like(mfcc, model.config.num_mfccs, first_frame=6 * model.spf)
+    expected = guided_logits(
+        teacher_forced_logits(model, mfcc, eda), teacher_forced_logits(model, ref, eda), 0.7
     )
     torch.testing.assert_close(logits, expected, atol=1e-4, rtol=0)
 
@@ -363,9 +385,14 @@ def test_audio_guidance_zero_is_the_model_and_changes_nothing_without_audio():
     assert (guided - plain).abs().max() > 1e-3  # an untrained model's audio effect is small, not 0
     silent = silent_mfcc_like(mfcc, model.config.num_mfccs)  # nothing to amplify over silence
     torch.testing.assert_close(draw(silent, audio_guidance=2.0), draw(silent))
+    # nor over a steady sound, its own running mean
+    steady = mfcc[:, :, :1].expand_as(mfcc).clone()
+    assert torch.equal(draw(steady, audio_guidance=2.0, guidance_reference="running_mean"), draw(steady))
     for bad in (-0.1, float("nan")):
         with pytest.raises(ValueError, match="audio_guidance"):
             model.generate(mfcc, audio_guidance=bad)
+    with pytest.raises(ValueError, match="guidance_reference must be one of silent, running_mean, got 'cl"):
+        model.generate(mfcc, audio_guidance=1.0, guidance_reference="clip")
 
 
 @pytest.mark.parametrize(
