@@ -163,12 +163,15 @@ def sampling_used(evaluation: dict[str, Any], config: dict) -> dict[str, Any]:
 
 
 def _dataset(name: str, config: dict) -> str:
-    """Which data a run of this benchmark's naming trained on (`config`: its saved config.yaml).
+    """Which data a run trained on (`config`: its saved config.yaml): the listener its config
+    names, else (runs saved before the config named it) the one this benchmark's naming implies.
 
     Runs saved before `event_selection` existed used the strongest of close feature peaks."""
-    if not name.startswith(("novelty", "music")):
-        return "clicks in noise (previous quickstart)"
-    listener = "spectral_novelty" if name.startswith("novelty") else "loudness_rise"
+    listener = (config.get("data", {}).get("synthetic") or {}).get("listener")
+    if listener is None:
+        if not name.startswith(("novelty", "music")):
+            return "clicks in noise (previous quickstart)"
+        listener = "spectral_novelty" if name.startswith("novelty") else "loudness_rise"
     selection = config.get("data", {}).get("synthetic", {}).get("event_selection", "strongest")
     return f"music, {listener} listener, {selection} events"
 

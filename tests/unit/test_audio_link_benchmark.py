@@ -143,3 +143,15 @@ def test_validation_evaluations_are_collected_with_their_runs_config(tmp_path):
     collect(tmp_path, target, [], ["base_val"])
     (row,) = json.loads(target.read_text())["sampling_sweep"]
     assert row["setting"].startswith("base_val: ") and "audio_guidance=0.2" in row["setting"]
+
+
+def test_a_row_names_the_listener_its_config_names_else_the_one_its_name_implies():
+    from benchmarks.audio_link import _dataset
+
+    causal = {"event_selection": "first"}
+    shipped = {"data": {"synthetic": {"listener": "spectral_novelty", **causal}}}
+    assert _dataset("quickstart_novelty_val", shipped) == "music, spectral_novelty listener, first events"
+    loudness = "music, loudness_rise listener, first events"
+    assert _dataset("music_144rec", {"data": {"synthetic": causal}}) == loudness
+    assert _dataset("novelty_first", {}) == "music, spectral_novelty listener, strongest events"
+    assert _dataset("base", {"data": {"synthetic": None}}) == "clicks in noise (previous quickstart)"
