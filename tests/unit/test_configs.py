@@ -262,3 +262,12 @@ def test_guidance_and_audio_dropout_outside_their_range_name_the_field(
     assert info.value.errors()[0]["loc"] == (section, field)
     path.write_text(f"name: demo\nmodel:\n{body}{section}:\n  {field}: {fine}\n")
     assert getattr(getattr(load_config(path), section), field) == fine
+
+
+def test_the_guidance_references_the_config_accepts_are_the_ones_generation_knows():
+    from typing import get_args
+
+    from wavenet_lib.configs import GUIDANCE_REFERENCES, SamplingConfig
+
+    assert get_args(SamplingConfig.model_fields["guidance_reference"].annotation) == GUIDANCE_REFERENCES
+    assert SamplingConfig().guidance_reference == "silent"  # checkpoints saved before it sample as they did

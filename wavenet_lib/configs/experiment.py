@@ -118,7 +118,8 @@ class TrainConfig(BaseModel):
 # The largest audio guidance weight accepted (config, library and command line): at 0.5 the
 # quickstart's samples already have 1.7x the real SCR rate (notebook 05).
 MAX_AUDIO_GUIDANCE = 5.0
-# What audio guidance amplifies the audio's effect over (`SamplingConfig.guidance_reference`).
+# What audio guidance amplifies the audio's effect over (`SamplingConfig.guidance_reference`,
+# whose Literal a test holds equal to this).
 GUIDANCE_REFERENCES = ("silent", "running_mean")
 
 
@@ -154,9 +155,9 @@ class SamplingConfig(BaseModel):
         default=0.0,
         ge=0.0,
         le=MAX_AUDIO_GUIDANCE,
-        description="Audio guidance w: draw from log p(audio) + w * (log p(audio) - log p(silence)), "
-        "the model's next-step distribution with the audio's effect over silence amplified "
-        "(classifier-free guidance; 0 = the model as trained). Costs a second pass per step.",
+        description="Audio guidance w: draw from log p(audio) + w * (log p(audio) - log p(reference)), "
+        "the model's next-step distribution with the audio's effect over `guidance_reference` "
+        "amplified (classifier-free guidance; 0 = the model as trained). Costs a second pass per step.",
     )
     guidance_reference: Literal["silent", "running_mean"] = Field(
         default="silent",
