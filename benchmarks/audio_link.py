@@ -167,12 +167,13 @@ def _dataset(name: str, config: dict) -> str:
     names, else (runs saved before the config named it) the one this benchmark's naming implies.
 
     Runs saved before `event_selection` existed used the strongest of close feature peaks."""
-    listener = (config.get("data", {}).get("synthetic") or {}).get("listener")
+    synthetic = config.get("data", {}).get("synthetic") or {}
+    listener = synthetic.get("listener")
     if listener is None:
         if not name.startswith(("novelty", "music")):
             return "clicks in noise (previous quickstart)"
         listener = "spectral_novelty" if name.startswith("novelty") else "loudness_rise"
-    selection = config.get("data", {}).get("synthetic", {}).get("event_selection", "strongest")
+    selection = synthetic.get("event_selection", "strongest")
     return f"music, {listener} listener, {selection} events"
 
 
