@@ -69,12 +69,14 @@ class TrainConfig(BaseModel):
     audio_dropout: float = Field(
         default=0.0,
         ge=0.0,
-        lt=1.0,
+        le=1.0,
         description="Share of training windows whose audio is replaced by the silent input "
         "(each MFCC at its minimum over the window), so that the model also learns what EDA does "
         "without sound: the p_silent that audio guidance compares against is then a trained "
         "distribution rather than an extrapolation (conditioning dropout, as classifier-free "
-        "guidance trains it). 0 = off.",
+        "guidance trains it). 0 = off. 1 trains an audio-blind model, the fair control for "
+        "'does the model use the audio?': every window, validation included, reads the silent "
+        "input, and its `audio_blind` rows in `metrics.json` are then a model trained as such.",
     )
     ema_decay: float = Field(
         default=0.0,

@@ -143,6 +143,7 @@ def _validator(
         bf16=tc.bf16,
         env=env,
         num_workers=cfg.data.num_workers,
+        silent_audio=tc.audio_dropout >= 1.0,  # an audio-blind model is validated as it trained
     )
 
 

@@ -171,7 +171,7 @@ def drop_audio(mfcc: torch.Tensor, share: float, num_mfccs: int | None = None) -
 
     Args:
         mfcc: (B, C_in, frames, F) a batch of windows.
-        share: the probability that a window's audio is dropped, in [0, 1).
+        share: the probability that a window's audio is dropped, in [0, 1] (1: every window).
         num_mfccs: the MFCC columns (later columns are contrasts, silent at 0).
 
     Returns:
@@ -273,11 +273,14 @@ def validation_loss(
     bf16: bool = True,
     env: DistEnv | None = None,
     num_workers: int = 0,
+    silent_audio: bool = False,
 ) -> float:
     """Mean cross-entropy in nats per EDA step (masked as in training) over the first windows.
 
     Takes the first `max_batches * batch_size` windows of `dataset` in order (all of them for
     None), split across processes when distributed; every process returns the same value.
+    `silent_audio`: every window reads the silent input (`silent_mfcc_like`), as an audio-blind
+    model (`train.audio_dropout: 1`) trained on it.
     """
     env = env or DistEnv()
     device = torch.device(device)
@@ -294,6 +297,8 @@ def validation_loss(
         with torch.no_grad():
             for batch in window_loader(dataset, batches, num_workers, 0, device):
                 mfcc, eda_prev, target = batch_to_device(batch, device)
+                if silent_audio:
+                    mfcc = silent_mfcc_like(mfcc, cast("Wavenet", model).config.num_mfccs)
                 memory = memory_to_device(batch, device)
                 with autocast(device, bf16):
                     log_p = model(

@@ -313,6 +313,46 @@ def test_audio_dropout_silences_that_share_of_the_windows(monkeypatch):
     assert torch.equal(prev_read, batch["eda_prev"]) and torch.equal(batch["mfcc"], before)
 
 
+def test_an_audio_blind_model_trains_and_validates_on_the_silent_input_only(monkeypatch):
+    """`train.audio_dropout: 1` trains the audio-blind control: every training window reads the
+    silent input, and so does its validation (the loop sets `silent_audio` for it, and only for
+    it), so that the validation loss and `best.pt`'s choice score the model as it trained."""
+    from wavenet_lib.data.features import silent_mfcc_like
+    from wavenet_lib.models.wavenet import Wavenet
+    from wavenet_lib.train import loop as loop_module
+    from wavenet_lib.train import step as step_module
+
+    cfg = tiny_experiment(model=DROPOUT, audio_dropout=1.0)
+    train_data, val_data = datasets(cfg)[:2]
+    batch = next(iter(torch.utils.data.DataLoader(train_data, batch_size=4)))
+    silent = silent_mfcc_like(batch["mfcc"], cfg.model.num_mfccs)
+    assert torch.equal(step_module.drop_audio(batch["mfcc"], 1.0, cfg.model.num_mfccs), silent)
+    model = Wavenet(cfg.model)
+    env = loop_module.DistEnv()
+    validate = loop_module._validator(cfg, model, val_data, torch.device("cpu"), env)
+    assert validate is not None and validate.keywords["silent_audio"] is True
+    half = tiny_experiment(model=DROPOUT, audio_dropout=0.5)
+    validate_half = loop_module._validator(half, model, val_data, torch.device("cpu"), env)
+    assert validate_half is not None and validate_half.keywords["silent_audio"] is False
+
+    seen = []
+
+    def spy(self, mfcc, eda_prev, **scored):
+        seen.append(mfcc.clone())
+        return original(self, mfcc, eda_prev, **scored)
+
+    original = Wavenet.forward
+    monkeypatch.setattr(Wavenet, "forward", spy)
+    first = cfg.model.first_full_step
+    blind = step_module.validation_loss(model, val_data, first, 4, bf16=False, silent_audio=True)
+    read = torch.cat(seen)
+    seen.clear()
+    heard = step_module.validation_loss(model, val_data, first, 4, bf16=False)
+    audio = torch.cat(seen)
+    assert torch.equal(read, silent_mfcc_like(audio, cfg.model.num_mfccs))  # each window's own silence
+    assert not torch.equal(read, audio) and blind != pytest.approx(heard, abs=1e-6)
+
+
 @pytest.mark.parametrize("share", [0.0, 0.5, 1.0])
 def test_scheduled_sampling_swaps_that_share_of_the_past_for_the_models_own_draws(share, monkeypatch):
     """`own_samples`: where the coin says so, the value of step t-1 read at step t is the model's
