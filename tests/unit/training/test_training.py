@@ -30,6 +30,21 @@ def run(cfg, run_dir, **kw):
     return train(cfg, *datasets(cfg), run_dir, progress=False, **kw)
 
 
+def record_forward_inputs(monkeypatch) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """From now on, a copy of the (mfcc, eda_prev) of every `Wavenet.forward` call, in order."""
+    from wavenet_lib.models.wavenet import Wavenet
+
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    original = Wavenet.forward
+
+    def spy(self, mfcc, eda_prev, **scored):
+        seen.append((mfcc.clone(), eda_prev.clone()))
+        return original(self, mfcc, eda_prev, **scored)
+
+    monkeypatch.setattr(Wavenet, "forward", spy)
+    return seen
+
+
 def test_two_identical_cpu_runs_give_identical_weights(tmp_path):
     cfg = tiny_experiment(model=DROPOUT)
     a = run(cfg, tmp_path / "a")
@@ -246,14 +261,7 @@ def test_history_noise_perturbs_the_past_eda_only(monkeypatch):
 
     cfg = tiny_experiment(model=DROPOUT)
     batch = next(iter(torch.utils.data.DataLoader(datasets(cfg)[0], batch_size=4)))
-    seen = []
-
-    def spy(self, mfcc, eda_prev, **scored):
-        seen.append(eda_prev.clone())
-        return original(self, mfcc, eda_prev, **scored)
-
-    original = Wavenet.forward
-    monkeypatch.setattr(Wavenet, "forward", spy)
+    seen = record_forward_inputs(monkeypatch)
     levels = cfg.model.quantization_levels
     for noise in (0.0, 3.0):
         torch.manual_seed(0)
@@ -264,7 +272,7 @@ def test_history_noise_perturbs_the_past_eda_only(monkeypatch):
             model, batch, opt, sched, first_full_step=cfg.model.first_full_step, grad_clip=None,
             history_noise=noise * bin_width(levels),
         )  # fmt: skip
-    clean, noisy = seen
+    (_, clean), (_, noisy) = seen
     assert torch.equal(clean, batch["eda_prev"])
     drift = (noisy - clean) / bin_width(levels)
     assert 2.0 < float(drift.std()) < 4.0 and abs(float(drift.mean())) < 0.5
@@ -290,14 +298,7 @@ def test_audio_dropout_silences_that_share_of_the_windows(monkeypatch):
     assert bool((dropped | kept).all()) and abs(float(dropped.float().mean()) - 0.3) < 0.1
     torch.manual_seed(0)
     assert torch.equal(step_module.drop_audio(many, 0.3, cfg.model.num_mfccs), out)  # same draws
-    seen = []
-
-    def spy(self, mfcc, eda_prev, **scored):
-        seen.append((mfcc.clone(), eda_prev.clone()))
-        return original(self, mfcc, eda_prev, **scored)
-
-    original = Wavenet.forward
-    monkeypatch.setattr(Wavenet, "forward", spy)
+    seen = record_forward_inputs(monkeypatch)
     model = Wavenet(cfg.model)
     opt = torch.optim.SGD(model.parameters(), lr=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
@@ -335,20 +336,13 @@ def test_an_audio_blind_model_trains_and_validates_on_the_silent_input_only(monk
     validate_half = loop_module._validator(half, model, val_data, torch.device("cpu"), env)
     assert validate_half is not None and validate_half.keywords["silent_audio"] is False
 
-    seen = []
-
-    def spy(self, mfcc, eda_prev, **scored):
-        seen.append(mfcc.clone())
-        return original(self, mfcc, eda_prev, **scored)
-
-    original = Wavenet.forward
-    monkeypatch.setattr(Wavenet, "forward", spy)
+    seen = record_forward_inputs(monkeypatch)
     first = cfg.model.first_full_step
     blind = step_module.validation_loss(model, val_data, first, 4, bf16=False, silent_audio=True)
-    read = torch.cat(seen)
+    read = torch.cat([m for m, _ in seen])
     seen.clear()
     heard = step_module.validation_loss(model, val_data, first, 4, bf16=False)
-    audio = torch.cat(seen)
+    audio = torch.cat([m for m, _ in seen])
     assert torch.equal(read, silent_mfcc_like(audio, cfg.model.num_mfccs))  # each window's own silence
     assert not torch.equal(read, audio) and blind != pytest.approx(heard, abs=1e-6)
 
