@@ -76,7 +76,8 @@ class TrainConfig(BaseModel):
         "distribution rather than an extrapolation (conditioning dropout, as classifier-free "
         "guidance trains it). 0 = off. 1 trains an audio-blind model, the fair control for "
         "'does the model use the audio?': every window, validation included, reads the silent "
-        "input, and its `audio_blind` rows in `metrics.json` are then a model trained as such.",
+        "input, and its `audio_blind` rows in `metrics.json` are then a model trained as such "
+        "(its `generated` rows feed it audio it never trained on: read the `audio_blind` ones).",
     )
     ema_decay: float = Field(
         default=0.0,
