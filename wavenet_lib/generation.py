@@ -350,7 +350,7 @@ def _sampling(
     top_p: float | None,
     min_prob: float | None,
     audio_guidance: float | None,
-    guidance_reference: str | None = None,
+    guidance_reference: str | None,
 ) -> dict[str, Any]:
     """`Wavenet.generate`'s sampling arguments: the given ones, else the config's `sampling`."""
     guidance = config.sampling.audio_guidance if audio_guidance is None else audio_guidance

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -121,9 +121,10 @@ class TrainConfig(BaseModel):
 # The largest audio guidance weight accepted (config, library and command line): at 0.5 the
 # quickstart's samples already have 1.7x the real SCR rate (notebook 05).
 MAX_AUDIO_GUIDANCE = 5.0
-# What audio guidance amplifies the audio's effect over (`SamplingConfig.guidance_reference`,
-# whose Literal a test holds equal to this).
-GUIDANCE_REFERENCES = ("silent", "running_mean")
+# What audio guidance amplifies the audio's effect over (`SamplingConfig.guidance_reference`);
+# generation and the command line check names against the tuple derived from it.
+GuidanceReference = Literal["silent", "running_mean"]
+GUIDANCE_REFERENCES: tuple[str, ...] = get_args(GuidanceReference)
 
 
 class SamplingConfig(BaseModel):
@@ -162,7 +163,7 @@ class SamplingConfig(BaseModel):
         "the model's next-step distribution with the audio's effect over `guidance_reference` "
         "amplified (classifier-free guidance; 0 = the model as trained). Costs a second pass per step.",
     )
-    guidance_reference: Literal["silent", "running_mean"] = Field(
+    guidance_reference: GuidanceReference = Field(
         default="silent",
         description="What the audio's effect is amplified over: 'silent' (a silent input, an input "
         "never seen in training) or 'running_mean' (each frame replaced by the mean of the audio "
